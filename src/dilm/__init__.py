@@ -1,0 +1,9 @@
+"""dilm: a language-model assistant that learns from the people who talk to it, while they talk to it."""
+
+from dilm.assistant import Assistant, ReplyStream
+from dilm.config import Decoding, Settings
+from dilm.errors import DilmError
+from dilm.types import FeedbackResult, Reply
+
+__version__ = "0.1.0"
+__all__ = ["Assistant", "Decoding", "DilmError", "FeedbackResult", "Reply", "ReplyStream", "Settings", "__version__"]

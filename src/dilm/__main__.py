@@ -1,0 +1,5 @@
+"""`python -m dilm` is the `dilm` command."""
+
+from dilm.cli import main
+
+main()

@@ -1,0 +1,341 @@
+"""`Assistant`: the public façade. One turn (`chat`/`stream`) and one piece of feedback (`feedback`)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from dilm.config import Decoding, Settings, default_data_dir
+from dilm.context import ContextBuilder
+from dilm.errors import DilmError, InvalidInputError, PermissionDeniedError
+from dilm.models import Backend, load_backend
+from dilm.store import Store
+from dilm.types import Candidate, Feedback, FeedbackResult, Message, Reply, new_id, utcnow
+
+DEFAULT_USER = "default"
+MAX_REASONS = 10
+MAX_REASON_CHARS = 64
+
+
+class Assistant:
+    """A chat assistant over one data dir. Thread-safe; the model loads on first use."""
+
+    def __init__(self, data_dir: Path, settings: Settings, store: Store, backend: Backend | None = None) -> None:
+        self.data_dir = data_dir
+        self.settings = settings
+        self.store = store
+        self._backend = backend
+        self._backend_lock = threading.Lock()
+        self._context: ContextBuilder | None = None
+
+    @classmethod
+    def open(
+        cls, data_dir: str | Path | None = None, *, backend: str | Backend | None = None, **settings: Any
+    ) -> Assistant:
+        """Open (creating if needed) a data dir. Keyword arguments override settings (see `dilm config show`).
+
+        `backend` is a setting ("local" or "openai") or a ready `Backend` object (e.g. one shared by tests).
+        """
+        path = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+        if isinstance(backend, str):
+            settings["backend"] = backend
+        resolved = Settings.load(path, **settings)
+        instance = None if backend is None or isinstance(backend, str) else backend
+        return cls(path, resolved, Store.open(path), instance)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Assistant:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def backend(self) -> Backend:
+        with self._backend_lock:
+            if self._backend is None:
+                self._backend = load_backend(self.settings)
+            return self._backend
+
+    @property
+    def model_name(self) -> str:
+        return self._backend.model_name if self._backend is not None else self.settings.model
+
+    # -- one turn ---------------------------------------------------------------------------------
+    def chat(
+        self,
+        text: str,
+        user: str = DEFAULT_USER,
+        session: str | None = None,
+        *,
+        decoding: Decoding | dict[str, Any] | None = None,
+        **decoding_overrides: Any,
+    ) -> Reply:
+        """Answer `text` as `user` in `session` (a new session when None); the turn is logged before returning."""
+        return self._turn(text, user, session, self.decoding_for(user, decoding, decoding_overrides), None, None)
+
+    def stream(
+        self,
+        text: str,
+        user: str = DEFAULT_USER,
+        session: str | None = None,
+        *,
+        decoding: Decoding | dict[str, Any] | None = None,
+        **decoding_overrides: Any,
+    ) -> ReplyStream:
+        """Like `chat`, but iterate the returned object for text deltas; `.reply` holds the Reply at the end."""
+        d = self.decoding_for(user, decoding, decoding_overrides)
+        user, text = _check_user(user), self._check_text(text, "message", self.settings.max_message_chars)
+        return ReplyStream(lambda on_text, cancel: self._turn(text, user, session, d, on_text, cancel))
+
+    def decoding_for(
+        self, user: str, decoding: Decoding | dict[str, Any] | None = None, overrides: dict[str, Any] | None = None
+    ) -> Decoding:
+        """Config defaults < the user's saved defaults < this call's settings."""
+        d = self.settings.decoding.merged(self.store.user_settings(user).get("decoding"))
+        if isinstance(decoding, Decoding):
+            decoding = decoding.model_dump()
+        return d.merged({**(decoding or {}), **(overrides or {})})
+
+    def set_user_decoding(self, user: str, **values: Any) -> Decoding:
+        """Save decoding defaults for one user (validated); None values remove a saved setting."""
+        user = _check_user(user)
+        settings = self.store.user_settings(user)
+        saved = {**settings.get("decoding", {}), **values}
+        saved = {k: v for k, v in saved.items() if v is not None}
+        result = self.settings.decoding.merged(saved)
+        self.store.set_user_settings(user, {**settings, "decoding": saved})
+        return result
+
+    def _turn(self, text, user, session, decoding, on_text, cancel) -> Reply:  # type: ignore[no-untyped-def]
+        user = _check_user(user)
+        text = self._check_text(text, "message", self.settings.max_message_chars)
+        backend = self.backend  # loaded (once) before the clock starts
+        started = time.perf_counter()
+        if session is None:
+            sess = None
+            history: list[dict[str, str]] = []
+        else:
+            sess = self.store.session(session, user)
+            history = [{"role": m.role, "content": m.content} for m in self.store.session_messages(sess.id)]
+        if self._context is None or self._context.backend is not backend:
+            self._context = ContextBuilder(backend)
+        messages, prompt_tokens, dropped = self._context.build(
+            self.settings.system_prompt, history, text, decoding.max_new_tokens
+        )
+        first: list[float] = []
+
+        def on_delta(delta: str) -> None:
+            if not first:
+                first.append(time.perf_counter())
+            if on_text is not None:
+                on_text(delta)
+
+        candidates = backend.generate(messages, decoding, on_text=on_delta if on_text else None, cancel=cancel)
+        best = _choose(candidates)
+        latency_ms = (time.perf_counter() - started) * 1000
+        ttft_ms = (first[0] - started) * 1000 if first else None
+        if sess is None:  # created only now, so a failed first turn leaves no empty session behind
+            sess = self.store.create_session(user)
+        now = utcnow()
+        user_msg = Message(
+            id=new_id("msg"), session_id=sess.id, user_id=user, role="user", content=text, created_at=now
+        )
+        reply_msg = Message(
+            id=new_id("msg"),
+            session_id=sess.id,
+            user_id=user,
+            role="assistant",
+            content=best.text,
+            created_at=utcnow(),
+            parent_id=user_msg.id,
+            model=backend.model_name,
+            decoding=decoding.model_dump(),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=best.completion_tokens,
+            latency_ms=latency_ms,
+            meta={
+                "finish_reason": best.finish_reason,
+                "mean_logprob": best.mean_logprob,
+                "ttft_ms": ttft_ms,
+                "history_dropped": dropped,
+                "candidates": [c.model_dump() for c in candidates] if len(candidates) > 1 else [],
+                "citations": [],
+            },
+        )
+        self.store.add_turn(user_msg, reply_msg, title=text[:60] if not history else None)
+        return Reply(
+            id=reply_msg.id,
+            text=best.text,
+            session_id=sess.id,
+            user_id=user,
+            model=backend.model_name,
+            candidates=candidates,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=best.completion_tokens,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            decoding=decoding.model_dump(),
+        )
+
+    # -- one piece of feedback --------------------------------------------------------------------
+    def feedback(
+        self,
+        message_id: str,
+        *,
+        rating: int | None = None,
+        correction: str | None = None,
+        supplement: str | None = None,
+        preferred: str | None = None,
+        comment: str | None = None,
+        reason: str | list[str] | None = None,
+        user: str | None = None,
+    ) -> FeedbackResult:
+        """Record one piece of feedback on an assistant message; it is committed before this returns.
+
+        Exactly one of rating (+1/-1), correction, supplement, preferred (a better answer) or comment.
+        `reason` adds tags (e.g. "not factually correct"). `user`, when given, must own the message.
+        """
+        given = {
+            k: v
+            for k, v in {
+                "rating": rating,
+                "correction": correction,
+                "supplement": supplement,
+                "preference": preferred,
+                "comment": comment,
+            }.items()
+            if v is not None
+        }
+        if len(given) != 1:
+            raise InvalidInputError(
+                "give exactly one of rating, correction, supplement, preferred or comment"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        ((kind, value),) = given.items()
+        msg = self.store.message(message_id)
+        if msg.role != "assistant":
+            raise InvalidInputError(f"{message_id} is a {msg.role} message: feedback goes on the assistant's answers")
+        if user is not None and _check_user(user) != msg.user_id:
+            raise PermissionDeniedError(f"message {message_id} belongs to another user")
+        fb = Feedback(
+            id=new_id("fb"),
+            message_id=msg.id,
+            user_id=msg.user_id,
+            kind=kind,  # type: ignore[arg-type]
+            reasons=_check_reasons(reason),
+            created_at=utcnow(),
+        )
+        if kind == "rating":
+            if isinstance(value, bool) or value not in (-1, 1):
+                raise InvalidInputError(f"rating must be +1 or -1, not {value!r}")
+            fb.rating = int(value)
+        else:
+            fb.text = self._check_text(value, kind, self.settings.max_feedback_chars)
+        self.store.add_feedback(fb)
+        return FeedbackResult(id=fb.id, message_id=msg.id, kind=fb.kind, effects=[f"recorded {kind} {fb.id}"])
+
+    # -- reading the log --------------------------------------------------------------------------
+    def history(self, user: str | None = None, session: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Recent messages (oldest first), each with the feedback given on it."""
+        if session is not None:
+            self.store.session(session, user)
+        msgs = self.store.messages(user_id=user, session_id=session, limit=limit)
+        fbs = self.store.feedback_for([m.id for m in msgs])
+        return [{**m.model_dump(), "feedback": [f.model_dump() for f in fbs.get(m.id, [])]} for m in msgs]
+
+    # -- validation -------------------------------------------------------------------------------
+    @staticmethod
+    def _check_text(text: object, what: str, max_chars: int) -> str:
+        if not isinstance(text, str):
+            raise InvalidInputError(f"the {what} must be text, not {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInputError(f"the {what} is not valid UTF-8: check the terminal's or file's encoding") from None
+        stripped = text.strip()
+        if not stripped:
+            raise InvalidInputError(f"the {what} is empty")
+        if len(stripped) > max_chars:
+            raise InvalidInputError(f"the {what} has {len(stripped)} characters; the limit is {max_chars}")
+        return stripped
+
+
+class ReplyStream:
+    """Iterate for text deltas while the answer is generated; `.reply` is set when it is done.
+
+    Leaving the loop early (break, Ctrl-C, a closed connection) cancels the generation; nothing is logged.
+    """
+
+    def __init__(self, run: Any) -> None:
+        self._run = run
+        self.reply: Reply | None = None
+        self.cancel_event = threading.Event()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def __iter__(self) -> Iterator[str]:
+        q: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+        def work() -> None:
+            try:
+                q.put(("done", self._run(lambda d: q.put(("text", d)), self.cancel_event)))
+            except BaseException as e:  # handed to the consumer, raised there
+                q.put(("error", e))
+
+        worker = threading.Thread(target=work, name="dilm-generate", daemon=True)
+        worker.start()
+        try:
+            while True:
+                try:
+                    kind, value = q.get(timeout=0.1)  # a timeout keeps Ctrl-C responsive
+                except queue.Empty:
+                    continue
+                if kind == "text":
+                    yield value
+                elif kind == "done":
+                    self.reply = value
+                    return
+                else:
+                    raise value
+        finally:
+            if self.reply is None:
+                self.cancel_event.set()
+                worker.join()
+
+
+def _choose(candidates: list[Candidate]) -> Candidate:
+    """Candidates arrive best-first from the backend (beam order); prefer a non-empty one."""
+    if not candidates:
+        raise DilmError("the model returned no answer")
+    return next((c for c in candidates if c.text), candidates[0])
+
+
+def _check_user(user: object) -> str:
+    if not isinstance(user, str) or not user.strip():
+        raise InvalidInputError("the user name is empty")
+    user = user.strip()
+    if len(user) > 128 or any(ord(c) < 32 for c in user):
+        raise InvalidInputError("the user name must be at most 128 printable characters")
+    return user
+
+
+def _check_reasons(reason: str | list[str] | None) -> list[str]:
+    if reason is None:
+        return []
+    tags = [reason] if isinstance(reason, str) else list(reason)
+    if len(tags) > MAX_REASONS:
+        raise InvalidInputError(f"at most {MAX_REASONS} reason tags")
+    out = []
+    for t in tags:
+        if not isinstance(t, str) or not t.strip() or len(t.strip()) > MAX_REASON_CHARS:
+            raise InvalidInputError(f"a reason tag must be non-empty text of at most {MAX_REASON_CHARS} characters")
+        out.append(t.strip())
+    return out

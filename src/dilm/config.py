@@ -1,0 +1,114 @@
+"""Settings: defaults < `config.toml` in the data dir < `DILM_*` environment < explicit arguments."""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+
+from dilm.errors import ConfigError, InvalidInputError
+
+CONFIG_FILE = "config.toml"
+_toml_path: ContextVar[Path | None] = ContextVar("_toml_path", default=None)
+
+
+class Decoding(BaseModel):
+    """How to turn the model's distribution into text (greedy, beam search or sampling)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    strategy: Literal["greedy", "beam", "sample"] = "greedy"
+    num_beams: int = Field(4, ge=1, le=16)
+    temperature: float = Field(0.7, gt=0.0, le=5.0)
+    top_k: int = Field(50, ge=0, description="0 disables top-k filtering")
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(1.0, ge=1.0, le=3.0, description="1.0: off")
+    max_new_tokens: int = Field(256, ge=1, le=8192)
+    stop: list[str] = Field(default_factory=list)
+    seed: int | None = None
+    n: int = Field(1, ge=1, le=16, description="candidates per turn")
+
+    @model_validator(mode="after")
+    def _check(self) -> Decoding:
+        if self.n > 1 and self.strategy == "greedy":
+            raise ValueError("n > 1 needs strategy 'beam' or 'sample' (greedy has one answer)")
+        if self.strategy == "beam" and self.n > self.num_beams:
+            raise ValueError(f"n={self.n} candidates need num_beams >= n (num_beams={self.num_beams})")
+        return self
+
+    def merged(self, overrides: dict[str, Any] | None) -> Decoding:
+        """A copy with `overrides` applied (None values ignored), validated as a whole."""
+        data = self.model_dump()
+        data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        try:
+            return Decoding.model_validate(data)
+        except ValidationError as e:
+            raise InvalidInputError(f"invalid decoding settings: {_first_error(e)}") from None
+
+
+class Settings(BaseSettings):
+    """Everything a deployment can set. Env vars: DILM_<FIELD>, nested with '__' (DILM_DECODING__STRATEGY)."""
+
+    model_config = SettingsConfigDict(env_prefix="DILM_", env_nested_delimiter="__", extra="forbid")
+
+    backend: Literal["local", "openai"] = "local"
+    model: str = Field(
+        "smollm2-135m-instruct",
+        description="local: the bundled model name or a Hugging Face model folder; openai: the served model name",
+    )
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_api_key: str = "none"
+    request_timeout: float = Field(120.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+    context_window: int | None = Field(None, ge=256, description="override the model's context window")
+    cache_dir: Path | None = Field(None, description="where converted models are cached (default ~/.cache/dilm)")
+    system_prompt: str = "You are a helpful assistant. Answer briefly and accurately."
+    decoding: Decoding = Field(default_factory=Decoding)
+    max_message_chars: int = Field(32_000, ge=1)
+    max_feedback_chars: int = Field(16_000, ge=1)
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
+
+    @classmethod
+    def settings_customise_sources(  # type: ignore[override]
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_toml_path.get()))
+
+    @classmethod
+    def load(cls, data_dir: Path | None = None, **overrides: Any) -> Settings:
+        """Read settings for a data dir; a bad file or value becomes a ConfigError naming it."""
+        path = data_dir / CONFIG_FILE if data_dir is not None else None
+        token = _toml_path.set(path if path is not None and path.is_file() else None)
+        try:
+            return cls(**{k: v for k, v in overrides.items() if v is not None})
+        except ValidationError as e:
+            where = f" (check {path} and DILM_* variables)" if path else ""
+            raise ConfigError(f"invalid configuration: {_first_error(e)}{where}") from None
+        except ValueError as e:  # TOML syntax errors arrive as ValueError subclasses
+            raise ConfigError(f"cannot read {path}: {e}") from None
+        finally:
+            _toml_path.reset(token)
+
+    def resolved_cache_dir(self) -> Path:
+        if self.cache_dir is not None:
+            return self.cache_dir
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(base) / "dilm"
+
+
+def default_data_dir() -> Path:
+    """The per-user data folder used when neither --data-dir nor DILM_DATA_DIR is given."""
+    if env := os.environ.get("DILM_DATA_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "dilm"
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    return f"{loc}: {err['msg']}" if loc else err["msg"]

@@ -1,0 +1,61 @@
+"""Assemble the prompt for one turn within the model's context window."""
+
+from __future__ import annotations
+
+from dilm.errors import ContextOverflowError
+from dilm.models.base import Backend, ChatMessage
+
+
+class ContextBuilder:
+    """Keeps the system prompt and the current turn, then as much recent history as the token budget allows.
+
+    Per-message token costs are measured once (by difference against the system prompt alone) and cached,
+    so each turn tokenizes only what is new; the final prompt is counted exactly before it is returned.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._costs: dict[tuple[str, str, str], int] = {}
+
+    def _cost(self, system: ChatMessage, m: ChatMessage) -> int:
+        key = (system["content"], m["role"], m["content"])
+        if key not in self._costs:
+            if len(self._costs) > 10_000:
+                self._costs.clear()
+            base = self.backend.count_tokens([system])
+            self._costs[key] = self.backend.count_tokens([system, m]) - base
+        return self._costs[key]
+
+    def build(
+        self, system: str, history: list[ChatMessage], current: str, max_new_tokens: int
+    ) -> tuple[list[ChatMessage], int, int]:
+        """(messages, prompt tokens, history turns dropped). Oldest history goes first; never system or current."""
+        sys_msg: ChatMessage = {"role": "system", "content": system}
+        cur_msg: ChatMessage = {"role": "user", "content": current}
+        budget = self.backend.context_window - max_new_tokens
+        required = self.backend.count_tokens([sys_msg, cur_msg])
+        if required > budget:
+            raise ContextOverflowError(
+                f"the message needs {required} tokens but only {max(budget, 0)} fit "
+                f"(context window {self.backend.context_window} minus max_new_tokens {max_new_tokens}): "
+                "shorten the message or lower max_new_tokens"
+            )
+        kept: list[ChatMessage] = []
+        used = required
+        for m in reversed(history):
+            cost = self._cost(sys_msg, m)
+            if used + cost > budget:
+                break
+            kept.append(m)
+            used += cost
+        kept.reverse()
+        # An assistant turn without its question is confusing; start the window on a user turn.
+        while kept and kept[0]["role"] != "user":
+            kept.pop(0)
+        messages = [sys_msg, *kept, cur_msg]
+        total = self.backend.count_tokens(messages)
+        while total > budget and kept:  # estimates were off (templates that are not per-message)
+            kept.pop(0)
+            messages = [sys_msg, *kept, cur_msg]
+            total = self.backend.count_tokens(messages)
+        return messages, total, len(history) - len(kept)

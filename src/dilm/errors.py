@@ -1,0 +1,80 @@
+"""One error hierarchy: every user mistake maps to a DilmError with a one-line, actionable message."""
+
+from __future__ import annotations
+
+
+class DilmError(Exception):
+    """Base of every error dilm raises on purpose. `status` is the HTTP status the server maps it to."""
+
+    status: int = 400
+    code: str = "dilm_error"
+
+
+class InvalidInputError(DilmError):
+    """The caller sent something unusable: empty text, bad UTF-8, wrong option combination."""
+
+    code = "invalid_input"
+
+
+class ContextOverflowError(InvalidInputError):
+    """The message (with the system prompt) does not fit in the model's context window."""
+
+    code = "context_overflow"
+
+
+class NotFoundError(DilmError):
+    status = 404
+    code = "not_found"
+
+
+class MessageNotFoundError(NotFoundError):
+    code = "message_not_found"
+
+
+class SessionNotFoundError(NotFoundError):
+    code = "session_not_found"
+
+
+class PermissionDeniedError(DilmError):
+    """A user tried to act on another user's data."""
+
+    status = 403
+    code = "permission_denied"
+
+
+class ConfigError(DilmError):
+    code = "config_error"
+    status = 500
+
+
+class StorageError(DilmError):
+    code = "storage_error"
+    status = 500
+
+
+class ModelNotFoundError(DilmError):
+    """The model (bundled package or folder) cannot be found."""
+
+    code = "model_not_found"
+    status = 500
+
+
+class BackendError(DilmError):
+    """The model backend failed while generating."""
+
+    code = "backend_error"
+    status = 502
+
+
+class BackendUnavailableError(BackendError):
+    """A remote model server is down or unreachable."""
+
+    code = "backend_unavailable"
+    status = 503
+
+
+class GenerationCancelled(DilmError):
+    """The caller cancelled a generation (Ctrl-C, client disconnect)."""
+
+    code = "cancelled"
+    status = 499

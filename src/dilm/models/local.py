@@ -1,0 +1,167 @@
+"""Local backend: transformers + torch on the CPU (or a GPU when there is one)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from pathlib import Path
+
+from dilm.config import Decoding
+from dilm.errors import BackendError, GenerationCancelled, ModelNotFoundError
+from dilm.models.base import ChatMessage, OnText, StopTrimmer, cut_at_stop
+from dilm.types import Candidate
+
+log = logging.getLogger(__name__)
+
+
+class LocalBackend:
+    """A Hugging Face causal LM loaded from a folder; one generation at a time (a lock guards the model)."""
+
+    def __init__(self, folder: Path, name: str, context_window: int | None = None, threads: int | None = None) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub at run time
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        if threads:
+            torch.set_num_threads(threads)
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # loading takes well under a second from safetensors
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            self.model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+        except (OSError, ValueError) as e:
+            raise ModelNotFoundError(f"cannot load the model in {folder}: {e}") from None
+        finally:
+            hf_logging.enable_progress_bar()
+        self.model.eval()
+        self.model_name = name
+        self.folder = folder
+        limit = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+        self.context_window = min(limit, context_window) if context_window else limit
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._lock = threading.Lock()
+        self._torch = torch
+
+    # -- tokens -----------------------------------------------------------------------------------
+    def encode_chat(self, messages: list[ChatMessage]) -> list[int]:
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        return list(ids)
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        return len(self.encode_chat(messages))
+
+    # -- generation -------------------------------------------------------------------------------
+    def generation_kwargs(self, d: Decoding) -> dict[str, object]:
+        kw: dict[str, object] = {
+            "max_new_tokens": d.max_new_tokens,
+            "repetition_penalty": d.repetition_penalty,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "num_return_sequences": d.n,
+        }
+        if d.strategy == "greedy":
+            kw.update(do_sample=False, num_beams=1)
+        elif d.strategy == "beam":
+            kw.update(do_sample=False, num_beams=d.num_beams, early_stopping=True)
+        else:
+            kw.update(do_sample=True, num_beams=1, temperature=d.temperature, top_k=d.top_k, top_p=d.top_p)
+        if d.stop:
+            kw.update(stop_strings=d.stop, tokenizer=self.tokenizer)
+        return kw
+
+    def generate(
+        self,
+        messages: list[ChatMessage],
+        decoding: Decoding,
+        on_text: OnText | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[Candidate]:
+        torch = self._torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+
+        cancel = cancel or threading.Event()
+
+        class _Cancel(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):  # type: ignore[no-untyped-def]
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+
+        prompt = torch.tensor([self.encode_chat(messages)])
+        kw = self.generation_kwargs(decoding)
+        trimmer = None
+        streams = on_text is not None and decoding.n == 1 and decoding.strategy != "beam"
+        if streams:
+            trimmer = StopTrimmer(decoding.stop, on_text)  # type: ignore[arg-type]
+
+            class _Streamer(TextStreamer):
+                def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+                    trimmer.feed(text)  # type: ignore[union-attr]
+
+            kw["streamer"] = _Streamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        with self._lock:
+            if decoding.seed is not None:
+                torch.manual_seed(decoding.seed)
+            try:
+                with torch.inference_mode():
+                    out = self.model.generate(
+                        input_ids=prompt,
+                        attention_mask=torch.ones_like(prompt),
+                        stopping_criteria=StoppingCriteriaList([_Cancel()]),
+                        output_scores=True,
+                        return_dict_in_generate=True,
+                        **kw,
+                    )
+            except (RuntimeError, ValueError) as e:
+                raise BackendError(f"generation failed: {e}") from None
+        if cancel.is_set():
+            raise GenerationCancelled("generation cancelled")
+        candidates = self._candidates(out, prompt.shape[1], decoding)
+        if trimmer is not None:
+            trimmer.flush()
+        elif on_text is not None:
+            on_text(candidates[0].text)
+        return candidates
+
+    def _candidates(self, out, prompt_len: int, d: Decoding) -> list[Candidate]:  # type: ignore[no-untyped-def]
+        torch = self._torch
+        seqs = out.sequences[:, prompt_len:]
+        try:
+            scores = self.model.compute_transition_scores(
+                out.sequences, out.scores, getattr(out, "beam_indices", None), normalize_logits=True
+            )
+        except (RuntimeError, ValueError, IndexError):  # scores are a nicety, never a failure
+            scores = None
+        eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+        pad = self.tokenizer.pad_token_id
+        result = []
+        for i, seq in enumerate(seqs.tolist()):
+            # Generated tokens run until the first eos; everything after is padding.
+            n_tokens = next((j for j, t in enumerate(seq) if t in eos), None)
+            ended_by_eos = n_tokens is not None
+            n_tokens = len(seq) if n_tokens is None else n_tokens
+            while not ended_by_eos and n_tokens and seq[n_tokens - 1] == pad and pad not in eos:
+                n_tokens -= 1
+            text = self.tokenizer.decode(seq[:n_tokens], skip_special_tokens=True)
+            cut = cut_at_stop(text, d.stop)
+            hit_limit = not ended_by_eos and cut is None and n_tokens >= d.max_new_tokens
+            finish = "length" if hit_limit else "stop"
+            text = (cut if cut is not None else text).strip()
+            mean_lp = None
+            if scores is not None and n_tokens:
+                row = scores[i, :n_tokens]
+                row = row[torch.isfinite(row)]
+                if row.numel():
+                    mean_lp = float(row.mean())
+                    mean_lp = None if math.isnan(mean_lp) else mean_lp
+            result.append(Candidate(text=text, completion_tokens=n_tokens, finish_reason=finish, mean_logprob=mean_lp))
+        return result
+
+
+def _as_list(x: int | list[int] | None) -> list[int]:
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]

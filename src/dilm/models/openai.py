@@ -1,0 +1,131 @@
+"""OpenAI-compatible backend: vLLM, Ollama, llama.cpp server, or dilm's own server, by base URL."""
+
+from __future__ import annotations
+
+import threading
+
+from dilm.config import Decoding
+from dilm.errors import BackendError, BackendUnavailableError, GenerationCancelled
+from dilm.models.base import ChatMessage, OnText, StopTrimmer, cut_at_stop
+from dilm.types import Candidate
+
+# Without the server's tokenizer we estimate: ~3 characters a token errs on the safe (larger) side
+# for English and counts CJK characters at least once each.
+_CHARS_PER_TOKEN = 3
+_PER_MESSAGE = 4
+
+
+class OpenAIBackend:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str = "none",
+        timeout: float = 120.0,
+        max_retries: int = 2,
+        context_window: int | None = None,
+    ) -> None:
+        import openai
+
+        self._openai = openai
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+        self.base_url = base_url
+        self.model_name = model
+        self.context_window = context_window or 4096
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        chars = (sum(_char_weight(c) for c in m["content"]) for m in messages)
+        return sum(_PER_MESSAGE + -(-n // _CHARS_PER_TOKEN) for n in chars) + 2
+
+    def request(self, messages: list[ChatMessage], d: Decoding, stream: bool) -> dict[str, object]:
+        body: dict[str, object] = {
+            "model": self.model_name,
+            "messages": messages,
+            "max_tokens": d.max_new_tokens,
+            "n": d.n,
+            "stream": stream,
+        }
+        extra: dict[str, object] = {"repetition_penalty": d.repetition_penalty}
+        if d.strategy == "greedy":
+            body["temperature"] = 0.0
+        elif d.strategy == "sample":
+            body.update(temperature=d.temperature, top_p=d.top_p)
+            if d.top_k:
+                extra["top_k"] = d.top_k
+        else:  # beam search is a vLLM extension of the protocol
+            body["temperature"] = 0.0
+            extra.update(use_beam_search=True, best_of=d.num_beams)
+        if d.stop:
+            body["stop"] = d.stop
+        if d.seed is not None:
+            body["seed"] = d.seed
+        body["extra_body"] = extra
+        return body
+
+    def generate(
+        self,
+        messages: list[ChatMessage],
+        decoding: Decoding,
+        on_text: OnText | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[Candidate]:
+        oa = self._openai
+        cancel = cancel or threading.Event()
+        streams = on_text is not None and decoding.n == 1
+        try:
+            if streams:
+                return [self._stream(messages, decoding, on_text, cancel)]  # type: ignore[arg-type]
+            resp = self.client.chat.completions.create(**self.request(messages, decoding, stream=False))  # type: ignore[arg-type]
+        except oa.APIConnectionError as e:
+            raise BackendUnavailableError(
+                f"cannot reach the model server at {self.base_url} ({e.__class__.__name__}): is it running?"
+            ) from None
+        except oa.APIStatusError as e:
+            raise BackendError(f"the model server at {self.base_url} answered {e.status_code}: {e.message}") from None
+        if cancel.is_set():
+            raise GenerationCancelled("generation cancelled")
+        tokens = resp.usage.completion_tokens if resp.usage else 0
+        out = []
+        for choice in resp.choices:
+            text = choice.message.content or ""
+            text = cut_at_stop(text, decoding.stop) or text
+            out.append(
+                Candidate(
+                    text=text.strip(),
+                    completion_tokens=tokens // max(len(resp.choices), 1),
+                    finish_reason=choice.finish_reason or "stop",
+                )
+            )
+        if on_text is not None and out:
+            on_text(out[0].text)
+        return out
+
+    def _stream(self, messages: list[ChatMessage], d: Decoding, on_text: OnText, cancel: threading.Event) -> Candidate:
+        trimmer = StopTrimmer(d.stop, on_text)
+        parts: list[str] = []
+        finish = "stop"
+        chunks = 0
+        stream = self.client.chat.completions.create(**self.request(messages, d, stream=True))  # type: ignore[arg-type]
+        with stream:
+            for chunk in stream:
+                if cancel.is_set():
+                    raise GenerationCancelled("generation cancelled")
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                delta = choice.delta.content or ""
+                if delta:
+                    chunks += 1
+                    parts.append(delta)
+                    trimmer.feed(delta)
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+        trimmer.flush()
+        text = "".join(parts)
+        text = cut_at_stop(text, d.stop) or text
+        return Candidate(text=text.strip(), completion_tokens=chunks, finish_reason=finish)
+
+
+def _char_weight(c: str) -> int:
+    # CJK characters are usually a token or more each.
+    return _CHARS_PER_TOKEN if ord(c) >= 0x2E80 else 1

@@ -1,0 +1,84 @@
+"""Numbered schema migrations: migration i brings `PRAGMA user_version` from i to i+1. Append only."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+
+def run_script(db: sqlite3.Connection, script: str) -> None:
+    """Execute statements one by one; unlike `executescript`, this stays inside the open transaction."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {statement.strip()[:80]}")
+
+
+def m0001_turns_and_feedback(db: sqlite3.Connection) -> None:
+    run_script(
+        db,
+        """
+        CREATE TABLE users (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX sessions_user ON sessions(user_id, updated_at);
+        CREATE TABLE messages (
+            id TEXT PRIMARY KEY,
+            session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content TEXT NOT NULL,
+            model TEXT,
+            adapter_version TEXT,
+            decoding TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            latency_ms REAL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX messages_session ON messages(session_id);
+        CREATE INDEX messages_user ON messages(user_id);
+        CREATE TABLE feedback (
+            id TEXT PRIMARY KEY,
+            message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL
+                CHECK (kind IN ('rating', 'correction', 'supplement', 'preference', 'comment')),
+            rating INTEGER CHECK (rating IN (-1, 1)),
+            text TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX feedback_message ON feedback(message_id);
+        """,
+    )
+
+
+def m0002_reasons_titles_meta(db: sqlite3.Connection) -> None:
+    """Reason tags on feedback, session titles, per-user settings, message metadata and threading."""
+    run_script(
+        db,
+        """
+        ALTER TABLE feedback ADD COLUMN reasons TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE sessions ADD COLUMN title TEXT;
+        ALTER TABLE users ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE messages ADD COLUMN parent_id TEXT REFERENCES messages(id) ON DELETE SET NULL;
+        ALTER TABLE messages ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    m0001_turns_and_feedback,
+    m0002_reasons_titles_meta,
+]

@@ -1,0 +1,94 @@
+"""Public value types: what `Assistant` returns and what the store holds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from ulid import ULID
+
+Role = Literal["system", "user", "assistant"]
+FeedbackKind = Literal["rating", "correction", "supplement", "preference", "comment"]
+FEEDBACK_KINDS: tuple[str, ...] = ("rating", "correction", "supplement", "preference", "comment")
+
+
+def new_id(prefix: str) -> str:
+    """Time-sortable id with a readable prefix, e.g. msg_01JD3…"""
+    return f"{prefix}_{ULID()}"
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class Message(BaseModel):
+    id: str
+    session_id: str
+    user_id: str
+    role: Role
+    content: str
+    created_at: str
+    parent_id: str | None = None
+    model: str | None = None
+    adapter_version: str | None = None
+    decoding: dict[str, Any] | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_ms: float | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class Feedback(BaseModel):
+    id: str
+    message_id: str
+    user_id: str
+    kind: FeedbackKind
+    rating: int | None = None
+    text: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+    created_at: str
+
+
+class Session(BaseModel):
+    id: str
+    user_id: str
+    created_at: str
+    updated_at: str
+    title: str | None = None
+
+
+class Candidate(BaseModel):
+    """One generated answer among the n of a turn."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: str = "stop"
+    mean_logprob: float | None = None
+
+
+class Reply(BaseModel):
+    """The answer to one `chat` turn."""
+
+    id: str
+    text: str
+    session_id: str
+    user_id: str
+    model: str
+    citations: list[dict[str, Any]] = Field(default_factory=list)
+    candidates: list[Candidate] = Field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    decoding: dict[str, Any] = Field(default_factory=dict)
+    adapter_version: str | None = None
+
+
+class FeedbackResult(BaseModel):
+    """What `feedback` stored and what it changed."""
+
+    id: str
+    message_id: str
+    kind: FeedbackKind
+    effects: list[str] = Field(default_factory=list)
