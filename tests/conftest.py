@@ -43,4 +43,5 @@ def cli_env(data_dir: Path) -> dict[str, str]:
     env["DILM_DATA_DIR"] = str(data_dir)
     env["DILM_DECODING__MAX_NEW_TOKENS"] = "24"
     env["PYTHONIOENCODING"] = "utf-8"
+    env["COLUMNS"] = "200"  # rich tables fold at the terminal width
     return env

@@ -1,0 +1,107 @@
+"""SQLite store: migrations on an old database, durability, refusals."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dilm.errors import StorageError
+from dilm.store import SQLiteStore
+from dilm.store.migrations import MIGRATIONS
+
+
+def test_new_database_is_fully_migrated_with_wal_and_foreign_keys(tmp_path: Path):
+    store = SQLiteStore(tmp_path / "x.db")
+    assert store.schema_version == len(MIGRATIONS)
+    assert store._one("PRAGMA journal_mode")[0] == "wal"
+    assert store._one("PRAGMA foreign_keys")[0] == 1
+
+
+def test_old_database_is_migrated_on_open_and_keeps_its_data(tmp_path: Path):
+    path = tmp_path / "old.db"
+    old = SQLiteStore.__new__(SQLiteStore)  # a store frozen at schema version 1
+    old.path, old._lock = path, __import__("threading").RLock()
+    old._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    old._db.row_factory = sqlite3.Row
+    old.migrate(upto=1)
+    with old.tx() as db:
+        db.execute("INSERT INTO users (id, created_at) VALUES ('u', '2025-01-01T00:00:00+00:00')")
+        db.execute("INSERT INTO sessions VALUES ('s', 'u', '2025-01-01T00:00:00+00:00', '2025-01-01T00:00:00+00:00')")
+        db.execute(
+            "INSERT INTO messages (id, session_id, user_id, role, content, created_at) "
+            "VALUES ('m', 's', 'u', 'assistant', 'hi', '2025-01-01T00:00:00+00:00')"
+        )
+        db.execute("INSERT INTO feedback VALUES ('f', 'm', 'u', 'rating', -1, NULL, '2025-01-01T00:00:00+00:00')")
+    old._db.close()
+
+    store = SQLiteStore(path)
+    assert store.schema_version == len(MIGRATIONS) > 1
+    assert store.message("m").content == "hi" and store.message("m").meta == {}
+    fb = store.feedback_for(["m"])["m"][0]
+    assert fb.rating == -1 and fb.reasons == []
+    assert store.session("s").title is None and store.user_settings("u") == {}
+
+
+def test_database_from_a_newer_dilm_is_refused(tmp_path: Path):
+    path = tmp_path / "new.db"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 5}")
+    db.close()
+    with pytest.raises(StorageError, match="newer"):
+        SQLiteStore(path)
+
+
+def test_failed_migration_leaves_the_database_untouched(tmp_path: Path, monkeypatch):
+    path = tmp_path / "x.db"
+    SQLiteStore(path).close()
+
+    def broken(db):
+        db.execute("CREATE TABLE half_done (x)")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("dilm.store.sqlite.MIGRATIONS", [*MIGRATIONS, broken])
+    with pytest.raises(RuntimeError):
+        SQLiteStore(path)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert db.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
+
+
+def test_a_turn_is_written_whole_or_not_at_all(tmp_path: Path):
+    from dilm.types import Message, utcnow
+
+    store = SQLiteStore(tmp_path / "x.db")
+    s = store.create_session("u")
+    ok = Message(id="m1", session_id=s.id, user_id="u", role="user", content="q", created_at=utcnow())
+    bad = Message(id="m1", session_id=s.id, user_id="u", role="assistant", content="a", created_at=utcnow())  # dup id
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add_turn(ok, bad)
+    assert store.session_messages(s.id) == []
+
+
+def test_feedback_survives_a_hard_kill_right_after_it_returns(tmp_path: Path):
+    """os._exit skips every cleanup: what feedback() acknowledged must already be on disk."""
+    script = textwrap.dedent(
+        f"""
+        import os
+        from dilm.store import SQLiteStore
+        from dilm.types import Feedback, Message, utcnow
+        store = SQLiteStore.open(__import__("pathlib").Path({str(tmp_path)!r}))
+        s = store.create_session("u")
+        q = Message(id="q", session_id=s.id, user_id="u", role="user", content="q", created_at=utcnow())
+        a = Message(id="a", session_id=s.id, user_id="u", role="assistant", content="a", created_at=utcnow())
+        store.add_turn(q, a)
+        store.add_feedback(Feedback(id="f", message_id="a", user_id="u", kind="correction", text="fix",
+                                    created_at=utcnow()))
+        os._exit(9)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    store = SQLiteStore.open(tmp_path)
+    assert store.feedback_for(["a"])["a"][0].text == "fix"
