@@ -82,7 +82,13 @@ class LocalBackend:
         cancel: threading.Event | None = None,
     ) -> list[Candidate]:
         torch = self._torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+        from transformers import (
+            LogitsProcessor,
+            LogitsProcessorList,
+            StoppingCriteria,
+            StoppingCriteriaList,
+            TextStreamer,
+        )
 
         cancel = cancel or threading.Event()
 
@@ -90,8 +96,29 @@ class LocalBackend:
             def __call__(self, input_ids, scores, **kwargs):  # type: ignore[no-untyped-def]
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
 
+        class _LogProbs(LogitsProcessor):
+            """Log-probability of each chosen token, without keeping every step's full scores."""
+
+            def __init__(self) -> None:
+                self.prev = None
+                self.steps: list = []
+
+            def __call__(self, input_ids, scores):  # type: ignore[no-untyped-def]
+                if self.prev is not None:  # input_ids now ends with the token chosen from self.prev
+                    self.steps.append(self.prev.gather(1, input_ids[:, -1:]).squeeze(1))
+                self.prev = torch.log_softmax(scores.float(), dim=-1)
+                return scores
+
+            def table(self, sequences):  # type: ignore[no-untyped-def]
+                last = [self.prev.gather(1, sequences[:, -1:]).squeeze(1)] if self.prev is not None else []
+                return torch.stack(self.steps + last, dim=1) if self.steps or last else None
+
         prompt = torch.tensor([self.encode_chat(messages)])
         kw = self.generation_kwargs(decoding)
+        beam = decoding.strategy == "beam"
+        logprobs = None if beam else _LogProbs()
+        if logprobs is not None:
+            kw["logits_processor"] = LogitsProcessorList([logprobs])
         trimmer = None
         streams = on_text is not None and decoding.n == 1 and decoding.strategy != "beam"
         if streams:
@@ -111,7 +138,7 @@ class LocalBackend:
                         input_ids=prompt,
                         attention_mask=torch.ones_like(prompt),
                         stopping_criteria=StoppingCriteriaList([_Cancel()]),
-                        output_scores=True,
+                        output_scores=beam,  # beams need their indices; others use the cheap _LogProbs
                         return_dict_in_generate=True,
                         **kw,
                     )
@@ -119,22 +146,24 @@ class LocalBackend:
                 raise BackendError(f"generation failed: {e}") from None
         if cancel.is_set():
             raise GenerationCancelled("generation cancelled")
-        candidates = self._candidates(out, prompt.shape[1], decoding)
+        scores = logprobs.table(out.sequences) if logprobs is not None else self._beam_scores(out)
+        candidates = self._candidates(out.sequences[:, prompt.shape[1] :], scores, decoding)
         if trimmer is not None:
             trimmer.flush()
         elif on_text is not None:
             on_text(candidates[0].text)
         return candidates
 
-    def _candidates(self, out, prompt_len: int, d: Decoding) -> list[Candidate]:  # type: ignore[no-untyped-def]
-        torch = self._torch
-        seqs = out.sequences[:, prompt_len:]
+    def _beam_scores(self, out):  # type: ignore[no-untyped-def]
         try:
-            scores = self.model.compute_transition_scores(
+            return self.model.compute_transition_scores(
                 out.sequences, out.scores, getattr(out, "beam_indices", None), normalize_logits=True
             )
         except (RuntimeError, ValueError, IndexError):  # scores are a nicety, never a failure
-            scores = None
+            return None
+
+    def _candidates(self, seqs, scores, d: Decoding) -> list[Candidate]:  # type: ignore[no-untyped-def]
+        torch = self._torch
         eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
         pad = self.tokenizer.pad_token_id
         result = []
