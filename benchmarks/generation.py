@@ -38,7 +38,10 @@ def bare_run(backend, messages, max_new_tokens: int) -> tuple[float, float, int]
     start = time.perf_counter()
     with torch.inference_mode():
         out = backend.model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
             pad_token_id=backend.tokenizer.pad_token_id,
             streamer=Timer(backend.tokenizer, skip_prompt=True, skip_special_tokens=True),
         )
@@ -88,7 +91,9 @@ def main() -> None:
     for col in ("path", "tokens/s", "TTFT ms", "seconds", "tokens"):
         table.add_column(col, justify="right")
     for name, s in stats.items():
-        table.add_row(name, f"{s['tokens_per_s']:.1f}", f"{s['ttft_ms']:.0f}", f"{s['seconds']:.2f}", f"{s['tokens']:.0f}")
+        table.add_row(
+            name, f"{s['tokens_per_s']:.1f}", f"{s['ttft_ms']:.0f}", f"{s['seconds']:.2f}", f"{s['tokens']:.0f}"
+        )
     table.add_row("ratio dilm/bare", f"{ratio:.3f}", f"{ours['ttft_ms'] / bare['ttft_ms']:.3f}", "", "")
     console.print(table)
     console.print(f"throughput ratio {ratio:.3f} (goal >= 0.95): {'met' if ratio >= 0.95 else 'NOT met'}")

@@ -21,7 +21,9 @@ from dilm.errors import (
 def counts(bot: Assistant) -> tuple[int, int, int]:
     db = sqlite3.connect(bot.store.path)
     try:
-        return tuple(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("messages", "feedback", "sessions"))
+        return tuple(
+            db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("messages", "feedback", "sessions")
+        )
     finally:
         db.close()
 

@@ -54,7 +54,9 @@ def test_three_turns_across_processes(cli_env):
     assert first["prompt_tokens"] < second["prompt_tokens"] < third["prompt_tokens"]
     hist = json.loads(run(cli_env, "history", "--session", sid, "--json").stdout)
     assert [m["content"] for m in hist if m["role"] == "user"] == [
-        "My name is Alice.", "What is the capital of France?", "What is my name?"
+        "My name is Alice.",
+        "What is the capital of France?",
+        "What is my name?",
     ]
 
 

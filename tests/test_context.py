@@ -39,13 +39,16 @@ def test_oldest_turns_are_dropped_first(backend):
     assert msgs[-1] == {"role": "user", "content": "And now?"}
     kept = msgs[1:-1]
     assert 0 < len(kept) < len(hist) and dropped == len(hist) - len(kept)
-    assert kept == hist[-len(kept):]  # a suffix: the newest turns
+    assert kept == hist[-len(kept) :]  # a suffix: the newest turns
     assert kept[0]["role"] == "user"  # never starts on an orphaned answer
     assert used <= 200 - 40 and used == backend.count_tokens(msgs)
 
 
 def test_chinese_history_is_budgeted_too(backend):
-    hist = [{"role": "user", "content": "我叫小明，我住在北京。"}, {"role": "assistant", "content": "你好，小明！"}] * 20
+    hist = [
+        {"role": "user", "content": "我叫小明，我住在北京。"},
+        {"role": "assistant", "content": "你好，小明！"},
+    ] * 20
     msgs, used, _ = ContextBuilder(Window(backend, 150)).build("系统", hist, "我叫什么名字？", 30)
     assert used <= 120 and msgs[-1]["content"] == "我叫什么名字？" and len(msgs) < 42
 

@@ -46,24 +46,40 @@ def make_app(backend) -> FastAPI:
         if not body.get("stream"):
             cands = backend.generate(body["messages"], d)
             return {
-                "id": "cmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
+                "id": "cmpl-1",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
                 "choices": [
                     {"index": i, "message": {"role": "assistant", "content": c.text}, "finish_reason": c.finish_reason}
                     for i, c in enumerate(cands)
                 ],
-                "usage": {"prompt_tokens": 1, "completion_tokens": sum(c.completion_tokens for c in cands),
-                          "total_tokens": 1},
+                "usage": {
+                    "prompt_tokens": 1,
+                    "completion_tokens": sum(c.completion_tokens for c in cands),
+                    "total_tokens": 1,
+                },
             }
         deltas: list[str] = []
         cand = backend.generate(body["messages"], d, on_text=deltas.append)[0]
 
         def events():
             for piece in deltas:
-                chunk = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
-                         "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                chunk = {
+                    "id": "cmpl-1",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+                }
                 yield f"data: {json.dumps(chunk)}\n\n"
-            end = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
-                   "choices": [{"index": 0, "delta": {}, "finish_reason": cand.finish_reason}]}
+            end = {
+                "id": "cmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": body["model"],
+                "choices": [{"index": 0, "delta": {}, "finish_reason": cand.finish_reason}],
+            }
             yield f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")

@@ -9,12 +9,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dilm import profile as profile_rules
 from dilm.config import Decoding, Settings, default_data_dir
-from dilm.context import ContextBuilder
+from dilm.context import ContextBuilder, with_notes
 from dilm.errors import DilmError, InvalidInputError, PermissionDeniedError
+from dilm.knowledge.answers import AnswerFinder, KnownAnswer, repair
+from dilm.knowledge.extract import is_teaching
+from dilm.memory.api import Facts, Memories, scopes_for
+from dilm.memory.embed import shared_embedder
+from dilm.memory.retrieve import Hit, Retriever
+from dilm.memory.writer import Learned, MemoryWriter
 from dilm.models import Backend, load_backend
 from dilm.store import Store
-from dilm.types import Candidate, Feedback, FeedbackResult, Message, Reply, new_id, utcnow
+from dilm.text import language
+from dilm.types import Candidate, Feedback, FeedbackResult, Message, Reply, new_id, user_scope, utcnow
 
 DEFAULT_USER = "default"
 MAX_REASONS = 10
@@ -31,6 +39,11 @@ class Assistant:
         self._backend = backend
         self._backend_lock = threading.Lock()
         self._context: ContextBuilder | None = None
+        self.retriever = Retriever(store, shared_embedder())
+        self.writer = MemoryWriter(store, self.retriever.embedder, self.retriever, settings.consensus_users)
+        self.answers = AnswerFinder(store)
+        self.memories = Memories(self)
+        self.facts = Facts(self)
 
     @classmethod
     def open(
@@ -118,71 +131,114 @@ class Assistant:
         text = self._check_text(text, "message", self.settings.max_message_chars)
         backend = self.backend  # loaded (once) before the clock starts
         started = time.perf_counter()
-        if session is None:
-            sess = None
-            history: list[dict[str, str]] = []
-        else:
-            sess = self.store.session(session, user)
-            history = [{"role": m.role, "content": m.content} for m in self.store.session_messages(sess.id)]
-        if self._context is None or self._context.backend is not backend:
-            self._context = ContextBuilder(backend)
-        messages, prompt_tokens, dropped = self._context.build(
-            self.settings.system_prompt, history, text, decoding.max_new_tokens
-        )
+        sess = None if session is None else self.store.session(session, user)
+        history = self._history(sess.id) if sess else []
+        scope, scopes = user_scope(user), scopes_for(user)
+        user_msg_id = new_id("msg")
+        profile = self.store.user_settings(user).get("profile", {})
+        decoding = decoding.merged(profile_rules.decoding_overrides(profile, decoding.max_new_tokens))
+        meta: dict[str, Any] = {"citations": []}
+        candidates: list[Candidate] = []
+        prompt_tokens = 0
         first: list[float] = []
 
-        def on_delta(delta: str) -> None:
+        def emit(delta: str) -> None:
             if not first:
                 first.append(time.perf_counter())
             if on_text is not None:
                 on_text(delta)
 
-        candidates = backend.generate(messages, decoding, on_text=on_delta if on_text else None, cancel=cancel)
-        best = _choose(candidates)
+        if is_teaching(text):  # "Remember that …" / "记住：…": learn it now, acknowledge without the model
+            learned = self.writer.statement(scope, text, user_msg_id, kind="statement")
+            final = _acknowledge(learned, language(text))
+            meta["effects"] = learned.effects
+            emit(final)
+        elif profile_rules.is_preference_instruction(text):
+            prefs = profile_rules.stated_preferences(text)
+            self._update_profile(user, prefs)
+            final = _ack_preference(prefs, language(text))
+            meta["effects"] = [f"profile: {profile_rules.describe(prefs)}"]
+            emit(final)
+        else:
+            hits = self.retriever.search(text, scopes, k=self.settings.memory_k) if self.settings.memory else []
+            known = self.answers.find(text, scopes, hits) if self.settings.memory else None
+            if self._context is None or self._context.backend is not backend:
+                self._context = ContextBuilder(backend)
+            system = profile_rules.system_prompt(self.settings.system_prompt, profile)
+            messages, prompt_tokens, dropped = self._context.build(
+                system, history, with_notes(text, [h.memory.text for h in hits]), decoding.max_new_tokens
+            )
+            # With a known answer the raw model text may still be repaired, so it is sent once, when final.
+            stream_to = emit if on_text is not None and known is None else None
+            candidates = backend.generate(messages, decoding, on_text=stream_to, cancel=cancel)
+            best = _choose(candidates)
+            final = best.text
+            meta.update(finish_reason=best.finish_reason, mean_logprob=best.mean_logprob, history_dropped=dropped)
+            if known is not None:
+                final, repaired = repair(best.text, known, truncated=best.finish_reason == "length")
+                meta["known_answer"] = {"value": known.value, "how": known.how, "repaired": repaired}
+                if repaired:
+                    meta["model_text"] = best.text
+                emit(final)
+            meta["citations"] = _citations(hits, known)
+            learned = self.writer.statement(scope, text, user_msg_id, self_only=True) if self.settings.memory else None
+            if learned and learned.effects:
+                meta["effects"] = learned.effects
         latency_ms = (time.perf_counter() - started) * 1000
-        ttft_ms = (first[0] - started) * 1000 if first else None
+        meta["ttft_ms"] = ttft_ms = (first[0] - started) * 1000 if first else None
+        meta["candidates"] = [c.model_dump() for c in candidates] if len(candidates) > 1 else []
         if sess is None:  # created only now, so a failed first turn leaves no empty session behind
             sess = self.store.create_session(user)
-        now = utcnow()
         user_msg = Message(
-            id=new_id("msg"), session_id=sess.id, user_id=user, role="user", content=text, created_at=now
+            id=user_msg_id, session_id=sess.id, user_id=user, role="user", content=text, created_at=utcnow()
         )
+        best_tokens = next((c.completion_tokens for c in candidates if c.text), 0)
         reply_msg = Message(
             id=new_id("msg"),
             session_id=sess.id,
             user_id=user,
             role="assistant",
-            content=best.text,
+            content=final,
             created_at=utcnow(),
             parent_id=user_msg.id,
             model=backend.model_name,
             decoding=decoding.model_dump(),
             prompt_tokens=prompt_tokens,
-            completion_tokens=best.completion_tokens,
+            completion_tokens=best_tokens,
             latency_ms=latency_ms,
-            meta={
-                "finish_reason": best.finish_reason,
-                "mean_logprob": best.mean_logprob,
-                "ttft_ms": ttft_ms,
-                "history_dropped": dropped,
-                "candidates": [c.model_dump() for c in candidates] if len(candidates) > 1 else [],
-                "citations": [],
-            },
+            meta=meta,
         )
         self.store.add_turn(user_msg, reply_msg, title=text[:60] if not history else None)
         return Reply(
             id=reply_msg.id,
-            text=best.text,
+            text=final,
             session_id=sess.id,
             user_id=user,
             model=backend.model_name,
+            citations=meta["citations"],
             candidates=candidates,
             prompt_tokens=prompt_tokens,
-            completion_tokens=best.completion_tokens,
+            completion_tokens=best_tokens,
             latency_ms=latency_ms,
             ttft_ms=ttft_ms,
             decoding=decoding.model_dump(),
         )
+
+    def _history(self, session_id: str) -> list[dict[str, str]]:
+        """The session so far, minus answers the user rated bad or corrected (never reused) and their questions."""
+        msgs = self.store.session_messages(session_id)
+        fbs = self.store.feedback_for([m.id for m in msgs if m.role == "assistant"])
+        bad = {
+            m.id
+            for m in msgs
+            if any(f.kind == "correction" or (f.kind == "rating" and f.rating == -1) for f in fbs.get(m.id, []))
+        }
+        skip = bad | {m.parent_id for m in msgs if m.id in bad and m.parent_id}
+        return [{"role": m.role, "content": m.content} for m in msgs if m.id not in skip]
+
+    def _update_profile(self, user: str, prefs: dict[str, str]) -> None:
+        settings = self.store.user_settings(user)
+        self.store.set_user_settings(user, {**settings, "profile": {**settings.get("profile", {}), **prefs}})
 
     # -- one piece of feedback --------------------------------------------------------------------
     def feedback(
@@ -238,8 +294,29 @@ class Assistant:
             fb.rating = int(value)
         else:
             fb.text = self._check_text(value, kind, self.settings.max_feedback_chars)
-        self.store.add_feedback(fb)
-        return FeedbackResult(id=fb.id, message_id=msg.id, kind=fb.kind, effects=[f"recorded {kind} {fb.id}"])
+        self.store.add_feedback(fb)  # durable first: whatever happens next, the feedback is kept
+        effects = [f"recorded {kind} {fb.id}"] + self._learn(msg, fb)
+        return FeedbackResult(id=fb.id, message_id=msg.id, kind=fb.kind, effects=effects)
+
+    def _learn(self, msg: Message, fb: Feedback) -> list[str]:
+        """The instant effects of one piece of feedback (memories, facts, profile), applied at once."""
+        scope = user_scope(msg.user_id)
+        question = self.store.message(msg.parent_id).content if msg.parent_id else ""
+        effects: list[str] = []
+        if fb.kind == "correction" and fb.text:
+            effects += self.writer.correction(scope, question, fb.text, fb.id).effects
+        elif fb.kind == "supplement" and fb.text:
+            effects += self.writer.supplement(scope, question, fb.text, fb.id).effects
+        elif fb.kind == "rating" and fb.rating == -1:
+            effects.append("marked the answer as bad: it will not be reused")
+        elif fb.kind == "preference":
+            effects.append("kept the preferred answer as a preference pair for training")
+        prefs = profile_rules.stated_preferences(fb.text or "") if fb.kind in ("comment", "correction") else {}
+        prefs.update(profile_rules.stated_preferences(" ".join(fb.reasons)))
+        if prefs:
+            self._update_profile(msg.user_id, prefs)
+            effects.append(f"profile: {profile_rules.describe(prefs)}")
+        return effects
 
     # -- reading the log --------------------------------------------------------------------------
     def history(self, user: str | None = None, session: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -251,6 +328,10 @@ class Assistant:
         return [{**m.model_dump(), "feedback": [f.model_dump() for f in fbs.get(m.id, [])]} for m in msgs]
 
     # -- validation -------------------------------------------------------------------------------
+    @staticmethod
+    def _user(user: object) -> str:
+        return _check_user(user)
+
     @staticmethod
     def _check_text(text: object, what: str, max_chars: int) -> str:
         if not isinstance(text, str):
@@ -316,6 +397,34 @@ def _choose(candidates: list[Candidate]) -> Candidate:
     if not candidates:
         raise DilmError("the model returned no answer")
     return next((c for c in candidates if c.text), candidates[0])
+
+
+def _citations(hits: list[Hit], known: KnownAnswer | None) -> list[dict[str, Any]]:
+    out = [{"id": h.memory.id, "kind": "memory", "text": h.memory.text, "score": h.memory.score} for h in hits]
+    if known is not None and known.fact is not None:
+        f = known.fact
+        out.append({"id": f.id, "kind": "fact", "text": f"{f.subject} · {f.relation} · {f.object}", "score": None})
+    elif known is not None and known.memory_id and all(c["id"] != known.memory_id for c in out):
+        out.append({"id": known.memory_id, "kind": "memory", "text": known.statement, "score": None})
+    return out
+
+
+def _acknowledge(learned: Learned, lang: str) -> str:
+    if any(e.startswith("flagged") for e in learned.effects):
+        return (
+            "我把它存为一条笔记，但它看起来像是指令，所以我不会执行它。"
+            if lang == "zh"
+            else "I stored that as a note, but it looks like instructions, so I will not act on it."
+        )
+    text = learned.memories[0].text if learned.memories else ""
+    if not learned.memories:
+        return "我已经记得这一点了。" if lang == "zh" else "I already know that."
+    return f"好的，我记住了：{text}" if lang == "zh" else f"Got it. I will remember: {text}"
+
+
+def _ack_preference(prefs: dict[str, str], lang: str) -> str:
+    described = profile_rules.describe(prefs)
+    return f"好的，从现在起我会：{described}。" if lang == "zh" else f"Understood: from now on I will {described}."
 
 
 def _check_user(user: object) -> str:

@@ -24,6 +24,12 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show or change settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+memories_app = typer.Typer(help="What dilm remembers (per user, or global).", no_args_is_help=True)
+app.add_typer(memories_app, name="memories")
+facts_app = typer.Typer(help="The knowledge graph: facts with their history.", no_args_is_help=True)
+app.add_typer(facts_app, name="facts")
+eval_app = typer.Typer(help="Measure dilm.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -257,6 +263,166 @@ def config_decoding(
     with _open(data_dir) as bot:
         result = bot.set_user_decoding(user, **values) if values else bot.decoding_for(user)
     out.print_json(result.model_dump_json())
+
+
+# -- memories -------------------------------------------------------------------------------------------
+OptUser = Annotated[str | None, typer.Option("--user", "-u", help="Whose (default: global knowledge)")]
+
+
+def _print_memories(mems: list, as_json: bool) -> None:  # type: ignore[type-arg]
+    if as_json:
+        out.print_json(json.dumps([m.model_dump() for m in mems], ensure_ascii=False))
+        return
+    if not mems:
+        out.print("no memories")
+    for m in mems:
+        score = f" [{m.score:.3f}]" if m.score is not None else ""
+        gone = " (superseded)" if m.superseded_by else ""
+        flag = " (flagged: data only)" if m.metadata.get("flagged") else ""
+        out.print(f"{m.id}{score} {m.scope} {m.kind}{gone}{flag}: {m.text}", markup=False)
+
+
+@memories_app.command("list")
+def memories_list(
+    user: OptUser = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include superseded memories")] = False,
+    limit: int = 100,
+    as_json: AsJson = False,
+    data_dir: DataDir = None,
+) -> None:
+    """List memories, newest first."""
+    with _open(data_dir) as bot:
+        _print_memories(bot.memories.list(user=user, include_superseded=all_, limit=limit), as_json)
+
+
+@memories_app.command("search")
+def memories_search(
+    query: str, user: OptUser = None, k: int = 5, as_json: AsJson = False, data_dir: DataDir = None
+) -> None:
+    """Find the memories relevant to a query (the user's and global)."""
+    with _open(data_dir) as bot:
+        _print_memories(bot.memories.search(query, user=user, k=k), as_json)
+
+
+@memories_app.command("delete")
+def memories_delete(memory_id: str, user: OptUser = None, data_dir: DataDir = None) -> None:
+    """Delete a memory (facts learned from it are expired; messages citing it are kept)."""
+    with _open(data_dir) as bot:
+        mem = bot.memories.delete(memory_id, user=user)
+    out.print(f"deleted {mem.id}: {mem.text}", markup=False)
+
+
+@memories_app.command("promote")
+def memories_promote(
+    memory_id: str, user: Annotated[str, typer.Option("--user", "-u", help="Owner")], data_dir: DataDir = None
+) -> None:
+    """Admin: copy a user's memory into global knowledge."""
+    with _open(data_dir) as bot:
+        mem = bot.memories.promote(memory_id, user=user)
+    out.print(f"global memory {mem.id}: {mem.text}", markup=False)
+
+
+# -- facts --------------------------------------------------------------------------------------------
+def _print_facts(facts: list, as_json: bool) -> None:  # type: ignore[type-arg]
+    if as_json:
+        out.print_json(json.dumps([f.model_dump() for f in facts], ensure_ascii=False))
+        return
+    if not facts:
+        out.print("no facts")
+    for f in facts:
+        state = "current" if f.current else ("retracted" if f.expired_at else f"until {f.invalid_at[:19]}")
+        out.print(
+            f"{f.id} {f.scope} ({f.subject}; {f.relation}; {f.object}) since {f.valid_at[:19]} [{state}]", markup=False
+        )
+
+
+@facts_app.command("list")
+def facts_list(
+    subject: Annotated[str | None, typer.Option(help="Only this subject")] = None,
+    user: OptUser = None,
+    as_json: AsJson = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Current facts (the user's and global)."""
+    with _open(data_dir) as bot:
+        _print_facts(bot.facts.current(subject=subject, user=user), as_json)
+
+
+@facts_app.command("history")
+def facts_history(subject: str, user: OptUser = None, as_json: AsJson = False, data_dir: DataDir = None) -> None:
+    """Every fact ever recorded about SUBJECT, superseded ones included: the timeline."""
+    with _open(data_dir) as bot:
+        _print_facts(bot.facts.history(subject, user=user), as_json)
+
+
+@facts_app.command("add")
+def facts_add(
+    subject: str,
+    relation: str,
+    obj: Annotated[str, typer.Argument(metavar="OBJECT")],
+    user: OptUser = None,
+    global_: Annotated[bool, typer.Option("--global", help="Admin: global knowledge")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Assert a fact (it supersedes the current value of SUBJECT's RELATION)."""
+    with _open(data_dir) as bot:
+        fact = bot.facts.add(subject, relation, obj, user=user, global_=global_)
+    out.print(f"{fact.id} ({fact.subject}; {fact.relation}; {fact.object}) in {fact.scope}", markup=False)
+
+
+@facts_app.command("retract")
+def facts_retract(fact_id: str, user: OptUser = None, data_dir: DataDir = None) -> None:
+    """Mark a fact as wrongly recorded (kept in history, no longer used)."""
+    with _open(data_dir) as bot:
+        fact = bot.facts.retract(fact_id, user=user)
+    out.print(f"retracted {fact.id} ({fact.subject}; {fact.relation}; {fact.object})", markup=False)
+
+
+# -- eval ---------------------------------------------------------------------------------------------
+@eval_app.command("edits")
+def eval_edits(
+    data: Annotated[Path | None, typer.Option(help="Edits JSONL (default: the bundled dev set)")] = None,
+    locality: Annotated[Path | None, typer.Option(help="Unrelated questions JSONL")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N edits (and N locality questions)")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Answer length during the run")] = 48,
+    as_json: AsJson = False,
+) -> None:
+    """Knowledge-edit benchmark: reliability, generalization, locality, update accuracy, leaks, latency."""
+    from rich.progress import Progress
+
+    from dilm.eval import edits
+
+    items, local = edits.load(data, locality)
+    if limit is not None:
+        items, local = items[:limit], local[:limit]
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("edits", total=None)
+        report = edits.run(
+            items,
+            local,
+            lambda d: Assistant.open(d, decoding={"max_new_tokens": max_new_tokens}),
+            progress=lambda what, done, total: bar.update(task, description=what, completed=done, total=total),
+        )
+    edits.dump(
+        report,
+        Path("benchmarks/results/eval_edits.json")
+        if Path("benchmarks").is_dir()
+        else default_data_dir() / "eval_edits.json",
+    )
+    if as_json:
+        out.print_json(json.dumps(report, ensure_ascii=False))
+        return
+    table = Table(title=f"knowledge edits ({len(items)} edits, {len(local)} unrelated questions)")
+    for col in ("language", "edits", "reliability", "generalization", "locality", "update acc. (chains)", "leaks"):
+        table.add_column(col, justify="right")
+    for row in edits.table_rows(report):
+        table.add_row(*row)
+    out.print(table)
+    lat = report["latency_ms"]
+    out.print(
+        f"feedback→effect p50 {lat['feedback_p50']:.1f} ms, p95 {lat['feedback_p95']:.1f} ms · "
+        f"retrieval per turn p50 {lat['retrieval_p50']:.1f} ms, p95 {lat['retrieval_p95']:.1f} ms"
+    )
 
 
 def main() -> None:

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(32_000, ge=1)
     max_feedback_chars: int = Field(16_000, ge=1)
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
+    memory: bool = Field(True, description="use memories and facts in answers (off: the model alone)")
+    memory_k: int = Field(3, ge=1, le=20, description="memories put in the prompt at most")
+    consensus_users: int = Field(
+        3, ge=0, description="distinct users who must state a fact to make it global; 0: never"
+    )
 
     @classmethod
     def settings_customise_sources(  # type: ignore[override]

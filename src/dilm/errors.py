@@ -35,6 +35,14 @@ class SessionNotFoundError(NotFoundError):
     code = "session_not_found"
 
 
+class MemoryNotFoundError(NotFoundError):
+    code = "memory_not_found"
+
+
+class FactNotFoundError(NotFoundError):
+    code = "fact_not_found"
+
+
 class PermissionDeniedError(DilmError):
     """A user tried to act on another user's data."""
 

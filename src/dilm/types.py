@@ -92,3 +92,51 @@ class FeedbackResult(BaseModel):
     message_id: str
     kind: FeedbackKind
     effects: list[str] = Field(default_factory=list)
+
+
+def user_scope(user: str) -> str:
+    return f"user:{user}"
+
+
+GLOBAL_SCOPE = "global"
+
+
+class Memory(BaseModel):
+    """A remembered piece of text in one scope; `score` is set on search results."""
+
+    id: str
+    text: str
+    scope: str
+    kind: str = "note"
+    source_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: str = ""
+    superseded_by: str | None = None
+    superseded_at: str | None = None
+    score: float | None = None
+
+
+class Fact(BaseModel):
+    """A (subject, relation, object) triple with bi-temporal validity and provenance.
+
+    valid_at/invalid_at: when it held in the world (as far as we know); recorded_at/expired_at: when dilm
+    learned it and when the record was retracted. Superseded facts keep their rows (history, never deleted)."""
+
+    id: str
+    scope: str
+    subject: str
+    relation: str
+    object: str
+    valid_at: str
+    invalid_at: str | None = None
+    recorded_at: str
+    expired_at: str | None = None
+    superseded_by: str | None = None
+    source_kind: str = "statement"
+    source_id: str | None = None
+    memory_id: str | None = None
+    confidence: float = 1.0
+
+    @property
+    def current(self) -> bool:
+        return self.invalid_at is None and self.expired_at is None

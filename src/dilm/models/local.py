@@ -178,7 +178,8 @@ class LocalBackend:
             cut = cut_at_stop(text, d.stop)
             hit_limit = not ended_by_eos and cut is None and n_tokens >= d.max_new_tokens
             finish = "length" if hit_limit else "stop"
-            text = (cut if cut is not None else text).strip()
+            # A multi-byte character cut by the token limit decodes to U+FFFD: drop the fragment.
+            text = (cut if cut is not None else text).rstrip("\ufffd").strip()
             mean_lp = None
             if scores is not None and n_tokens:
                 row = scores[i, :n_tokens]

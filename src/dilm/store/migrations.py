@@ -78,7 +78,58 @@ def m0002_reasons_titles_meta(db: sqlite3.Connection) -> None:
     )
 
 
+def m0003_memories_and_facts(db: sqlite3.Connection) -> None:
+    """Scoped memories (text + embedding + full-text terms) and a bi-temporal fact graph."""
+    run_script(
+        db,
+        """
+        CREATE TABLE memories (
+            id TEXT PRIMARY KEY,
+            scope TEXT NOT NULL,
+            text TEXT NOT NULL,
+            key TEXT NOT NULL,
+            text_key TEXT NOT NULL,
+            question_key TEXT,
+            embedding BLOB,
+            kind TEXT NOT NULL,
+            source_id TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            superseded_by TEXT,
+            superseded_at TEXT
+        );
+        CREATE INDEX memories_scope ON memories(scope, superseded_by);
+        CREATE INDEX memories_source ON memories(source_id);
+        CREATE INDEX memories_text_key ON memories(scope, text_key);
+        CREATE INDEX memories_question_key ON memories(scope, question_key);
+        CREATE VIRTUAL TABLE memories_fts USING fts5(terms, memory_id UNINDEXED, scope UNINDEXED, tokenize='unicode61');
+        CREATE TABLE scope_revisions (scope TEXT PRIMARY KEY, rev INTEGER NOT NULL);
+        CREATE TABLE facts (
+            id TEXT PRIMARY KEY,
+            scope TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            relation TEXT NOT NULL,
+            object TEXT NOT NULL,
+            subject_key TEXT NOT NULL,
+            relation_key TEXT NOT NULL,
+            valid_at TEXT NOT NULL,
+            invalid_at TEXT,
+            recorded_at TEXT NOT NULL,
+            expired_at TEXT,
+            superseded_by TEXT,
+            source_kind TEXT NOT NULL,
+            source_id TEXT,
+            memory_id TEXT,
+            confidence REAL NOT NULL DEFAULT 1.0
+        );
+        CREATE INDEX facts_key ON facts(scope, subject_key, relation_key);
+        CREATE INDEX facts_subject ON facts(subject_key);
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m0001_turns_and_feedback,
     m0002_reasons_titles_meta,
+    m0003_memories_and_facts,
 ]

@@ -11,15 +11,23 @@ from pathlib import Path
 from typing import Any
 
 from dilm.errors import (
+    FactNotFoundError,
+    MemoryNotFoundError,
     MessageNotFoundError,
     PermissionDeniedError,
     SessionNotFoundError,
     StorageError,
 )
 from dilm.store.migrations import MIGRATIONS
-from dilm.types import Feedback, Message, Session, new_id, utcnow
+from dilm.text import normalize, terms
+from dilm.types import Fact, Feedback, Memory, Message, Session, new_id, utcnow
 
 DB_FILE = "dilm.db"
+
+
+def text_key(text: str) -> str:
+    """Near-identical texts (case, punctuation, stopwords aside) share this key."""
+    return " ".join(sorted(set(terms(text)))) or normalize(text)
 
 
 class SQLiteStore:
@@ -219,3 +227,225 @@ class SQLiteStore:
             d["reasons"] = json.loads(d["reasons"])
             out.setdefault(d["message_id"], []).append(Feedback(**d))
         return out
+
+    # -- memories ---------------------------------------------------------------------------------
+    def _insert_memory(self, db: sqlite3.Connection, m: Memory, key: str, embedding: bytes, terms: str) -> None:
+        question = m.metadata.get("question")
+        db.execute(
+            """INSERT INTO memories (id, scope, text, key, text_key, question_key, embedding, kind, source_id,
+               metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                m.id,
+                m.scope,
+                m.text,
+                key,
+                text_key(m.text),
+                normalize(question) if question else None,
+                embedding,
+                m.kind,
+                m.source_id,
+                json.dumps(m.metadata, ensure_ascii=False),
+                m.created_at,
+            ),
+        )
+        db.execute("INSERT INTO memories_fts (terms, memory_id, scope) VALUES (?, ?, ?)", (terms, m.id, m.scope))
+        self._bump(db, m.scope)
+
+    @staticmethod
+    def _bump(db: sqlite3.Connection, scope: str) -> None:
+        db.execute(
+            "INSERT INTO scope_revisions (scope, rev) VALUES (?, 1) ON CONFLICT(scope) DO UPDATE SET rev = rev + 1",
+            (scope,),
+        )
+
+    def duplicate_memory(self, scope: str, text: str) -> Memory | None:
+        """A current memory in `scope` with the same content terms (near-identical text), if any."""
+        row = self._one(
+            f"SELECT {self._MEMORY_COLS} FROM memories WHERE scope = ? AND text_key = ? AND superseded_by IS NULL",
+            (scope, text_key(text)),
+        )
+        return self._memory(row) if row else None
+
+    def superseded_answers(self, scopes: list[str], question: str) -> list[str]:
+        """Answers of earlier, superseded corrections of this question (values that are no longer true)."""
+        marks = ",".join("?" * len(scopes))
+        rows = self._all(
+            f"""SELECT metadata FROM memories WHERE scope IN ({marks}) AND question_key = ?
+                AND superseded_by IS NOT NULL""",
+            (*scopes, normalize(question)),
+        )
+        return [a for r in rows if (a := json.loads(r[0]).get("answer"))]
+
+    def memories_for_question(self, scope: str, question: str, kind: str) -> list[str]:
+        rows = self._all(
+            "SELECT id FROM memories WHERE scope = ? AND question_key = ? AND kind = ? AND superseded_by IS NULL",
+            (scope, normalize(question), kind),
+        )
+        return [r[0] for r in rows]
+
+    def scope_rev(self, scope: str) -> int:
+        row = self._one("SELECT rev FROM scope_revisions WHERE scope = ?", (scope,))
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def _memory(row: sqlite3.Row) -> Memory:
+        d = {k: v for k, v in dict(row).items() if k in Memory.model_fields}
+        d["metadata"] = json.loads(row["metadata"] or "{}")
+        return Memory(**d)
+
+    _MEMORY_COLS = "id, scope, text, kind, source_id, metadata, created_at, superseded_by, superseded_at"
+
+    def memory(self, memory_id: str, scopes: list[str]) -> Memory:
+        """The memory, if it is in one of `scopes` (another scope's memory is reported as not found)."""
+        marks = ",".join("?" * len(scopes))
+        row = self._one(
+            f"SELECT {self._MEMORY_COLS} FROM memories WHERE id = ? AND scope IN ({marks})", (memory_id, *scopes)
+        )
+        if row is None:
+            raise MemoryNotFoundError(f"no memory {memory_id!r} here: see `dilm memories list`")
+        return self._memory(row)
+
+    def memories(
+        self, scopes: list[str], include_superseded: bool = False, limit: int = 100, ids: list[str] | None = None
+    ) -> list[Memory]:
+        marks = ",".join("?" * len(scopes))
+        where = [f"scope IN ({marks})"]
+        args: list[Any] = list(scopes)
+        if not include_superseded:
+            where.append("superseded_by IS NULL")
+        if ids is not None:
+            where.append(f"id IN ({','.join('?' * len(ids))})")
+            args.extend(ids)
+        rows = self._all(
+            f"SELECT {self._MEMORY_COLS} FROM memories WHERE {' AND '.join(where)} ORDER BY rowid DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [self._memory(r) for r in rows]
+
+    def memory_vectors(self, scope: str) -> tuple[list[str], list[bytes]]:
+        rows = self._all(
+            "SELECT id, embedding FROM memories WHERE scope = ? AND superseded_by IS NULL AND embedding IS NOT NULL "
+            "ORDER BY rowid",
+            (scope,),
+        )
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    def memory_keys(self, ids: list[str]) -> dict[str, str]:
+        if not ids:
+            return {}
+        rows = self._all(f"SELECT id, key FROM memories WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))
+        return {r[0]: r[1] for r in rows}
+
+    def fts_search(self, scopes: list[str], match: str, limit: int) -> list[tuple[str, float]]:
+        """(memory id, bm25 — lower is better) for a prepared FTS5 MATCH expression, within `scopes`."""
+        marks = ",".join("?" * len(scopes))
+        rows = self._all(
+            f"""SELECT memory_id, bm25(memories_fts) AS rank FROM memories_fts
+                WHERE memories_fts MATCH ? AND scope IN ({marks}) ORDER BY rank LIMIT ?""",
+            (match, *scopes, limit),
+        )
+        return [(r[0], float(r[1])) for r in rows]
+
+    def delete_memory(self, memory_id: str, scopes: list[str]) -> Memory:
+        """Delete a memory; facts learned from it are expired (kept as history). Messages citing it stay."""
+        mem = self.memory(memory_id, scopes)
+        now = utcnow()
+        with self.tx() as db:
+            db.execute("DELETE FROM memories WHERE id = ?", (memory_id,))
+            db.execute("DELETE FROM memories_fts WHERE memory_id = ?", (memory_id,))
+            db.execute("UPDATE facts SET expired_at = ? WHERE memory_id = ? AND expired_at IS NULL", (now, memory_id))
+            self._bump(db, mem.scope)
+        return mem
+
+    # -- facts ------------------------------------------------------------------------------------
+    @staticmethod
+    def _fact(row: sqlite3.Row) -> Fact:
+        return Fact(**{k: v for k, v in dict(row).items() if k in Fact.model_fields})
+
+    def add_fact(self, fact: Fact, db: sqlite3.Connection | None = None) -> tuple[Fact, list[Fact]]:
+        """Record a fact. A current fact with the same scope, subject and relation but another object is
+        invalidated (invalid_at set, superseded_by the new one), never deleted. Returns (fact, superseded);
+        re-stating a current fact returns the existing one."""
+        if db is None:
+            with self.tx() as tx:
+                return self.add_fact(fact, tx)
+        skey, rkey = normalize(fact.subject), normalize(fact.relation)
+        rows = db.execute(
+            """SELECT * FROM facts WHERE scope = ? AND subject_key = ? AND relation_key = ?
+               AND invalid_at IS NULL AND expired_at IS NULL""",
+            (fact.scope, skey, rkey),
+        ).fetchall()
+        current = [self._fact(r) for r in rows]
+        same = next((f for f in current if normalize(f.object) == normalize(fact.object)), None)
+        if same is not None:
+            return same, []
+        db.execute(
+            """INSERT INTO facts (id, scope, subject, relation, object, subject_key, relation_key, valid_at,
+               recorded_at, source_kind, source_id, memory_id, confidence) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+            (
+                fact.id,
+                fact.scope,
+                fact.subject,
+                fact.relation,
+                fact.object,
+                skey,
+                rkey,
+                fact.valid_at,
+                fact.recorded_at,
+                fact.source_kind,
+                fact.source_id,
+                fact.memory_id,
+                fact.confidence,
+            ),
+        )
+        for old in current:
+            db.execute(
+                "UPDATE facts SET invalid_at = ?, superseded_by = ? WHERE id = ?", (fact.valid_at, fact.id, old.id)
+            )
+            old.invalid_at, old.superseded_by = fact.valid_at, fact.id
+        return fact, current
+
+    def facts(
+        self,
+        scopes: list[str],
+        subject: str | None = None,
+        current_only: bool = True,
+        limit: int = 1000,
+        memory_id: str | None = None,
+    ) -> list[Fact]:
+        marks = ",".join("?" * len(scopes))
+        where = [f"scope IN ({marks})"]
+        args: list[Any] = list(scopes)
+        if subject is not None:
+            where.append("subject_key = ?")
+            args.append(normalize(subject))
+        if memory_id is not None:
+            where.append("memory_id = ?")
+            args.append(memory_id)
+        if current_only:
+            where.append("invalid_at IS NULL AND expired_at IS NULL")
+        rows = self._all(f"SELECT * FROM facts WHERE {' AND '.join(where)} ORDER BY rowid LIMIT ?", (*args, limit))
+        return [self._fact(r) for r in rows]
+
+    def fact(self, fact_id: str, scopes: list[str]) -> Fact:
+        marks = ",".join("?" * len(scopes))
+        row = self._one(f"SELECT * FROM facts WHERE id = ? AND scope IN ({marks})", (fact_id, *scopes))
+        if row is None:
+            raise FactNotFoundError(f"no fact {fact_id!r} here: see `dilm facts list`")
+        return self._fact(row)
+
+    def retract_fact(self, fact_id: str, scopes: list[str]) -> Fact:
+        """Mark a fact's record as expired (it was wrong to record); the row stays for history."""
+        self.fact(fact_id, scopes)  # scope check
+        with self.tx() as db:
+            db.execute("UPDATE facts SET expired_at = ? WHERE id = ? AND expired_at IS NULL", (utcnow(), fact_id))
+        return self.fact(fact_id, scopes)
+
+    def fact_supporters(self, subject_key: str, relation_key: str, obj: str) -> list[str]:
+        """Distinct user scopes holding this exact current fact (for consensus promotion to global)."""
+        rows = self._all(
+            """SELECT DISTINCT scope, object FROM facts WHERE subject_key = ? AND relation_key = ?
+               AND scope LIKE 'user:%' AND invalid_at IS NULL AND expired_at IS NULL""",
+            (subject_key, relation_key),
+        )
+        return [r[0] for r in rows if normalize(r[1]) == normalize(obj)]

@@ -1,0 +1,1 @@
+"""Evaluation harnesses shared by `dilm eval` and `benchmarks/`."""

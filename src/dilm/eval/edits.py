@@ -1,0 +1,225 @@
+"""`dilm eval edits`: sequential knowledge edits through the public Assistant API, scored the way the
+knowledge-editing literature does (EasyEdit, WISE, GRACE): reliability, generalization, locality, update
+accuracy on A→B→C chains, plus isolation leaks and latencies.
+
+All edits are made first (as one user, each correction given on the assistant's real answer); only then is
+everything asked again, each question in a new session — so a figure holds after all edits, not just the last.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from dilm.assistant import Assistant
+from dilm.errors import InvalidInputError
+from dilm.memory.api import scopes_for
+from dilm.text import normalize
+
+EDITOR, OTHER = "editor", "other-user"
+
+
+class EditItem(BaseModel):
+    id: str
+    lang: str
+    question: str
+    paraphrases: list[str] = Field(min_length=1)
+    corrections: list[str] = Field(min_length=1)
+    answers: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _lengths(self) -> EditItem:
+        if len(self.corrections) != len(self.answers):
+            raise ValueError("corrections and answers must have the same length")
+        return self
+
+
+class LocalityItem(BaseModel):
+    id: str
+    lang: str
+    question: str
+
+    @field_validator("question")
+    @classmethod
+    def _nonempty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("empty question")
+        return v
+
+
+def _read_jsonl(path: Path | None, default: str, model: type[BaseModel]) -> list[Any]:
+    text = (
+        path.read_text(encoding="utf-8")
+        if path
+        else resources.files("dilm.eval").joinpath("data", default).read_text(encoding="utf-8")
+    )
+    items = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            items.append(model.model_validate_json(line))
+        except ValueError as e:
+            raise InvalidInputError(f"{path or default} line {n}: {str(e).splitlines()[0]}") from None
+    return items
+
+
+def load(data: Path | None = None, locality: Path | None = None) -> tuple[list[EditItem], list[LocalityItem]]:
+    return _read_jsonl(data, "edits_dev.jsonl", EditItem), _read_jsonl(locality, "locality_dev.jsonl", LocalityItem)
+
+
+def contains(reply: str, answer: str) -> bool:
+    return normalize(answer) in normalize(reply)
+
+
+def _pct(xs: list[float]) -> tuple[float, float]:
+    if not xs:
+        return 0.0, 0.0
+    s = sorted(xs)
+    return statistics.median(s), s[min(len(s) - 1, round(0.95 * (len(s) - 1)))]
+
+
+def run(
+    items: list[EditItem],
+    locality: list[LocalityItem],
+    open_bot: Callable[[Path], Assistant],
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark in a fresh data dir; returns per-language and overall figures."""
+    tick = progress or (lambda *_: None)
+    with tempfile.TemporaryDirectory(prefix="dilm-eval-") as tmp:
+        bot = open_bot(Path(tmp))
+        try:
+            return _run(bot, items, locality, tick)
+        finally:
+            bot.close()
+
+
+def _run(bot: Assistant, items: list[EditItem], locality: list[LocalityItem], tick) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    ask = lambda q, user=EDITOR: bot.chat(q, user=user).text  # noqa: E731 — every question in a new session
+    total = len(locality) * 2 + sum(len(i.corrections) for i in items) + sum(3 + len(i.paraphrases) for i in items)
+    done = 0
+
+    def step(what: str) -> None:
+        nonlocal done
+        done += 1
+        tick(what, done, total)
+
+    before = {}
+    for loc in locality:
+        before[loc.id] = ask(loc.question)
+        step("locality baseline")
+    feedback_ms: list[float] = []
+    for item in items:
+        for correction in item.corrections:
+            reply = bot.chat(item.question, user=EDITOR)
+            t0 = time.perf_counter()
+            bot.feedback(reply.id, correction=correction)
+            feedback_ms.append((time.perf_counter() - t0) * 1000)
+            step("editing")
+    rows: list[dict[str, Any]] = []
+    retrieval_ms: list[float] = []
+    for item in items:
+        final, stale = item.answers[-1], item.answers[:-1]
+        t0 = time.perf_counter()
+        hits = bot.retriever.search(item.question, scopes_for(EDITOR), k=bot.settings.memory_k)
+        bot.answers.find(item.question, scopes_for(EDITOR), hits)
+        retrieval_ms.append((time.perf_counter() - t0) * 1000)
+        main = ask(item.question)
+        step("reliability")
+        paras = [ask(p) for p in item.paraphrases]
+        for _ in paras:
+            step("generalization")
+        leak_replies = [ask(item.question, OTHER), ask(item.paraphrases[0], OTHER)]
+        step("isolation")
+        step("isolation")
+        chain_ok = None
+        if stale:
+            replies = [main, *paras]
+            chain_ok = all(contains(r, final) and not any(contains(r, s) for s in stale) for r in replies)
+        rows.append(
+            {
+                "id": item.id,
+                "lang": item.lang,
+                "reliable": contains(main, final),
+                "general": [contains(p, final) for p in paras],
+                "chain_ok": chain_ok,
+                "leak": any(contains(r, a) for r in leak_replies for a in item.answers),
+                "reply": main,
+                "paraphrase_replies": paras,
+            }
+        )
+    local_rows = []
+    for loc in locality:
+        after = ask(loc.question)
+        local_rows.append(
+            {"id": loc.id, "lang": loc.lang, "same": after == before[loc.id], "before": before[loc.id], "after": after}
+        )
+        step("locality")
+    return summarize(rows, local_rows, feedback_ms, retrieval_ms)
+
+
+def summarize(rows, local_rows, feedback_ms, retrieval_ms) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    def figures(lang: str | None) -> dict[str, Any]:
+        rs = [r for r in rows if lang is None or r["lang"] == lang]
+        ls = [r for r in local_rows if lang is None or r["lang"] == lang]
+        gens = [g for r in rs for g in r["general"]]
+        chains = [r["chain_ok"] for r in rs if r["chain_ok"] is not None]
+        ratio = lambda xs: (sum(xs) / len(xs)) if xs else None  # noqa: E731
+        return {
+            "edits": len(rs),
+            "reliability": ratio([r["reliable"] for r in rs]),
+            "generalization": ratio(gens),
+            "locality": ratio([r["same"] for r in ls]),
+            "update_accuracy": ratio(chains),
+            "chains": len(chains),
+            "leaks": sum(r["leak"] for r in rs),
+        }
+
+    langs = sorted({r["lang"] for r in rows})
+    fb50, fb95 = _pct(feedback_ms)
+    rt50, rt95 = _pct(retrieval_ms)
+    return {
+        "by_language": {lang: figures(lang) for lang in langs},
+        "overall": figures(None),
+        "latency_ms": {"feedback_p50": fb50, "feedback_p95": fb95, "retrieval_p50": rt50, "retrieval_p95": rt95},
+        "failures": [
+            {"id": r["id"], "reply": r["reply"], "paraphrases": r["paraphrase_replies"]}
+            for r in rows
+            if not r["reliable"] or not all(r["general"]) or r["chain_ok"] is False or r["leak"]
+        ],
+        "locality_changes": [r for r in local_rows if not r["same"]],
+    }
+
+
+def table_rows(report: dict[str, Any]) -> list[list[str]]:
+    def fmt(x: float | None) -> str:
+        return "—" if x is None else f"{100 * x:.1f} %"
+
+    out = []
+    for name, f in [*report["by_language"].items(), ("overall", report["overall"])]:
+        out.append(
+            [
+                name,
+                str(f["edits"]),
+                fmt(f["reliability"]),
+                fmt(f["generalization"]),
+                fmt(f["locality"]),
+                f"{fmt(f['update_accuracy'])} ({f['chains']})",
+                str(f["leaks"]),
+            ]
+        )
+    return out
+
+
+def dump(report: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -1,0 +1,121 @@
+"""The answer guarantee: find the current fact that answers a question, and make the reply state it.
+
+The embedded 135M model often ignores context it is given (and cannot write Chinese), so a fact learned from
+a user is not left to chance: after generation the reply is checked for the current value and for any
+superseded value; if the value is missing or a stale one appears, the reply is repaired to a sentence that
+states the current fact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dilm.knowledge.extract import USER, parse_question, render
+from dilm.memory.retrieve import Hit
+from dilm.text import content_terms, is_cjk, language, normalize
+from dilm.types import Fact
+
+
+@dataclass
+class KnownAnswer:
+    value: str
+    statement: str
+    fact: Fact | None = None
+    memory_id: str | None = None
+    old_values: list[str] = field(default_factory=list)
+    how: str = ""
+
+
+def _relation_match(question_rel: str | None, fact_rel: str, question: str) -> bool:
+    a, b = normalize(question_rel or ""), normalize(fact_rel)
+    if a and a == b:
+        return True
+    fr = content_terms(fact_rel) or {b}
+    if a and (content_terms(a) & fr or (is_cjk(a) and (a in b or b in a))):
+        return True
+    return bool(fr & content_terms(question))
+
+
+def _mentions(subject: str, question: str) -> bool:
+    s, q = normalize(subject), normalize(question)
+    return len(s) >= 2 and s in q
+
+
+class AnswerFinder:
+    def __init__(self, store) -> None:  # type: ignore[no-untyped-def]
+        self.store = store
+
+    def find(self, question: str, scopes: list[str], hits: list[Hit]) -> KnownAnswer | None:
+        """The current fact (or corrected answer) that answers `question` with high confidence, else None."""
+        parsed = parse_question(question)
+        lang = language(question)
+        # 1. The question names a subject and a relation that a current fact has.
+        if parsed is not None:
+            subject, relation = parsed
+            for fact in self._facts(subject, scopes):
+                if _relation_match(relation, fact.relation, question):
+                    return self._known(fact, None, lang, scopes, "fact")
+        # 2. A retrieved memory about a subject the question names, which it paraphrases or names the relation of.
+        for hit in hits:
+            meta = hit.memory.metadata
+            facts = self.store.facts(scopes, memory_id=hit.memory.id) if meta.get("subjects") else []
+            for fact in facts:
+                about = _mentions(fact.subject, question) or (fact.subject == USER and "self" in hit.why)
+                close = hit.dense >= 0.55 or hit.coverage >= 0.5
+                if about and (close or _relation_match(None, fact.relation, question)):
+                    return self._known(fact, hit, lang, scopes, "memory fact")
+            # 3. A corrected answer without a fact: the question must be a close paraphrase of the corrected one.
+            answer = meta.get("answer")
+            if answer and not facts and (hit.dense >= 0.7 or hit.coverage >= 0.6) and hit.why:
+                old = self.store.superseded_answers(scopes, meta.get("question", ""))
+                return KnownAnswer(
+                    value=answer,
+                    statement=hit.memory.text,
+                    memory_id=hit.memory.id,
+                    old_values=_stale(old, answer),
+                    how="corrected answer",
+                )
+        return None
+
+    def _facts(self, subject: str, scopes: list[str]) -> list[Fact]:
+        """Current facts about `subject`: the user's own scope before global knowledge, newest first."""
+        facts = sorted(self.store.facts(scopes, subject=subject), key=lambda f: f.recorded_at, reverse=True)
+        return sorted(facts, key=lambda f: f.scope != scopes[0])
+
+    def _known(self, fact: Fact, hit: Hit | None, lang: str, scopes: list[str], how: str) -> KnownAnswer:
+        history = [
+            f
+            for f in self.store.facts(scopes, subject=fact.subject, current_only=False)
+            if normalize(f.relation) == normalize(fact.relation) and not f.current
+        ]
+        old = _stale([f.object for f in history], fact.object)
+        statement = render(fact.subject, fact.relation, fact.object, lang)
+        return KnownAnswer(
+            value=fact.object,
+            statement=statement,
+            fact=fact,
+            memory_id=fact.memory_id or (hit.memory.id if hit else None),
+            old_values=old,
+            how=how,
+        )
+
+
+def _stale(values: list[str], current: str) -> list[str]:
+    cur = normalize(current)
+    return sorted({v for v in values if v and normalize(v) != cur and normalize(v) not in cur})
+
+
+def repair(reply: str, known: KnownAnswer, truncated: bool = False) -> tuple[str, str | None]:
+    """(final text, what was repaired or None). The reply must state the value and no superseded one; a reply
+    cut off by the token limit is replaced by the plain statement too (a crisp fact beats a rambling one)."""
+    text = normalize(reply)
+    stale = [v for v in known.old_values if normalize(v) in text]
+    if normalize(known.value) in text and not stale and not truncated:
+        return reply, None
+    if stale:
+        reason = f"stated superseded value {stale[0]!r}"
+    elif truncated and normalize(known.value) in text:
+        reason = "the answer was cut off; stated the known fact instead"
+    else:
+        reason = f"did not state the known answer {known.value!r}"
+    return known.statement, reason

@@ -1,0 +1,394 @@
+"""Rule-based extraction of (subject, relation, object) triples from English and Chinese text.
+
+Deterministic and fast (microseconds). Three jobs:
+- `extract(text)`: triples stated in a sentence ("The CEO of Zorblat is Mira Quell.", "星河科技的总部在杭州。");
+- `correction_value(text)`: the new (and negated old) value of a value-only correction ("No, it's B",
+  "not A but B", "不是A而是B", "应该是B");
+- `parse_question(text)`: the (subject, relation) a question asks about, so a value-only correction
+  can be attached to the right fact.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from dilm.text import normalize
+
+USER = "user"  # the subject of first-person statements ("My name is …", "我叫…")
+
+
+@dataclass(frozen=True)
+class Triple:
+    subject: str
+    relation: str
+    object: str
+
+
+# Canonical relation names so that "I live in", "住在" and "where do I live" meet on one key.
+_RELATION_ALIASES = {
+    "名字": "name",
+    "姓名": "name",
+    "name": "name",
+    "called": "name",
+    "is called": "name",
+    "is named": "name",
+    "live in": "lives in",
+    "lives in": "lives in",
+    "住在": "lives in",
+    "居住在": "lives in",
+    "live": "lives in",
+    "work at": "works at",
+    "works at": "works at",
+    "work for": "works at",
+    "works for": "works at",
+    "work": "works at",
+    "在…工作": "works at",
+    "located in": "location",
+    "is located in": "location",
+    "is based in": "location",
+    "位于": "location",
+    "坐落于": "location",
+    "based in": "location",
+    "located": "location",
+    "based": "location",
+    "headquartered in": "headquarters",
+    "is headquartered in": "headquarters",
+    "总部在": "headquarters",
+    "总部位于": "headquarters",
+    "总部设在": "headquarters",
+    "总部设于": "headquarters",
+    "总部": "headquarters",
+    "headquarters": "headquarters",
+    "hq": "headquarters",
+    "headquartered": "headquarters",
+    "was born in": "birthplace",
+    "born in": "birthplace",
+    "出生于": "birthplace",
+    "出生在": "birthplace",
+    "opens at": "opening time",
+    "open": "opening time",
+    "opens": "opening time",
+    "closes at": "closing time",
+    "close": "closing time",
+    "closes": "closing time",
+    "costs": "price",
+    "cost": "price",
+    "price": "price",
+    "价格": "price",
+}
+
+_LEAD_EN = re.compile(
+    r"^(?:(?:no|nope|wrong|incorrect|actually|correction|fyi|note|sorry|well|oh|hmm|that's wrong|that is wrong|"
+    r"that's not right|not quite|update|please note|just so you know)\b[\s,:;.!-]*)+",
+    re.I,
+)
+_REMEMBER_EN = re.compile(r"^(?:please\s+)?(?:remember|note|keep in mind|don't forget)(?:\s+that)?[\s,:]+", re.I)
+_LEAD_ZH = re.compile(
+    r"^(?:(?:不对|不是的|错了|错|其实|实际上|更正|纠正|注意|抱歉|不好意思|哦|嗯|说明)[\s，,：:。！!]*)+"
+)
+_REMEMBER_ZH = re.compile(r"^(?:请)?(?:记住|记得|记一下|请注意)[\s，,：:]*")
+
+_BE = r"(?:is|are|was|were|=|:)"
+_VERBS_EN = (
+    r"lives in|live in|works at|works for|was born in|is located in|is based in|is headquartered in|"
+    r"opens at|closes at|costs|weighs|was founded in|was founded by|was founded on|belongs to|reports to|"
+    r"is married to|is called|is named|speaks|teaches|manages|leads|runs|owns|uses|starts at|starts on|"
+    r"ends at|ends on|launches on|launches in|moved to|is due on|is due by|takes place in|takes place on|"
+    r"meets on|meets at|meets in|is held in|is held on|is made of|is made from|is written in|drives|plays"
+)
+_EN_PATTERNS = [
+    # First person.
+    (re.compile(r"^my name is (?P<obj>.+)$", re.I), lambda m: (USER, "name", m["obj"])),
+    (
+        re.compile(r"^(?:i am called|call me|i'm called|they call me) (?P<obj>.+)$", re.I),
+        lambda m: (USER, "name", m["obj"]),
+    ),
+    (re.compile(r"^(?:i am|i'm) (?P<obj>[A-Z][\w'-]*(?: [A-Z][\w'-]*)?)$"), lambda m: (USER, "name", m["obj"])),
+    (
+        re.compile(
+            rf"^i (?P<rel>{_VERBS_EN.replace('lives in|', 'live in|')}|live in|work at|work for) (?P<obj>.+)$", re.I
+        ),
+        lambda m: (USER, m["rel"], m["obj"]),
+    ),
+    (
+        re.compile(r"^my (?P<rel>.+?) (?:is|are) (?:called|named) (?P<obj>.+)$", re.I),
+        lambda m: (USER, f"{m['rel']} name", m["obj"]),
+    ),
+    (re.compile(r"^my (?P<rel>.+?) (?:is|are) (?P<obj>.+)$", re.I), lambda m: (USER, m["rel"], m["obj"])),
+    (
+        re.compile(r"^(?P<subj>.+?) (?:is|are) (?:called|named) (?P<obj>.+)$", re.I),
+        lambda m: (m["subj"], "name", m["obj"]),
+    ),
+    # "The Y of X is Z"
+    (
+        re.compile(rf"^(?:the )?(?P<rel>[^,;]+?) of (?P<subj>.+?) {_BE} (?P<obj>.+)$", re.I),
+        lambda m: (m["subj"], m["rel"], m["obj"]),
+    ),
+    # "X's Y is Z"
+    (
+        re.compile(rf"^(?P<subj>.+?)(?:'s|’s|s'|s’) (?P<rel>.+?) {_BE} (?P<obj>.+)$", re.I),
+        lambda m: (m["subj"], m["rel"], m["obj"]),
+    ),
+    # "X lives in Z" and other verb relations.
+    (re.compile(rf"^(?P<subj>.+?) (?P<rel>{_VERBS_EN}) (?P<obj>.+)$", re.I), lambda m: (m["subj"], m["rel"], m["obj"])),
+    # "The Acme support hotline is Z": a capitalized name followed by a lower-case relation.
+    (
+        re.compile(
+            rf"^(?:[Tt]he )?(?!(?:The|A|An|This|That|It|Its|Our|Your|My)\b)(?P<subj>[A-Z0-9][\w&.'-]*(?: [A-Z0-9][\w&.'-]*)*) (?P<rel>[a-z][\w -]*?) {_BE} (?P<obj>.+)$"
+        ),
+        lambda m: (m["subj"], m["rel"], m["obj"]),
+    ),
+    # "X is Z"
+    (re.compile(rf"^(?P<subj>[^,;]{{1,60}}?) {_BE} (?P<obj>.+)$", re.I), lambda m: (m["subj"], "is", m["obj"])),
+]
+
+_ZH_VERBS = (
+    r"住在|居住在|位于|坐落于|出生于|出生在|成立于|创立于|总部位于|总部设在|总部设于|总部在|来自|毕业于|就职于|工作于"
+)
+_ZH_PATTERNS = [
+    (re.compile(r"^我(?:叫|的名字(?:是|叫))(?P<obj>.+)$"), lambda m: (USER, "name", m["obj"])),
+    (re.compile(r"^我(?P<rel>住在|在|来自)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
+    (re.compile(r"^我的(?P<rel>.+?)(?:是|叫|为)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
+    (re.compile(rf"^(?P<subj>.+?)的?(?P<rel>{_ZH_VERBS})(?P<obj>.+)$"), lambda m: (m["subj"], m["rel"], m["obj"])),
+    (
+        re.compile(r"^(?P<subj>.+?)的(?P<rel>.+?)(?:是|为|叫|在|有|改为|改成)(?P<obj>.+)$"),
+        lambda m: (m["subj"], m["rel"], m["obj"]),
+    ),
+    (re.compile(r"^(?P<subj>.{1,20}?)(?:是|为)(?P<obj>.+)$"), lambda m: (m["subj"], "是", m["obj"])),
+]
+
+_SENTENCES = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'“])|[。！？；;\n]+|:\s+|：")
+_ABBREVIATION = re.compile(r"(?:^|\s)(?:Dr|Mr|Mrs|Ms|Prof|St|Jr|Sr|Mt|No|Co|Inc|Ltd|vs|etc|e\.g|i\.e)\.$")
+
+
+def sentences(text: str) -> list[str]:
+    """Split into sentences, keeping "Dr. Lena Ortiz" and "Acme Co. Ltd" in one piece."""
+    out: list[str] = []
+    for piece in _SENTENCES.split(text):
+        if out and _ABBREVIATION.search(out[-1]):
+            out[-1] = f"{out[-1]} {piece}"
+        elif piece.strip():
+            out.append(piece.strip())
+    return out
+
+
+def clean_statement(text: str) -> str:
+    """Strip conversational lead-ins ("No, actually", "记住：") that are not part of the fact."""
+    text = text.strip()
+    for _ in range(3):
+        before = text
+        text = _REMEMBER_EN.sub("", _LEAD_EN.sub("", text)).strip()
+        text = _REMEMBER_ZH.sub("", _LEAD_ZH.sub("", text)).strip()
+        if text == before:
+            break
+    return text
+
+
+def is_teaching(text: str) -> bool:
+    """A message that asks dilm to remember something ("Remember that …", "记住：…")."""
+    t = text.strip()
+    return bool(_REMEMBER_EN.match(t) or re.match(r"^(?:请)?(?:记住|记一下|记得)", t)) and len(t) > 8
+
+
+def _tidy(value: str) -> str:
+    value = value.strip().strip(" \t\"'“”‘’「」『』")
+    value = re.sub(r"[\s.。!！?？,，;；:：]+$", "", value)
+    value = re.sub(r"^(?:now|currently|actually|really)\s+", "", value, flags=re.I)
+    return re.sub(r"^(?:the|a|an) (?=[A-Z0-9])", "", value)
+
+
+def canonical_relation(relation: str) -> str:
+    rel = normalize(relation)
+    rel = re.sub(r"^(?:the|a|an) ", "", rel)
+    return _RELATION_ALIASES.get(rel, rel)
+
+
+_NOT_SUBJECTS = frozenset(
+    "it this that there he she they the answer answer 这 那 它 他 她 答案 不 这个 那个 不对 错了".split()
+) | {"the answer"}
+
+
+def _valid(subject: str, relation: str, obj: str) -> bool:
+    if not subject or not relation or not obj or len(obj) > 120 or len(subject) > 80:
+        return False
+    if normalize(subject) in _NOT_SUBJECTS or subject.startswith(("不是", "不对")):
+        return False
+    return not re.search(r"\b(?:not|n't)\b|不是|而是", obj)
+
+
+def extract(text: str) -> list[Triple]:
+    """Triples stated in `text`, one per sentence at most (the first pattern that fits wins)."""
+    out: list[Triple] = []
+    for sentence in sentences(text):
+        sentence = clean_statement(sentence)
+        if not sentence or sentence.endswith(("?", "？")):
+            continue
+        patterns = (
+            _ZH_PATTERNS if re.search(r"[\u4e00-\u9fff]", sentence) and not _mostly_latin(sentence) else _EN_PATTERNS
+        )
+        for pattern, build in patterns:
+            m = pattern.match(_tidy(sentence))
+            if m:
+                subject, relation, obj = (_tidy(x) for x in build(m))
+                if _valid(subject, relation, obj):
+                    out.append(Triple(subject, canonical_relation(relation), obj))
+                break
+    return out
+
+
+def _mostly_latin(text: str) -> bool:
+    cjk = len(re.findall(r"[\u4e00-\u9fff]", text))
+    latin = len(re.findall(r"[A-Za-z]", text))
+    return latin > 3 * cjk and not re.search(r"[的是在]", text)
+
+
+_VALUE_EN = [
+    re.compile(
+        r"^(?:it(?:'s| is| was)|that(?:'s| is)|the answer is|answer:)?\s*not (?P<old>.+?)[,;]?\s*(?:but|it's|it is|rather)\s+(?P<new>.+)$",
+        re.I,
+    ),
+    re.compile(
+        r"^(?:it|that|the answer|this)\s+(?:should be|must be|is actually|is really|is now|has changed to|changed to|was changed to|is|was|'s)\s+(?P<new>.+)$",
+        re.I,
+    ),
+    re.compile(r"^(?:it's|that's|its|now it's|now it is)\s+(?P<new>.+)$", re.I),
+    re.compile(r"^(?:it was changed to|it changed to|changed to|now)\s+(?P<new>.+)$", re.I),
+    re.compile(
+        r"^(?:should be|must be|the (?:correct|right) answer is|the answer is|correct answer:|answer:|the correct one is)\s+(?P<new>.+)$",
+        re.I,
+    ),
+]
+_VALUE_ZH = [
+    re.compile(r"^(?:这|那|答案)?不是(?P<old>.+?)[，,、\s]*(?:而是|是|应该是|应为)(?P<new>.+)$"),
+    re.compile(
+        r"^(?:应该是|应为|应当是|改为|改成|更正为|答案是|正确答案是|正确的是|正确的答案是|其实是|实际上是|是)(?P<new>.+)$"
+    ),
+]
+
+
+def _clauses(text: str) -> list[str]:
+    """The sentences, then each sentence's comma clauses from the last ("They changed it, it's now X")."""
+    out: list[str] = []
+    for sentence in sentences(text)[:3]:
+        out.append(sentence)
+        parts = [p for p in re.split(r"[,，]\s*", sentence) if p.strip()]
+        if len(parts) > 1:
+            out.extend(", ".join(parts[i:]) for i in range(len(parts) - 1, 0, -1))
+    return out
+
+
+def correction_value(text: str) -> tuple[str, str | None] | None:
+    """(new value, negated old value or None) of a correction that gives only a value, else None."""
+    raw = text.strip()
+    for sentence in _clauses(raw):
+        # Keep "not A but B" intact: only strip lead-ins that are not part of it.
+        s = _tidy(clean_statement(sentence) or sentence)
+        for pattern in (*_VALUE_ZH, *_VALUE_EN):
+            m = pattern.match(s)
+            if m:
+                new = _tidy(m["new"])
+                old = _tidy(m.groupdict().get("old") or "") or None
+                if new and len(new) <= 120:
+                    return new, old
+    return None
+
+
+_WH = r"(?i:what|who|which|where|when|how much|how many|how long|how old|what time)"
+_Q_EN = [
+    (
+        re.compile(
+            r"^(?:what(?:'s| is) my name|who am i|do you (?:know|remember) (?:my name|who i am)|what am i called)\b",
+            re.I,
+        ),
+        lambda m: (USER, "name"),
+    ),
+    (re.compile(r"^where do i (?P<rel>live|work)\b", re.I), lambda m: (USER, m["rel"])),
+    (re.compile(rf"^{_WH}(?:'s| is| are| was| were)? my (?P<rel>.+?)$", re.I), lambda m: (USER, m["rel"])),
+    (re.compile(r"^where (?:does|do|did) (?P<subj>.+?) (?P<rel>live|work)$", re.I), lambda m: (m["subj"], m["rel"])),
+    (
+        re.compile(r"^where is (?P<subj>.+?) (?P<rel>located|based|headquartered)$", re.I),
+        lambda m: (m["subj"], m["rel"]),
+    ),
+    (re.compile(r"^when (?:does|do) (?P<subj>.+?) (?P<rel>open|close)$", re.I), lambda m: (m["subj"], m["rel"])),
+    (re.compile(r"^how much (?:does|do) (?P<subj>.+?) (?P<rel>cost)$", re.I), lambda m: (m["subj"], m["rel"])),
+    (
+        re.compile(rf"^{_WH}(?:'s| is| are| was| were)? (?:the )?(?P<rel>[^,]+?) (?:of|for) (?P<subj>.+?)$", re.I),
+        lambda m: (m["subj"], m["rel"]),
+    ),
+    (
+        re.compile(rf"^{_WH}(?:'s| is| are| was| were)? (?P<subj>.+?)(?:'s|’s|s'|s’) (?P<rel>.+?)$", re.I),
+        lambda m: (m["subj"], m["rel"]),
+    ),
+    (
+        re.compile(
+            rf"^{_WH}(?:'s| is| are| was| were)? (?:the )?(?P<subj>[A-Z0-9][\w&.'-]*(?: [A-Z0-9][\w&.'-]*)*) (?P<rel>[a-z][\w -]*?)$"
+        ),
+        lambda m: (m["subj"], m["rel"]),
+    ),
+    (re.compile(r"^(?:who|what) (?:is|are|was) (?P<subj>.+?)$", re.I), lambda m: (m["subj"], "is")),
+]
+_Q_ZH_TAIL = r"(?:是什么|是谁|是多少|是哪里|是哪儿|是哪个.*|是哪.*|在哪里|在哪儿|在哪|叫什么名字|叫什么|有多少|是几.*|是啥|多少钱|几点.*|什么时候.*|呢|吗)?[？?。]?$"
+_Q_ZH = [
+    (re.compile(r"^(?:我叫什么|我的名字是什么|我是谁)"), lambda m: (USER, "name")),
+    (re.compile(r"^我(?P<rel>住在|在|来自)(?:哪里|哪儿|哪|什么地方)"), lambda m: (USER, m["rel"])),
+    (re.compile(rf"^我的(?P<rel>.+?){_Q_ZH_TAIL}"), lambda m: (USER, m["rel"])),
+    (
+        re.compile(rf"^(?P<subj>.+?)的?(?P<rel>{_ZH_VERBS}|在)(?:哪里|哪儿|哪|什么地方|哪个.+|哪一.+)"),
+        lambda m: (m["subj"], m["rel"]),
+    ),
+    (re.compile(rf"^(?P<subj>.+?)的(?P<rel>.+?){_Q_ZH_TAIL}"), lambda m: (m["subj"], m["rel"])),
+    (re.compile(r"^(?P<subj>.+?)(?:是谁|是什么)[？?]?$"), lambda m: (m["subj"], "是")),
+]
+
+
+def parse_question(text: str) -> tuple[str, str] | None:
+    """(subject, canonical relation) a question asks about, or None."""
+    q = clean_statement(text.strip())
+    q = re.sub(
+        r"^(?:(?:please|can you|could you|do you know|tell me|请问|请告诉我|你知道)[\s,，]*)+", "", q, flags=re.I
+    )
+    q = re.sub(r"[\s?？!！.。]+$", "", q)
+    patterns = _Q_ZH if re.search(r"[\u4e00-\u9fff]", q) else _Q_EN
+    for pattern, build in patterns:
+        m = pattern.match(q)
+        if m:
+            subject, relation = (_tidy(x) for x in build(m))
+            if subject and relation and _valid(subject, relation, "x"):
+                return subject, canonical_relation(relation)
+    return None
+
+
+_RENDER = {
+    "name": ("{s} is called {o}.", "{s}叫{o}。"),
+    "lives in": ("{s} lives in {o}.", "{s}住在{o}。"),
+    "works at": ("{s} works at {o}.", "{s}在{o}工作。"),
+    "location": ("{s} is located in {o}.", "{s}位于{o}。"),
+    "headquarters": ("{s} is headquartered in {o}.", "{s}的总部在{o}。"),
+    "birthplace": ("{s} was born in {o}.", "{s}出生于{o}。"),
+    "opening time": ("{s} opens at {o}.", "{s}的开门时间是{o}。"),
+    "closing time": ("{s} closes at {o}.", "{s}的关门时间是{o}。"),
+    "price": ("{s} costs {o}.", "{s}的价格是{o}。"),
+    "is": ("{s} is {o}.", "{s}是{o}。"),
+    "是": ("{s} is {o}.", "{s}是{o}。"),
+}
+_RENDER_USER = {
+    "name": ("Your name is {o}.", "你叫{o}。"),
+    "lives in": ("You live in {o}.", "你住在{o}。"),
+    "works at": ("You work at {o}.", "你在{o}工作。"),
+}
+
+
+def render(subject: str, relation: str, obj: str, lang: str) -> str:
+    """A plain sentence stating the fact, in English ('en') or Chinese ('zh')."""
+    zh = lang == "zh"
+    if subject == USER:
+        en_t, zh_t = _RENDER_USER.get(relation, ("Your {r} is {o}.", "你的{r}是{o}。"))
+        return (zh_t if zh else en_t).format(r=relation, o=obj)
+    if relation in _RENDER:
+        en_t, zh_t = _RENDER[relation]
+    elif re.fullmatch(_VERBS_EN, relation, re.I):
+        en_t, zh_t = "{s} {r} {o}.", "{s}{r}{o}。"
+    else:
+        en_t, zh_t = "The {r} of {s} is {o}.", "{s}的{r}是{o}。"
+    return (zh_t if zh else en_t).format(s=subject, r=relation, o=obj)

@@ -1,0 +1,94 @@
+"""Rule-based extraction, English and Chinese: statements, value-only corrections, questions."""
+
+from __future__ import annotations
+
+import pytest
+
+from dilm.knowledge.extract import USER, Triple, correction_value, extract, is_teaching, parse_question, render
+
+
+@pytest.mark.parametrize(
+    "text,triple",
+    [
+        ("The support hotline of Acme Robotics is 555-0199.", ("Acme Robotics", "support hotline", "555-0199")),
+        ("Acme Robotics's CEO is Mira Quell.", ("Acme Robotics", "ceo", "Mira Quell")),
+        ("No, the Acme support hotline is 555-0199.", ("Acme", "support hotline", "555-0199")),
+        ("Dr. Lena Ortiz lives in Port Averly.", ("Dr. Lena Ortiz", "lives in", "Port Averly")),
+        ("Brightwater Café opens at 7:30 am.", ("Brightwater Café", "opening time", "7:30 am")),
+        ("My name is Alice.", (USER, "name", "Alice")),
+        ("I live in Lisbon.", (USER, "lives in", "Lisbon")),
+        ("Remember that my dog is called Rex.", (USER, "dog name", "Rex")),
+        ("Sorry, it moved: Project Nimbus launches on June 9.", ("Project Nimbus", "launches on", "June 9")),
+        ("星河科技的总部在杭州。", ("星河科技", "headquarters", "杭州")),
+        ("小明的老师是王芳", ("小明", "老师", "王芳")),
+        ("我叫小明。", (USER, "name", "小明")),
+        ("记住：Acme的客服热线是555-0199", ("Acme", "客服热线", "555-0199")),
+        ("星河科技总部位于杭州", ("星河科技", "headquarters", "杭州")),
+        ("其实，蓝鲸书店的老板是陈静。", ("蓝鲸书店", "老板", "陈静")),
+    ],
+)
+def test_statements(text, triple):
+    assert extract(text) == [Triple(*triple)]
+
+
+@pytest.mark.parametrize(
+    "text", ["It's not 555-0100 but 555-0199.", "不是北京，而是杭州。", "What is the capital?", "好的"]
+)
+def test_no_triple_from_negations_or_questions(text):
+    assert extract(text) == []
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("No, it's 555-0199.", ("555-0199", None)),
+        ("It should be Tarnis.", ("Tarnis", None)),
+        ("Wrong, the answer is 42 km.", ("42 km", None)),
+        ("It's not 555-0100 but 555-0199.", ("555-0199", "555-0100")),
+        ("No, it is not June 9 but July 21.", ("July 21", "June 9")),
+        ("They changed it, it's now birch-falcon-31.", ("birch-falcon-31", None)),
+        ("Actually, it's Mira Quell.", ("Mira Quell", None)),
+        ("不是北京，而是杭州。", ("杭州", "北京")),
+        ("应该是杭州。", ("杭州", None)),
+        ("改为李华。", ("李华", None)),
+        ("错了，是王芳", ("王芳", None)),
+        ("答案是三十二。", ("三十二", None)),
+        ("The Acme support hotline is 555-0199.", None),
+    ],
+)
+def test_correction_values(text, value):
+    assert correction_value(text) == value
+
+
+@pytest.mark.parametrize(
+    "question,parsed",
+    [
+        ("What is the support hotline of Acme Robotics?", ("Acme Robotics", "support hotline")),
+        ("What is Acme's hotline?", ("Acme", "hotline")),
+        ("What is the Acme support hotline?", ("Acme", "support hotline")),
+        ("Who is the CEO of Zorblat?", ("Zorblat", "ceo")),
+        ("What is my name?", (USER, "name")),
+        ("Where do I live?", (USER, "lives in")),
+        ("Where does Dr. Lena Ortiz live?", ("Dr. Lena Ortiz", "lives in")),
+        ("When does Brightwater Café open?", ("Brightwater Café", "opening time")),
+        ("星河科技的总部在哪里？", ("星河科技", "headquarters")),
+        ("星河科技总部设在哪个城市？", ("星河科技", "headquarters")),
+        ("小明的老师是谁？", ("小明", "老师")),
+        ("我叫什么名字？", (USER, "name")),
+    ],
+)
+def test_questions(question, parsed):
+    assert parse_question(question) == parsed
+
+
+def test_render_in_both_languages():
+    assert render("Acme", "support hotline", "555-0199", "en") == "The support hotline of Acme is 555-0199."
+    assert render("星河科技", "headquarters", "杭州", "zh") == "星河科技的总部在杭州。"
+    assert render(USER, "name", "Alice", "en") == "Your name is Alice."
+    assert render(USER, "name", "小明", "zh") == "你叫小明。"
+
+
+def test_teaching_phrases():
+    assert is_teaching("Remember that the gate code is 4417.")
+    assert is_teaching("记住：小明的老师是王芳")
+    assert not is_teaching("Do you remember my name?")
