@@ -168,3 +168,33 @@ def test_ctrl_c_cancels_the_answer_but_not_the_repl(cli_env):
     db = sqlite3.connect(Path(cli_env["DILM_DATA_DIR"]) / "dilm.db")
     assert db.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
     assert os.path.exists(Path(cli_env["DILM_DATA_DIR"]) / "dilm.db")
+
+
+def test_scripted_correction_flow_and_memory_commands(cli_env):
+    wrong = json.loads(
+        run(cli_env, "ask", "Where is the head office of Tarnwick Ferries?", "--json", "-u", "ann").stdout
+    )
+    assert "Gullhaven" not in wrong["text"]
+    fix = run(cli_env, "feedback", wrong["id"], "--correction", "It's not in Oslo but in Gullhaven.", "-u", "ann")
+    assert "remembered" in fix.stdout and "fact" in fix.stdout
+    right = json.loads(
+        run(cli_env, "ask", "In which town does Tarnwick Ferries have its head office?", "--json", "-u", "ann").stdout
+    )
+    assert right["session_id"] != wrong["session_id"]
+    assert "Gullhaven" in right["text"] and "Oslo" not in right["text"]
+    assert right["citations"] and right["citations"][0]["kind"] == "memory"
+    other = json.loads(
+        run(cli_env, "ask", "Where is the head office of Tarnwick Ferries?", "--json", "-u", "ben").stdout
+    )
+    assert "Gullhaven" not in other["text"]
+    history = run(cli_env, "facts", "history", "Tarnwick Ferries", "-u", "ann").stdout
+    assert "Gullhaven" in history and "current" in history
+    listed = json.loads(run(cli_env, "memories", "list", "-u", "ann", "--json").stdout)
+    assert len(listed) == 1
+    found = run(cli_env, "memories", "search", "Tarnwick Ferries head office", "-u", "ann").stdout
+    assert listed[0]["id"] in found
+    assert_one_line_error(run(cli_env, "memories", "delete", listed[0]["id"], "-u", "ben", ok=False), "no memory")
+    assert "deleted" in run(cli_env, "memories", "delete", listed[0]["id"], "-u", "ann").stdout
+    promoted = run(cli_env, "facts", "add", "Tarnwick Ferries", "ceo", "Oda Lind", "--global").stdout
+    assert "global" in promoted
+    assert "Oda Lind" in run(cli_env, "facts", "list", "--subject", "Tarnwick Ferries", "-u", "ben").stdout

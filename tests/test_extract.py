@@ -92,3 +92,28 @@ def test_teaching_phrases():
     assert is_teaching("Remember that the gate code is 4417.")
     assert is_teaching("记住：小明的老师是王芳")
     assert not is_teaching("Do you remember my name?")
+
+
+def test_model_output_is_parsed_tolerantly():
+    from dilm.knowledge.model_extract import parse_triples
+
+    assert parse_triples('Sure! ```json\n[["Acme", "CEO", "Mira Quell"], ["I", "lives in", "Lisbon"]]\n```') == [
+        Triple("Acme", "ceo", "Mira Quell"),
+        Triple(USER, "lives in", "Lisbon"),
+    ]
+    assert parse_triples('[{"subject": "星河科技", "relation": "总部", "object": "杭州"}]') == [
+        Triple("星河科技", "headquarters", "杭州")
+    ]
+    assert parse_triples("no json here") == [] and parse_triples('[["only two", "items"], 5, [1, 2, 3]]') == []
+
+
+def test_model_extraction_falls_back_to_rules(backend):
+    from dilm.knowledge.model_extract import extract_with_model
+
+    class Broken:
+        def generate(self, *a, **k):
+            raise RuntimeError("server down")
+
+    assert extract_with_model(Broken(), "星河科技的总部在杭州。") == [Triple("星河科技", "headquarters", "杭州")]
+    triples = extract_with_model(backend, "The CEO of Zorblat is Mira Quell.")  # the real 135M model, or the rules
+    assert triples and all(isinstance(t, Triple) for t in triples)

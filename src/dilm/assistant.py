@@ -15,11 +15,12 @@ from dilm.context import ContextBuilder, with_notes
 from dilm.errors import DilmError, InvalidInputError, PermissionDeniedError
 from dilm.knowledge.answers import AnswerFinder, KnownAnswer, repair
 from dilm.knowledge.extract import is_teaching
+from dilm.knowledge.model_extract import extract_with_model
 from dilm.memory.api import Facts, Memories, scopes_for
 from dilm.memory.embed import shared_embedder
 from dilm.memory.retrieve import Hit, Retriever
 from dilm.memory.writer import Learned, MemoryWriter
-from dilm.models import Backend, load_backend
+from dilm.models import BUNDLED, Backend, load_backend
 from dilm.store import Store
 from dilm.text import language
 from dilm.types import Candidate, Feedback, FeedbackResult, Message, Reply, new_id, user_scope, utcnow
@@ -42,6 +43,10 @@ class Assistant:
         self.retriever = Retriever(store, shared_embedder())
         self.writer = MemoryWriter(store, self.retriever.embedder, self.retriever, settings.consensus_users)
         self.answers = AnswerFinder(store)
+        if settings.extraction == "model" or (
+            settings.extraction == "auto" and (settings.backend == "openai" or settings.model not in BUNDLED)
+        ):
+            self.writer.extract = lambda text: extract_with_model(self.backend, text)
         self.memories = Memories(self)
         self.facts = Facts(self)
 

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(32_000, ge=1)
     max_feedback_chars: int = Field(16_000, ge=1)
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
+    extraction: Literal["auto", "rules", "model"] = Field(
+        "auto", description="fact extraction: rules, the model (JSON), or auto (model unless it is the embedded one)"
+    )
     memory: bool = Field(True, description="use memories and facts in answers (off: the model alone)")
     memory_k: int = Field(3, ge=1, le=20, description="memories put in the prompt at most")
     consensus_users: int = Field(

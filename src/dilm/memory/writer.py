@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dilm.knowledge.extract import USER, Triple, clean_statement, correction_value, extract, parse_question, render
@@ -50,6 +51,7 @@ class MemoryWriter:
         self.embedder = embedder
         self.retriever = retriever
         self.consensus_users = consensus_users
+        self.extract: Callable[[str], list[Triple]] = extract  # the Assistant may swap in model extraction
 
     # -- entry points -----------------------------------------------------------------------------
     def correction(self, scope: str, question: str, text: str, source_id: str) -> Learned:
@@ -60,7 +62,7 @@ class MemoryWriter:
         # Value-only corrections ("No, it's B", "not A but B", "应该是B") first: read as statements they would
         # yield nonsense triples such as (不; 是; 北京，而是杭州).
         value = correction_value(text)
-        triples = [] if value else extract(text)
+        triples = [] if value else self.extract(text)
         bare = clean_statement(text).rstrip(".。!！")
         if not triples and value is None and qparse and _is_bare_value(bare):
             value = (bare, None)  # a bare value: "Port Averly."
@@ -90,7 +92,7 @@ class MemoryWriter:
         statement = clean_statement(text) or text.strip()
         meta = {"question": question.strip(), "source": "supplement"}
         return self._write(
-            scope, statement, f"{question.strip()}\n{statement}", "supplement", source_id, extract(text), meta
+            scope, statement, f"{question.strip()}\n{statement}", "supplement", source_id, self.extract(text), meta
         )
 
     def statement(
@@ -105,7 +107,7 @@ class MemoryWriter:
         """A taught sentence ("Remember that …") or, with self_only, what users say about themselves."""
         if looks_like_injection(text) or looks_binary(text):
             return self._flagged(scope, text, "", source_id, kind)
-        triples = extract(text)
+        triples = extract(text) if self_only else self.extract(text)  # self-statements: rules, every turn
         if self_only:
             triples = [t for t in triples if t.subject == USER]
             if not triples:
