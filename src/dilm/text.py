@@ -60,3 +60,13 @@ def terms(text: str) -> list[str]:
 def content_terms(text: str) -> set[str]:
     """Terms that carry the topic: words and CJK bigrams (single CJK characters are too ambiguous)."""
     return {t for t in terms(text) if not (is_cjk(t) and (len(t) == 1 or any(c in STOP_CJK_CHARS for c in t)))}
+
+
+def mentions(subject: str, text: str, share: float = 0.6) -> bool:
+    """Whether `text` names `subject`: verbatim, or most of its content terms ("the Secretary of the Silverfen
+    Hiking Society" names "Silverfen Hiking Society secretary"; "陈墨白养的猫" names "陈墨白家")."""
+    s, t = normalize(subject), normalize(text)
+    if len(s) >= 2 and s in t:
+        return True
+    wanted = content_terms(subject)
+    return len(wanted) >= 2 and len(wanted & content_terms(text)) / len(wanted) >= share

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from dilm.knowledge.extract import USER, parse_question, render
 from dilm.memory.retrieve import Hit
-from dilm.text import content_terms, is_cjk, language, normalize
+from dilm.text import content_terms, is_cjk, language, mentions, normalize
 from dilm.types import Fact
 
 
@@ -36,11 +36,6 @@ def _relation_match(question_rel: str | None, fact_rel: str, question: str) -> b
     return bool(fr & content_terms(question))
 
 
-def _mentions(subject: str, question: str) -> bool:
-    s, q = normalize(subject), normalize(question)
-    return len(s) >= 2 and s in q
-
-
 class AnswerFinder:
     def __init__(self, store) -> None:  # type: ignore[no-untyped-def]
         self.store = store
@@ -60,8 +55,9 @@ class AnswerFinder:
             meta = hit.memory.metadata
             facts = self.store.facts(scopes, memory_id=hit.memory.id) if meta.get("subjects") else []
             for fact in facts:
-                about = _mentions(fact.subject, question) or (fact.subject == USER and "self" in hit.why)
-                close = hit.dense >= 0.55 or hit.coverage >= 0.5
+                about = mentions(fact.subject, question) or (fact.subject == USER and "self" in hit.why)
+                # MiniLM cannot read Chinese: there, closeness is the share of the question's bigrams.
+                close = hit.coverage >= 0.35 if lang == "zh" else (hit.dense >= 0.55 or hit.coverage >= 0.5)
                 if about and (close or _relation_match(None, fact.relation, question)):
                     return self._known(fact, hit, lang, scopes, "memory fact")
             # 3. A corrected answer without a fact: the question must be a close paraphrase of the corrected one.
@@ -88,7 +84,10 @@ class AnswerFinder:
             for f in self.store.facts(scopes, subject=fact.subject, current_only=False)
             if normalize(f.relation) == normalize(fact.relation) and not f.current
         ]
-        old = _stale([f.object for f in history], fact.object)
+        earlier = [f.object for f in history]
+        if hit is not None and hit.memory.metadata.get("question"):  # values of replaced corrections
+            earlier += self.store.superseded_answers(scopes, hit.memory.metadata["question"])
+        old = _stale(earlier, fact.object)
         statement = render(fact.subject, fact.relation, fact.object, lang)
         return KnownAnswer(
             value=fact.object,

@@ -195,6 +195,7 @@ def _tidy(value: str) -> str:
     value = value.strip().strip(" \t\"'“”‘’「」『』")
     value = re.sub(r"[\s.。!！?？,，;；:：]+$", "", value)
     value = re.sub(r"^(?:now|currently|actually|really)\s+", "", value, flags=re.I)
+    value = re.sub(r"[,，]?\s*(?:sorry|thanks|thank you|please|btw|lol|ok|okay|谢谢|抱歉)[\W]*$", "", value, flags=re.I)
     return re.sub(r"^(?:the|a|an) (?=[A-Z0-9])", "", value)
 
 
@@ -310,7 +311,10 @@ _Q_EN = [
         re.compile(r"^where is (?P<subj>.+?) (?P<rel>located|based|headquartered)$", re.I),
         lambda m: (m["subj"], m["rel"]),
     ),
-    (re.compile(r"^when (?:does|do) (?P<subj>.+?) (?P<rel>open|close)$", re.I), lambda m: (m["subj"], m["rel"])),
+    (
+        re.compile(r"^(?:when|what time) (?:does|do|will|is) (?:the )?(?P<subj>.+?) (?P<rel>open|close)s?\b.*$", re.I),
+        lambda m: (m["subj"], m["rel"]),
+    ),
     (re.compile(r"^how much (?:does|do) (?P<subj>.+?) (?P<rel>cost)$", re.I), lambda m: (m["subj"], m["rel"])),
     (
         re.compile(rf"^{_WH}(?:'s| is| are| was| were)? (?:the )?(?P<rel>[^,]+?) (?:of|for) (?P<subj>.+?)$", re.I),
@@ -342,6 +346,9 @@ _Q_ZH = [
 ]
 
 
+_AUXILIARY = re.compile(r"\b(?:does|do|did|can|could|will|would|should|is|are|was|were|has|have)\b", re.I)
+
+
 def parse_question(text: str) -> tuple[str, str] | None:
     """(subject, canonical relation) a question asks about, or None."""
     q = clean_statement(text.strip())
@@ -354,8 +361,9 @@ def parse_question(text: str) -> tuple[str, str] | None:
         m = pattern.match(q)
         if m:
             subject, relation = (_tidy(x) for x in build(m))
-            if subject and relation and _valid(subject, relation, "x"):
+            if subject and relation and _valid(subject, relation, "x") and not _AUXILIARY.search(subject):
                 return subject, canonical_relation(relation)
+            return None  # a garbled parse is worse than none
     return None
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from dilm.memory.embed import Embedder
 from dilm.memory.index import VectorIndex
-from dilm.text import CJK_RUN, content_terms, is_cjk, language, normalize, terms
+from dilm.text import CJK_RUN, content_terms, is_cjk, language, mentions, normalize, terms
 from dilm.types import Memory
 
 RRF_K = 60
@@ -129,8 +129,8 @@ class Retriever:
         self, hit: Hit, key: str, shared: set[str], q_anchors: set[str], q_lang: str, q_norm: str, first_person: bool
     ) -> bool:
         meta = hit.memory.metadata
-        subjects = [normalize(s) for s in meta.get("subjects", []) if s and s != "user"]
-        if any(len(s) >= 2 and s in q_norm for s in subjects):
+        subjects = [s for s in meta.get("subjects", []) if s and s != "user"]
+        if any(mentions(s, q_norm) for s in subjects):
             hit.why.append("subject")
             hit.score += 1.0
             return True
@@ -145,7 +145,10 @@ class Retriever:
         if meta.get("self") and first_person and (hit.coverage >= 0.3 or (q_lang == "en" and hit.dense >= 0.5)):
             hit.why.append("self")
             return True
-        if q_lang == "en" and not CJK_RUN.search(key) and hit.dense >= 0.8:
+        # A near-paraphrase — unless the question names something the memory does not ("the main hub of
+        # Lufthansa" is not about "the main hub of Corvane Air", however similar the sentences are).
+        names_other = bool(q_anchors - content_terms(key))
+        if q_lang == "en" and not CJK_RUN.search(key) and hit.dense >= 0.8 and not names_other:
             hit.why.append("paraphrase")
             return True
         return False

@@ -161,6 +161,20 @@ class MemoryWriter:
                 # A new correction of the same question replaces the previous correction of it.
                 same_q = self.store.memories_for_question(scope, meta["question"], "correction")
                 superseded_memories.update(m for m in same_q if m != memory.id)
+            # Facts learned from a replaced correction go with it, even when their keys differ from the new ones.
+            for old_id in superseded_memories:
+                rows = db.execute(
+                    "SELECT * FROM facts WHERE memory_id = ? AND invalid_at IS NULL AND expired_at IS NULL", (old_id,)
+                ).fetchall()
+                new_ids = {f.id for f in learned.facts}
+                for row in rows:
+                    if row["id"] in new_ids:
+                        continue
+                    db.execute(
+                        "UPDATE facts SET invalid_at = ?, superseded_by = ? WHERE id = ?",
+                        (now, learned.facts[0].id if learned.facts else None, row["id"]),
+                    )
+                    learned.superseded.append(self.store._fact(row))
             for old_id in superseded_memories:
                 db.execute(
                     "UPDATE memories SET superseded_by = ?, superseded_at = ? WHERE id = ? AND superseded_by IS NULL",
