@@ -12,6 +12,7 @@ from dilm.errors import (
     ContextOverflowError,
     InvalidInputError,
     MessageNotFoundError,
+    ModelNotFoundError,
     PermissionDeniedError,
     SessionNotFoundError,
     StorageError,
@@ -185,3 +186,12 @@ def test_data_dir_not_writable(tmp_path: Path, backend):
     blocker.write_text("not a folder")
     with pytest.raises(StorageError, match="--data-dir"):
         Assistant.open(blocker / "data", backend=backend)
+
+
+def test_a_model_folder_given_by_path(tmp_path: Path, backend):
+    folder = backend.folder  # any Hugging Face model folder works; the converted cache is one
+    with Assistant.open(tmp_path, model=str(folder), decoding={"max_new_tokens": 8}) as bot:
+        r = bot.chat("What is the capital of France?")
+        assert r.model == folder.name and r.text
+    with pytest.raises(ModelNotFoundError, match="config.json"):
+        Assistant.open(tmp_path, model=str(tmp_path)).chat("hi")

@@ -148,3 +148,14 @@ def test_feedback_is_committed_even_if_learning_fails(bot, monkeypatch):
     db = sqlite3.connect(bot.store.path)
     assert db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 1
     assert db.execute("SELECT COUNT(*) FROM memories").fetchone()[0] == 0
+
+
+def test_chinese_supersede_and_isolation(bot):
+    q = "小明的老师是谁？"
+    bot.feedback(answer(bot, q, user="xiaoming").id, correction="小明的老师是王芳。")
+    bot.feedback(answer(bot, q, user="xiaoming").id, correction="不对，应该是李娜。")
+    history = bot.facts.history("小明", user="xiaoming")
+    assert [(f.object, f.current) for f in history] == [("王芳", False), ("李娜", True)]
+    assert [m.text for m in bot.memories.list(user="xiaoming")] == ["小明的老师是李娜。"]
+    assert bot.memories.search("小明的老师叫什么名字", user="lihua") == []
+    assert bot.facts.current(subject="小明", user="lihua") == []
