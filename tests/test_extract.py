@@ -54,6 +54,14 @@ def test_no_triple_from_negations_or_questions(text):
         ("错了，是王芳", ("王芳", None)),
         ("答案是三十二。", ("三十二", None)),
         ("The Acme support hotline is 555-0199.", None),
+        ("It's 42, not 40.", ("42", "40")),
+        ("Hmm no, that's wrong. It's Bristol.", ("Bristol", None)),
+        ("It opens at 9.", ("9", None)),
+        ("Its name is Bramble.", ("Bramble", None)),
+        ("是周五，不是周四。", ("周五", "周四")),
+        ("是周五才对。", ("周五", None)),
+        ("应该改成周五", ("周五", None)),
+        ("错，答案应该是42公斤。", ("42公斤", None)),
     ],
 )
 def test_correction_values(text, value):
@@ -75,6 +83,14 @@ def test_correction_values(text, value):
         ("星河科技总部设在哪个城市？", ("星河科技", "headquarters")),
         ("小明的老师是谁？", ("小明", "老师")),
         ("我叫什么名字？", (USER, "name")),
+        ("Who founded Brightline Labs?", ("Brightline Labs", "founder")),
+        ("How heavy is the Gorvane anvil?", ("Gorvane anvil", "weight")),
+        ("Which city is Tarnwick Ferries based in?", ("Tarnwick Ferries", "location")),
+        ("灰雀咖啡早上几点开门？", ("灰雀咖啡", "opening time")),
+        (
+            "What time does the Maplehurst Farmers' Market close on Saturdays?",
+            ("Maplehurst Farmers' Market", "closing time"),
+        ),
     ],
 )
 def test_questions(question, parsed):

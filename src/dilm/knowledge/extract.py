@@ -79,13 +79,14 @@ _RELATION_ALIASES = {
 }
 
 _LEAD_EN = re.compile(
-    r"^(?:(?:no|nope|wrong|incorrect|actually|correction|fyi|note|sorry|well|oh|hmm|that's wrong|that is wrong|"
-    r"that's not right|not quite|update|please note|just so you know)\b[\s,:;.!-]*)+",
+    r"^(?:(?:no|nope|nah|wrong|incorrect|actually|correction|fyi|note|sorry|well|oh|hmm|ugh|uh|that's wrong|that is wrong|"
+    r"that's incorrect|that is incorrect|that's not right|that's not it|not quite|not really|update|please note|"
+    r"just so you know|(?:the )?(?:correct|right|real) answer(?: is)?)\b[\s,:;.!—–-]*)+",
     re.I,
 )
 _REMEMBER_EN = re.compile(r"^(?:please\s+)?(?:remember|note|keep in mind|don't forget)(?:\s+that)?[\s,:]+", re.I)
 _LEAD_ZH = re.compile(
-    r"^(?:(?:不对|不是的|错了|错|其实|实际上|更正|纠正|注意|抱歉|不好意思|哦|嗯|说明)[\s，,：:。！!]*)+"
+    r"^(?:(?:不对|不是的|错了|错|其实|实际上|更正|纠正|注意|抱歉|不好意思|哦|嗯|说明|你说错了|搞错了)[\s，,：:。！!—-]*)+"
 )
 _REMEMBER_ZH = re.compile(r"^(?:请)?(?:记住|记得|记一下|请注意)[\s，,：:]*")
 
@@ -195,6 +196,7 @@ def _tidy(value: str) -> str:
     value = value.strip().strip(" \t\"'“”‘’「」『』")
     value = re.sub(r"[\s.。!！?？,，;；:：]+$", "", value)
     value = re.sub(r"^(?:now|currently|actually|really)\s+", "", value, flags=re.I)
+    value = re.sub(r"(?:才对|才是对的|就对了|才是)$", "", value)
     value = re.sub(r"[,，]?\s*(?:sorry|thanks|thank you|please|btw|lol|ok|okay|谢谢|抱歉)[\W]*$", "", value, flags=re.I)
     return re.sub(r"^(?:the|a|an) (?=[A-Z0-9])", "", value)
 
@@ -246,9 +248,19 @@ def _mostly_latin(text: str) -> bool:
 
 _VALUE_EN = [
     re.compile(
+        r"^(?:it|its|it's|they|they're)\s+(?:is |was |are )?(?:called|named|name is|names? are)\s+(?P<new>.+)$", re.I
+    ),
+    re.compile(
+        r"^(?:it|they|she|he)\s+(?:opens?|closes?|starts?|ends?|begins?|costs?|weighs?|lives?|works?|moved|launches|meets|"
+        r"is located|is based|is held|takes place|runs)\s+(?:at|in|on|to|for|from)?\s*(?P<new>.+)$",
+        re.I,
+    ),
+    re.compile(
         r"^(?:it(?:'s| is| was)|that(?:'s| is)|the answer is|answer:)?\s*not (?P<old>.+?)[,;]?\s*(?:but|it's|it is|rather)\s+(?P<new>.+)$",
         re.I,
     ),
+    # "B, not A" — after "not A but B", which it would otherwise misread.
+    re.compile(r"^(?:it's |it is |it was |that's )?(?P<new>[^,]+?),?\s+not (?P<old>[^,]+)$", re.I),
     re.compile(
         r"^(?:it|that|the answer|this)\s+(?:should be|must be|is actually|is really|is now|has changed to|changed to|was changed to|is|was|'s)\s+(?P<new>.+)$",
         re.I,
@@ -262,8 +274,10 @@ _VALUE_EN = [
 ]
 _VALUE_ZH = [
     re.compile(r"^(?:这|那|答案)?不是(?P<old>.+?)[，,、\s]*(?:而是|是|应该是|应为)(?P<new>.+)$"),
+    re.compile(r"^(?:应该|其实|答案)?是?(?P<new>[^，,。]+?)[，,]\s*(?:而)?不是(?P<old>.+)$"),
     re.compile(
-        r"^(?:应该是|应为|应当是|改为|改成|更正为|答案是|正确答案是|正确的是|正确的答案是|其实是|实际上是|是)(?P<new>.+)$"
+        r"^(?:应该是|应为|应当是|应该改成|应该改为|应改为|要改成|改为|改成|更正为|答案应该是|答案应为|答案是|正确答案是|"
+        r"正确的应该是|正确的是|正确的答案是|其实是|实际上是|是)(?P<new>.+)$"
     ),
 ]
 
@@ -283,8 +297,9 @@ def correction_value(text: str) -> tuple[str, str | None] | None:
     """(new value, negated old value or None) of a correction that gives only a value, else None."""
     raw = text.strip()
     for sentence in _clauses(raw):
-        # Keep "not A but B" intact: only strip lead-ins that are not part of it.
-        s = _tidy(clean_statement(sentence) or sentence)
+        s = _tidy(clean_statement(sentence))
+        if not s:  # a pure lead-in ("Hmm no, that's wrong.") carries no value
+            continue
         for pattern in (*_VALUE_ZH, *_VALUE_EN):
             m = pattern.match(s)
             if m:
@@ -317,6 +332,33 @@ _Q_EN = [
     ),
     (re.compile(r"^how much (?:does|do) (?P<subj>.+?) (?P<rel>cost)$", re.I), lambda m: (m["subj"], m["rel"])),
     (
+        re.compile(
+            r"^who (?P<rel>founded|created|designed|wrote|built|invented|owns|started) (?:the )?(?P<subj>.+?)$", re.I
+        ),
+        lambda m: (m["subj"], _VERB_NOUN.get(m["rel"].casefold(), m["rel"])),
+    ),
+    (
+        re.compile(
+            r"^how (?P<adj>heavy|old|tall|long|far|big|wide|deep|high|fast|large) (?:is|are|was) (?:the )?(?P<subj>.+?)$",
+            re.I,
+        ),
+        lambda m: (m["subj"], _ADJ_NOUN[m["adj"].casefold()]),
+    ),
+    (
+        re.compile(
+            r"^how (?:many|much) (?P<rel>[a-z]+(?: [a-z]+)?) (?:does|do|did|is|are|will) (?:the )?(?P<subj>.+?) (?:have|has|contain|hold|need|take|seat|sell)$",
+            re.I,
+        ),
+        lambda m: (m["subj"], m["rel"]),
+    ),
+    (
+        re.compile(
+            r"^(?:which|what) \w+ (?:is|are|was|does) (?:the )?(?P<subj>.+?) (?P<rel>based|located|headquartered)(?: in| at)?$",
+            re.I,
+        ),
+        lambda m: (m["subj"], m["rel"]),
+    ),
+    (
         re.compile(rf"^{_WH}(?:'s| is| are| was| were)? (?:the )?(?P<rel>[^,]+?) (?:of|for) (?P<subj>.+?)$", re.I),
         lambda m: (m["subj"], m["rel"]),
     ),
@@ -341,11 +383,41 @@ _Q_ZH = [
         re.compile(rf"^(?P<subj>.+?)的?(?P<rel>{_ZH_VERBS}|在)(?:哪里|哪儿|哪|什么地方|哪个.+|哪一.+)"),
         lambda m: (m["subj"], m["rel"]),
     ),
+    (
+        re.compile(
+            r"^(?P<subj>.+?)(?:每天|早上|晚上|周末|平时)?(?:几点|什么时候|何时|几时)(?P<rel>开门|营业|关门|打烊|开始|结束|出发|到达|发射|上线|开业)"
+        ),
+        lambda m: (m["subj"], _ZH_WHEN.get(m["rel"], m["rel"])),
+    ),
     (re.compile(rf"^(?P<subj>.+?)的(?P<rel>.+?){_Q_ZH_TAIL}"), lambda m: (m["subj"], m["rel"])),
     (re.compile(r"^(?P<subj>.+?)(?:是谁|是什么)[？?]?$"), lambda m: (m["subj"], "是")),
 ]
 
 
+_VERB_NOUN = {
+    "founded": "founder",
+    "created": "creator",
+    "designed": "designer",
+    "wrote": "author",
+    "built": "builder",
+    "invented": "inventor",
+    "owns": "owner",
+    "started": "founder",
+}
+_ADJ_NOUN = {
+    "heavy": "weight",
+    "old": "age",
+    "tall": "height",
+    "long": "length",
+    "far": "distance",
+    "big": "size",
+    "wide": "width",
+    "deep": "depth",
+    "high": "height",
+    "fast": "speed",
+    "large": "size",
+}
+_ZH_WHEN = {"开门": "opening time", "营业": "opening time", "关门": "closing time", "打烊": "closing time"}
 _AUXILIARY = re.compile(r"\b(?:does|do|did|can|could|will|would|should|is|are|was|were|has|have)\b", re.I)
 
 
