@@ -135,6 +135,7 @@ def test_repl_session_with_feedback_commands(cli_env):
     )
     proc = run(cli_env, "chat", stdin=script + "\n")
     assert "/fix TEXT" in proc.stdout and "Paris" in proc.stdout
+    assert "no memories or facts were used" in proc.stdout and "greedy" in proc.stdout  # /why
     assert "stored rating" in proc.stdout and "stored correction" in proc.stdout
     assert "nothing to give feedback on" in proc.stdout and "unknown command /nonsense" in proc.stdout
     assert "now talking as 小明" in proc.stdout

@@ -227,6 +227,7 @@ class Assistant:
             latency_ms=latency_ms,
             ttft_ms=ttft_ms,
             decoding=decoding.model_dump(),
+            checks={k: meta[k] for k in ("known_answer", "effects", "model_text") if k in meta},
         )
 
     def _history(self, session_id: str) -> list[dict[str, str]]:

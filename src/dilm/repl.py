@@ -141,3 +141,9 @@ class Repl:
             self.console.print("no memories or facts were used for this answer")
         for cit in r.citations:
             self.console.print(f"  [{cit.get('id')}] {cit.get('text')}", markup=False)
+        known = r.checks.get("known_answer")
+        if known:
+            what = f"repaired: {known['repaired']}" if known.get("repaired") else "the model's answer stated it"
+            self.console.print(f"known answer {known['value']!r} ({known['how']}); {what}", markup=False)
+        for effect in r.checks.get("effects", []):
+            self.console.print(f"  learned: {effect}", markup=False)

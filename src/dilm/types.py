@@ -83,6 +83,9 @@ class Reply(BaseModel):
     ttft_ms: float | None = None
     decoding: dict[str, Any] = Field(default_factory=dict)
     adapter_version: str | None = None
+    checks: dict[str, Any] = Field(
+        default_factory=dict, description="what shaped the answer: known_answer (and any repair), learning effects"
+    )
 
 
 class FeedbackResult(BaseModel):
