@@ -18,12 +18,13 @@ from dilm.types import Fact
 
 @dataclass
 class KnownAnswer:
-    value: str
+    value: str | None  # None: a corrected statement with no single value (checked by its terms instead)
     statement: str
     fact: Fact | None = None
     memory_id: str | None = None
     old_values: list[str] = field(default_factory=list)
     how: str = ""
+    question: str | None = None  # the corrected question, for value-less statements
 
 
 def _relation_match(question_rel: str | None, fact_rel: str, question: str) -> bool:
@@ -62,6 +63,16 @@ class AnswerFinder:
                     return self._known(fact, hit, lang, scopes, "memory fact")
             # 3. A corrected answer without a fact: the question must be a close paraphrase of the corrected one.
             answer = meta.get("answer")
+            paraphrase = hit.coverage >= 0.5 if lang == "zh" else (hit.dense >= 0.7 or hit.coverage >= 0.6)
+            if not facts and not answer and meta.get("question") and paraphrase and hit.memory.kind == "correction":
+                # 4. A corrected sentence with no extractable value ("云栖湖书店早上九点半开门。").
+                return KnownAnswer(
+                    value=None,
+                    statement=hit.memory.text,
+                    memory_id=hit.memory.id,
+                    how="corrected statement",
+                    question=meta["question"],
+                )
             if answer and not facts and (hit.dense >= 0.7 or hit.coverage >= 0.6) and hit.why:
                 old = self.store.superseded_answers(scopes, meta.get("question", ""))
                 return KnownAnswer(
@@ -109,6 +120,12 @@ def repair(reply: str, known: KnownAnswer, truncated: bool = False) -> tuple[str
     cut off by the token limit is replaced by the plain statement too (a crisp fact beats a rambling one)."""
     text = normalize(reply)
     stale = [v for v in known.old_values if normalize(v) in text]
+    if known.value is None:  # keep the reply only if it carries most of what the correction said
+        new = content_terms(known.statement) - content_terms(known.question or "")
+        said = len(new & content_terms(reply)) / len(new) if new else 1.0
+        if said >= 0.6 and not truncated:
+            return reply, None
+        return known.statement, "did not state the corrected answer"
     if normalize(known.value) in text and not stale and not truncated:
         return reply, None
     if stale:

@@ -96,7 +96,8 @@ _VERBS_EN = (
     r"opens at|closes at|costs|weighs|was founded in|was founded by|was founded on|belongs to|reports to|"
     r"is married to|is called|is named|speaks|teaches|manages|leads|runs|owns|uses|starts at|starts on|"
     r"ends at|ends on|launches on|launches in|moved to|is due on|is due by|takes place in|takes place on|"
-    r"meets on|meets at|meets in|is held in|is held on|is made of|is made from|is written in|drives|plays"
+    r"meets on|meets at|meets in|is held in|is held on|is made of|is made from|is written in|drives|plays|"
+    r"has|have|contains|holds|seats|employs"
 )
 _EN_PATTERNS = [
     # First person.
@@ -198,7 +199,8 @@ def _tidy(value: str) -> str:
     value = re.sub(r"^(?:now|currently|actually|really)\s+", "", value, flags=re.I)
     value = re.sub(r"(?:才对|才是对的|就对了|才是)$", "", value)
     value = re.sub(r"[,，]?\s*(?:sorry|thanks|thank you|please|btw|lol|ok|okay|谢谢|抱歉)[\W]*$", "", value, flags=re.I)
-    return re.sub(r"^(?:the|a|an) (?=[A-Z0-9])", "", value)
+    value = re.sub(r"(?<=[\u4e00-\u9fff\w])了$", "", value)  # 改成周五了 → 周五
+    return re.sub(r"^(?:[Tt]he|[Aa]n?) (?=[A-Z0-9])", "", value)
 
 
 def canonical_relation(relation: str) -> str:
@@ -259,6 +261,14 @@ _VALUE_EN = [
         r"^(?:it(?:'s| is| was)|that(?:'s| is)|the answer is|answer:)?\s*not (?P<old>.+?)[,;]?\s*(?:but|it's|it is|rather)\s+(?P<new>.+)$",
         re.I,
     ),
+    re.compile(
+        r"^(?:they|we|it|someone)\s+(?:have\s+|has\s+)?(?:replaced|changed|switched|updated|moved|renamed|reset)\s+(?:it\s+|that\s+)?"
+        r"(?:with|to|into)\s+(?P<new>.+?)(?:\s+(?:this|last|next)\s+(?:week|month|year)|\s+(?:today|yesterday|recently))?$",
+        re.I,
+    ),
+    re.compile(
+        r"^(?:it|that)\s+(?:has been|was|got)\s+(?:changed|moved|renamed|updated|switched)\s+to\s+(?P<new>.+)$", re.I
+    ),
     # "B, not A" — after "not A but B", which it would otherwise misread.
     re.compile(r"^(?:it's |it is |it was |that's )?(?P<new>[^,]+?),?\s+not (?P<old>[^,]+)$", re.I),
     re.compile(
@@ -274,6 +284,8 @@ _VALUE_EN = [
 ]
 _VALUE_ZH = [
     re.compile(r"^(?:这|那|答案)?不是(?P<old>.+?)[，,、\s]*(?:而是|是|应该是|应为)(?P<new>.+)$"),
+    re.compile(r"^(?:现在|目前|如今|已经|后来)+(?:是|在|改成了?|改为|换成了?|变成了?|搬到了?|搬去了?|叫)(?P<new>.+)$"),
+    re.compile(r"^(?:已经)?(?:改成了?|换成了?|变成了?|搬到了?|搬去了?)(?P<new>.+)$"),
     re.compile(r"^(?:应该|其实|答案)?是?(?P<new>[^，,。]+?)[，,]\s*(?:而)?不是(?P<old>.+)$"),
     re.compile(
         r"^(?:应该是|应为|应当是|应该改成|应该改为|应改为|要改成|改为|改成|更正为|答案应该是|答案应为|答案是|正确答案是|"

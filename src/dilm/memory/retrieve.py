@@ -134,7 +134,14 @@ class Retriever:
             hit.why.append("subject")
             hit.score += 1.0
             return True
-        anchor_hit = shared & (q_anchors | anchors(key, self.vocab))
+        # A question naming something the memory never mentions is about something else
+        # ("the main hub of Lufthansa" is not about "the hub of Zephyra Airlines").
+        if q_anchors and not q_anchors & content_terms(key):
+            return False
+        # Anchors shared with the question: the question's own names, or rare words of the memory (a capitalized
+        # common word inside a name, like "Airport" in "Osswick Airport", is no anchor).
+        rare_key_anchors = {a for a in anchors(key, self.vocab) if a not in self.vocab}
+        anchor_hit = shared & (q_anchors | rare_key_anchors)
         if anchor_hit and (hit.dense >= 0.35 or hit.coverage >= 0.5):
             hit.why.append("anchor")
             return True
@@ -145,10 +152,7 @@ class Retriever:
         if meta.get("self") and first_person and (hit.coverage >= 0.3 or (q_lang == "en" and hit.dense >= 0.5)):
             hit.why.append("self")
             return True
-        # A near-paraphrase — unless the question names something the memory does not ("the main hub of
-        # Lufthansa" is not about "the main hub of Corvane Air", however similar the sentences are).
-        names_other = bool(q_anchors - content_terms(key))
-        if q_lang == "en" and not CJK_RUN.search(key) and hit.dense >= 0.8 and not names_other:
+        if q_lang == "en" and not CJK_RUN.search(key) and hit.dense >= 0.8:  # a near-paraphrase
             hit.why.append("paraphrase")
             return True
         return False
