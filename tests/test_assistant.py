@@ -43,9 +43,9 @@ def test_chat_answers_and_logs_the_turn(bot):
 
 
 def test_session_history_is_part_of_the_next_prompt_and_survives_reopen(bot, data_dir, backend):
-    r1 = bot.chat("My name is Alice.", user="alice")
-    r2 = bot.chat("What is my name?", user="alice", session=r1.session_id)
-    alone = bot.chat("What is my name?", user="alice")
+    r1 = bot.chat("Let us talk about the sea.", user="alice")
+    r2 = bot.chat("What lives in it?", user="alice", session=r1.session_id)
+    alone = bot.chat("What lives in it?", user="alice")
     assert r2.prompt_tokens > alone.prompt_tokens  # the first turn is in the prompt
     bot.close()
     with Assistant.open(data_dir, backend=backend, decoding={"max_new_tokens": 8}) as again:
