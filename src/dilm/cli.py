@@ -378,6 +378,24 @@ def facts_retract(fact_id: str, user: OptUser = None, data_dir: DataDir = None) 
     out.print(f"retracted {fact.id} ({fact.subject}; {fact.relation}; {fact.object})", markup=False)
 
 
+# -- export -------------------------------------------------------------------------------------------
+@app.command()
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="sft | kto | dpo (TRL conversational JSONL)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write")],
+    user: OptUser = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Export training examples derived from the feedback log, in TRL's dataset formats."""
+    from dilm.learning import examples
+
+    if fmt not in examples.FORMATS:
+        raise InvalidInputError(f"unknown format {fmt!r}: use one of {', '.join(examples.FORMATS)}")
+    with _open(data_dir) as bot:
+        n = examples.export(bot.store, fmt, output, user=user)  # type: ignore[arg-type]
+    out.print(f"wrote {n} {fmt} examples to {output}" if n else f"no {fmt} examples yet (no feedback of that kind)")
+
+
 # -- eval ---------------------------------------------------------------------------------------------
 @eval_app.command("edits")
 def eval_edits(

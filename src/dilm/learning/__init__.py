@@ -1,0 +1,1 @@
+"""Consolidated learning: training examples from the log (and, later, the trainers that use them)."""

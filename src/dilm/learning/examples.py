@@ -1,0 +1,104 @@
+"""Training examples derived from the interaction log — read on demand, never a second copy of the truth.
+
+Formats follow TRL's conversational datasets, so `dilm export` output trains outside dilm unchanged:
+- SFT: {"prompt": [user turn], "completion": [corrected assistant turn]}         (corrections)
+- KTO: {"prompt": [...], "completion": [...], "label": bool}                      (thumbs; corrected = bad)
+- DPO: {"prompt": [...], "chosen": [...], "rejected": [...]}                       (correction or preferred vs original)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from dilm.knowledge.extract import clean_statement
+
+Format = Literal["sft", "kto", "dpo"]
+FORMATS: tuple[str, ...] = ("sft", "kto", "dpo")
+
+
+@dataclass(frozen=True)
+class LoggedFeedback:
+    feedback_id: str
+    user_id: str
+    kind: str
+    rating: int | None
+    text: str | None
+    question: str
+    answer: str
+    learned: str | None  # the memory the feedback produced (the clean statement), if any
+    created_at: str
+
+
+def logged_feedback(store, user: str | None = None) -> Iterator[LoggedFeedback]:  # type: ignore[no-untyped-def]
+    """Every piece of feedback with the question and answer it was given on, oldest first."""
+    sql = """SELECT f.id, f.user_id, f.kind, f.rating, f.text, f.created_at, q.content AS question,
+                    a.content AS answer,
+                    (SELECT m.text FROM memories m WHERE m.source_id = f.id AND m.embedding IS NOT NULL
+                     ORDER BY m.rowid LIMIT 1) AS learned
+             FROM feedback f JOIN messages a ON a.id = f.message_id JOIN messages q ON q.id = a.parent_id
+             {where} ORDER BY f.rowid"""
+    rows = store._all(sql.format(where="WHERE f.user_id = ?"), (user,)) if user else store._all(sql.format(where=""))
+    for r in rows:
+        yield LoggedFeedback(
+            r["id"],
+            r["user_id"],
+            r["kind"],
+            r["rating"],
+            r["text"],
+            r["question"],
+            r["answer"],
+            r["learned"],
+            r["created_at"],
+        )
+
+
+def _turn(role: str, text: str) -> list[dict[str, str]]:
+    return [{"role": role, "content": text}]
+
+
+def corrected_answer(fb: LoggedFeedback) -> str:
+    """What the answer should have been: the statement learned from the correction, else its cleaned text."""
+    return fb.learned or clean_statement(fb.text or "") or (fb.text or "")
+
+
+def examples(store, fmt: Format, user: str | None = None) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    out: list[dict[str, Any]] = []
+    for fb in logged_feedback(store, user):
+        prompt = _turn("user", fb.question)
+        if fb.kind == "correction" and fb.text:
+            better = corrected_answer(fb)
+            if fmt == "sft":
+                out.append({"prompt": prompt, "completion": _turn("assistant", better)})
+            elif fmt == "kto":
+                out.append({"prompt": prompt, "completion": _turn("assistant", fb.answer), "label": False})
+                out.append({"prompt": prompt, "completion": _turn("assistant", better), "label": True})
+            elif better != fb.answer:
+                out.append(
+                    {"prompt": prompt, "chosen": _turn("assistant", better), "rejected": _turn("assistant", fb.answer)}
+                )
+        elif fb.kind == "rating" and fmt == "kto":
+            out.append({"prompt": prompt, "completion": _turn("assistant", fb.answer), "label": fb.rating == 1})
+        elif fb.kind == "preference" and fb.text and fb.text != fb.answer:
+            if fmt == "dpo":
+                out.append(
+                    {"prompt": prompt, "chosen": _turn("assistant", fb.text), "rejected": _turn("assistant", fb.answer)}
+                )
+            elif fmt == "sft":
+                out.append({"prompt": prompt, "completion": _turn("assistant", fb.text)})
+    return out
+
+
+def export(store, fmt: Format, path: Path, user: str | None = None) -> int:  # type: ignore[no-untyped-def]
+    """Write the examples as JSONL (written aside, then renamed: never a half-written file); returns the count."""
+    rows = examples(store, fmt, user)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return len(rows)
