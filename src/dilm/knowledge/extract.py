@@ -81,7 +81,7 @@ _RELATION_ALIASES = {
 _LEAD_EN = re.compile(
     r"^(?:(?:no|nope|nah|wrong|incorrect|actually|correction|fyi|note|sorry|well|oh|hmm|ugh|uh|that's wrong|that is wrong|"
     r"that's incorrect|that is incorrect|that's not right|that's not it|not quite|not really|update|please note|"
-    r"just so you know|(?:the )?(?:correct|right|real) answer(?: is)?)\b[\s,:;.!—–-]*)+",
+    r"just so you know|my mistake(?: again)?|my bad|oops|whoops|(?:the )?(?:correct|right|real) answer(?: is)?)\b[\s,:;.!—–-]*)+",
     re.I,
 )
 _REMEMBER_EN = re.compile(r"^(?:please\s+)?(?:remember|note|keep in mind|don't forget)(?:\s+that)?[\s,:]+", re.I)
@@ -97,7 +97,8 @@ _VERBS_EN = (
     r"is married to|is called|is named|speaks|teaches|manages|leads|runs|owns|uses|starts at|starts on|"
     r"ends at|ends on|launches on|launches in|moved to|is due on|is due by|takes place in|takes place on|"
     r"meets on|meets at|meets in|is held in|is held on|is made of|is made from|is written in|drives|plays|"
-    r"has|have|contains|holds|seats|employs"
+    r"has|have|contains|holds|seats|employs|was built in|was built on|was completed in|was constructed in|"
+    r"was established in|was opened in|opened in|was launched in|was launched on"
 )
 _EN_PATTERNS = [
     # First person.
@@ -270,7 +271,7 @@ _VALUE_EN = [
         r"^(?:it|that)\s+(?:has been|was|got)\s+(?:changed|moved|renamed|updated|switched)\s+to\s+(?P<new>.+)$", re.I
     ),
     # "B, not A" — after "not A but B", which it would otherwise misread.
-    re.compile(r"^(?:it's |it is |it was |that's )?(?P<new>[^,]+?),?\s+not (?P<old>[^,]+)$", re.I),
+    re.compile(r"^(?:it's |it is |it was |that's )?(?P<new>[^,]+?(?<!it's)(?<!\bis)(?<!\bwas)),?\s+not (?P<old>[^,]+)$", re.I),
     re.compile(
         r"^(?:it|that|the answer|this)\s+(?:should be|must be|is actually|is really|is now|has changed to|changed to|was changed to|is|was|'s)\s+(?P<new>.+)$",
         re.I,
@@ -299,7 +300,7 @@ def _clauses(text: str) -> list[str]:
     out: list[str] = []
     for sentence in sentences(text)[:3]:
         out.append(sentence)
-        parts = [p for p in re.split(r"[,，]\s*", sentence) if p.strip()]
+        parts = [p for p in re.split(r"[,，]\s*|\s+[—–-]+\s+|[—–]+", sentence) if p.strip()]
         if len(parts) > 1:
             out.extend(", ".join(parts[i:]) for i in range(len(parts) - 1, 0, -1))
     return out
@@ -343,6 +344,8 @@ _Q_EN = [
         lambda m: (m["subj"], m["rel"]),
     ),
     (re.compile(r"^how much (?:does|do) (?P<subj>.+?) (?P<rel>cost)$", re.I), lambda m: (m["subj"], m["rel"])),
+    (re.compile(r"^(?:when|(?:in )?(?:what|which) year) (?:was|were|did|is) (?:the )?(?P<subj>.+?) (?P<rel>built|constructed|completed|finished|founded|established|created|launched|opened|born)$", re.I),
+     lambda m: (m["subj"], _YEAR_OF[m["rel"].casefold()])),
     (
         re.compile(
             r"^who (?P<rel>founded|created|designed|wrote|built|invented|owns|started) (?:the )?(?P<subj>.+?)$", re.I
@@ -416,6 +419,9 @@ _VERB_NOUN = {
     "owns": "owner",
     "started": "founder",
 }
+_YEAR_OF = {"built": "construction year", "constructed": "construction year", "completed": "construction year",
+            "finished": "construction year", "founded": "founding year", "established": "founding year",
+            "created": "founding year", "launched": "launch year", "opened": "opening year", "born": "birth year"}
 _ADJ_NOUN = {
     "heavy": "weight",
     "old": "age",
