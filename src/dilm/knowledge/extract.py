@@ -271,7 +271,9 @@ _VALUE_EN = [
         r"^(?:it|that)\s+(?:has been|was|got)\s+(?:changed|moved|renamed|updated|switched)\s+to\s+(?P<new>.+)$", re.I
     ),
     # "B, not A" — after "not A but B", which it would otherwise misread.
-    re.compile(r"^(?:it's |it is |it was |that's )?(?P<new>[^,]+?(?<!it's)(?<!\bis)(?<!\bwas)),?\s+not (?P<old>[^,]+)$", re.I),
+    re.compile(
+        r"^(?:it's |it is |it was |that's )?(?P<new>[^,]+?(?<!it's)(?<!\bis)(?<!\bwas)),?\s+not (?P<old>[^,]+)$", re.I
+    ),
     re.compile(
         r"^(?:it|that|the answer|this)\s+(?:should be|must be|is actually|is really|is now|has changed to|changed to|was changed to|is|was|'s)\s+(?P<new>.+)$",
         re.I,
@@ -344,8 +346,13 @@ _Q_EN = [
         lambda m: (m["subj"], m["rel"]),
     ),
     (re.compile(r"^how much (?:does|do) (?P<subj>.+?) (?P<rel>cost)$", re.I), lambda m: (m["subj"], m["rel"])),
-    (re.compile(r"^(?:when|(?:in )?(?:what|which) year) (?:was|were|did|is) (?:the )?(?P<subj>.+?) (?P<rel>built|constructed|completed|finished|founded|established|created|launched|opened|born)$", re.I),
-     lambda m: (m["subj"], _YEAR_OF[m["rel"].casefold()])),
+    (
+        re.compile(
+            r"^(?:when|(?:in )?(?:what|which) year) (?:was|were|did|is) (?:the )?(?P<subj>.+?) (?P<rel>built|constructed|completed|finished|founded|established|created|launched|opened|born)$",
+            re.I,
+        ),
+        lambda m: (m["subj"], _YEAR_OF[m["rel"].casefold()]),
+    ),
     (
         re.compile(
             r"^who (?P<rel>founded|created|designed|wrote|built|invented|owns|started) (?:the )?(?P<subj>.+?)$", re.I
@@ -419,9 +426,18 @@ _VERB_NOUN = {
     "owns": "owner",
     "started": "founder",
 }
-_YEAR_OF = {"built": "construction year", "constructed": "construction year", "completed": "construction year",
-            "finished": "construction year", "founded": "founding year", "established": "founding year",
-            "created": "founding year", "launched": "launch year", "opened": "opening year", "born": "birth year"}
+_YEAR_OF = {
+    "built": "construction year",
+    "constructed": "construction year",
+    "completed": "construction year",
+    "finished": "construction year",
+    "founded": "founding year",
+    "established": "founding year",
+    "created": "founding year",
+    "launched": "launch year",
+    "opened": "opening year",
+    "born": "birth year",
+}
 _ADJ_NOUN = {
     "heavy": "weight",
     "old": "age",

@@ -23,6 +23,7 @@ class _Shard:
     matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, DIM), dtype=np.float32))
     alive: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     size: int = 0
+    pos: dict[str, int] = field(default_factory=dict)
 
 
 class VectorIndex:
@@ -42,7 +43,14 @@ class VectorIndex:
                 if ids
                 else np.zeros((0, DIM), dtype=np.float32)
             )
-            shard = _Shard(rev=rev, ids=list(ids), matrix=matrix, alive=np.ones(len(ids), dtype=bool), size=len(ids))
+            shard = _Shard(
+                rev=rev,
+                ids=list(ids),
+                matrix=matrix,
+                alive=np.ones(len(ids), dtype=bool),
+                size=len(ids),
+                pos={mid: i for i, mid in enumerate(ids)},
+            )
             self._shards[scope] = shard
         return shard
 
@@ -62,13 +70,24 @@ class VectorIndex:
             shard.matrix[shard.size] = vector
             shard.alive[shard.size] = True
             shard.ids.append(memory_id)
+            shard.pos[memory_id] = shard.size
             shard.size += 1
-            if removed:
-                gone = set(removed)
-                for i, mid in enumerate(shard.ids):
-                    if mid in gone:
-                        shard.alive[i] = False
+            for mid in removed:
+                if mid in shard.pos:
+                    shard.alive[shard.pos[mid]] = False
             shard.rev = rev_before + 1  # our write; a concurrent one makes the next search reload
+
+    def cosines(self, scopes: list[str], ids: list[str], query: np.ndarray) -> dict[str, float]:
+        """Cosines of specific memories (e.g. full-text hits outside the dense top-k), from the stored vectors."""
+        out: dict[str, float] = {}
+        with self._lock:
+            for scope in scopes:
+                shard = self._shard(scope)
+                rows = [shard.pos[mid] for mid in ids if mid in shard.pos]
+                if rows:
+                    scores = shard.matrix[rows] @ query
+                    out.update({shard.ids[i]: float(s) for i, s in zip(rows, scores, strict=True)})
+        return out
 
     def search(self, scopes: list[str], query: np.ndarray, k: int) -> list[tuple[str, float]]:
         """Top-k (memory id, cosine) over the live vectors of `scopes`."""

@@ -66,10 +66,16 @@ class Retriever:
             self._vocab = {w for w in tok.get_vocab() if w.isalpha() and not w.startswith("##")}
         return self._vocab
 
-    def fts_query(self, text: str) -> str | None:
+    def fts_query(self, text: str, max_terms: int = 12) -> str | None:
+        """An OR query over the rarest terms of `text` (common terms would make bm25 rank half the index)."""
         uniq = list(dict.fromkeys(terms(text)))[:48]
         if not uniq:
             return None
+        counts = self.store.term_counts(uniq)
+        uniq = [t for t in uniq if t in counts]  # a term no memory contains cannot match
+        if not uniq:
+            return None
+        uniq = sorted(uniq, key=lambda t: counts[t])[:max_terms]
         return " OR ".join('"' + t.replace('"', '""') + '"' for t in uniq)
 
     def candidates(
@@ -86,9 +92,7 @@ class Retriever:
         ids = list(dict.fromkeys([*dense_rank, *lex_rank]))
         missing = [i for i in ids if i not in cos]
         if missing:  # full-text hits outside the dense top-k still need a cosine for gating
-            keys = self.store.memory_keys(missing)
-            vecs = self.embedder.encode([keys[i] for i in missing if i in keys])
-            cos.update({i: float(v @ qvec) for i, v in zip([i for i in missing if i in keys], vecs, strict=True)})
+            cos.update(self.index.cosines(scopes, missing, qvec))
         return ids, cos, dense_rank, lex_rank
 
     def search(self, query: str, scopes: list[str], k: int = 5, gate: bool = True, pool: int = 30) -> list[Hit]:

@@ -103,6 +103,7 @@ def m0003_memories_and_facts(db: sqlite3.Connection) -> None:
         CREATE INDEX memories_text_key ON memories(scope, text_key);
         CREATE INDEX memories_question_key ON memories(scope, question_key);
         CREATE VIRTUAL TABLE memories_fts USING fts5(terms, memory_id UNINDEXED, scope UNINDEXED, tokenize='unicode61');
+        CREATE VIRTUAL TABLE memories_fts_terms USING fts5vocab(memories_fts, 'row');
         CREATE TABLE scope_revisions (scope TEXT PRIMARY KEY, rev INTEGER NOT NULL);
         CREATE TABLE facts (
             id TEXT PRIMARY KEY,

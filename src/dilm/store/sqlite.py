@@ -313,7 +313,8 @@ class SQLiteStore:
         args: list[Any] = list(scopes)
         if not include_superseded:
             where.append("superseded_by IS NULL")
-        if ids is not None:
+        if ids is not None:  # look up by primary key; "+" keeps the planner off the scope index
+            where = [f"+{w}" for w in where]
             where.append(f"id IN ({','.join('?' * len(ids))})")
             args.extend(ids)
         rows = self._all(
@@ -335,6 +336,14 @@ class SQLiteStore:
             return {}
         rows = self._all(f"SELECT id, key FROM memories WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))
         return {r[0]: r[1] for r in rows}
+
+    def term_counts(self, terms: list[str]) -> dict[str, int]:
+        """How many memories (all scopes) contain each term: lets a query skip terms too common to matter."""
+        if not terms:
+            return {}
+        marks = ",".join("?" * len(terms))
+        rows = self._all(f"SELECT term, doc FROM memories_fts_terms WHERE term IN ({marks})", tuple(terms))
+        return {r[0]: int(r[1]) for r in rows}
 
     def fts_search(self, scopes: list[str], match: str, limit: int) -> list[tuple[str, float]]:
         """(memory id, bm25 — lower is better) for a prepared FTS5 MATCH expression, within `scopes`."""
