@@ -97,6 +97,8 @@ class Retriever:
 
     def search(self, query: str, scopes: list[str], k: int = 5, gate: bool = True, pool: int = 30) -> list[Hit]:
         """Up to k memories for `query` from `scopes`, best first; with `gate`, only relevant ones."""
+        if not any(self.store.scope_rev(s) for s in scopes):  # nothing was ever stored: skip the embedding
+            return []
         ids, cos, dense_rank, lex_rank = self.candidates(query, scopes, pool)
         if not ids:
             return []
