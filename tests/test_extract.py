@@ -32,6 +32,19 @@ def test_statements(text, triple):
 
 
 @pytest.mark.parametrize(
+    "text,triples",
+    [
+        ("Hi, my name is Alice.", [(USER, "name", "Alice")]),
+        ("Hello there, I am Bob and I live in Rome.", [(USER, "name", "Bob"), (USER, "lives in", "Rome")]),
+        ("My name is Alice and I live in Lisbon.", [(USER, "name", "Alice"), (USER, "lives in", "Lisbon")]),
+        ("你好，我叫小明。", [(USER, "name", "小明")]),
+    ],
+)
+def test_first_person_clauses(text, triples):
+    assert extract(text) == [Triple(*t) for t in triples]
+
+
+@pytest.mark.parametrize(
     "text", ["It's not 555-0100 but 555-0199.", "不是北京，而是杭州。", "What is the capital?", "好的"]
 )
 def test_no_triple_from_negations_or_questions(text):

@@ -81,12 +81,13 @@ _RELATION_ALIASES = {
 _LEAD_EN = re.compile(
     r"^(?:(?:no|nope|nah|wrong|incorrect|actually|correction|fyi|note|sorry|well|oh|hmm|ugh|uh|that's wrong|that is wrong|"
     r"that's incorrect|that is incorrect|that's not right|that's not it|not quite|not really|update|please note|"
-    r"just so you know|my mistake(?: again)?|my bad|oops|whoops|(?:the )?(?:correct|right|real) answer(?: is)?)\b[\s,:;.!—–-]*)+",
+    r"just so you know|my mistake(?: again)?|my bad|oops|whoops|hi there|hello there|hey there|hi|hello|hey|greetings|"
+    r"good (?:morning|afternoon|evening)|(?:the )?(?:correct|right|real) answer(?: is)?)\b[\s,:;.!—–-]*)+",
     re.I,
 )
 _REMEMBER_EN = re.compile(r"^(?:please\s+)?(?:remember|note|keep in mind|don't forget)(?:\s+that)?[\s,:]+", re.I)
 _LEAD_ZH = re.compile(
-    r"^(?:(?:不对|不是的|错了|错|其实|实际上|更正|纠正|注意|抱歉|不好意思|哦|嗯|说明|你说错了|搞错了)[\s，,：:。！!—-]*)+"
+    r"^(?:(?:不对|不是的|错了|错|其实|实际上|更正|纠正|注意|抱歉|不好意思|哦|嗯|说明|你说错了|搞错了|你好|您好|嗨|哈喽)[\s，,：:。！!—-]*)+"
 )
 _REMEMBER_ZH = re.compile(r"^(?:请)?(?:记住|记得|记一下|请注意)[\s，,：:]*")
 
@@ -107,7 +108,7 @@ _EN_PATTERNS = [
         re.compile(r"^(?:i am called|call me|i'm called|they call me) (?P<obj>.+)$", re.I),
         lambda m: (USER, "name", m["obj"]),
     ),
-    (re.compile(r"^(?:i am|i'm) (?P<obj>[A-Z][\w'-]*(?: [A-Z][\w'-]*)?)$"), lambda m: (USER, "name", m["obj"])),
+    (re.compile(r"^(?i:i am|i'm) (?P<obj>[A-Z][\w'-]*(?: [A-Z][\w'-]*)?)$"), lambda m: (USER, "name", m["obj"])),
     (
         re.compile(
             rf"^i (?P<rel>{_VERBS_EN.replace('lives in|', 'live in|')}|live in|work at|work for) (?P<obj>.+)$", re.I
@@ -220,26 +221,43 @@ def _valid(subject: str, relation: str, obj: str) -> bool:
         return False
     if normalize(subject) in _NOT_SUBJECTS or subject.startswith(("不是", "不对")):
         return False
+    if subject != USER and re.search(r"\b(?:I|me|my)\b|\s(?:and|but)\s", subject):
+        return False
+    if re.search(r"[,，;；]", subject) or re.search(
+        r"(?:[,，;；]\s*|\s)(?:and|but)\s+(?:I|my|we|our)\b|[,，;；]\s*(?:and|but|我|并且|而且)", obj
+    ):
+        return False  # a run-on sentence, not one fact
     return not re.search(r"\b(?:not|n't)\b|不是|而是", obj)
 
 
+def _match(sentence: str) -> Triple | None:
+    """The triple of the first pattern that fits the sentence, if it is a sensible one."""
+    zh = re.search(r"[\u4e00-\u9fff]", sentence) and not _mostly_latin(sentence)
+    for pattern, build in _ZH_PATTERNS if zh else _EN_PATTERNS:
+        m = pattern.match(_tidy(sentence))
+        if m:
+            subject, relation, obj = (_tidy(x) for x in build(m))
+            return Triple(subject, canonical_relation(relation), obj) if _valid(subject, relation, obj) else None
+    return None
+
+
 def extract(text: str) -> list[Triple]:
-    """Triples stated in `text`, one per sentence at most (the first pattern that fits wins)."""
+    """Triples stated in `text`, one per sentence at most (the first pattern that fits wins). A sentence with
+    no fact of its own may still say something about the speaker in a clause ("Hi, my name is Alice and I
+    live in Lisbon", "你好，我叫小明"): those first-person clauses are taken too."""
     out: list[Triple] = []
     for sentence in sentences(text):
         sentence = clean_statement(sentence)
         if not sentence or sentence.endswith(("?", "？")):
             continue
-        patterns = (
-            _ZH_PATTERNS if re.search(r"[\u4e00-\u9fff]", sentence) and not _mostly_latin(sentence) else _EN_PATTERNS
-        )
-        for pattern, build in patterns:
-            m = pattern.match(_tidy(sentence))
-            if m:
-                subject, relation, obj = (_tidy(x) for x in build(m))
-                if _valid(subject, relation, obj):
-                    out.append(Triple(subject, canonical_relation(relation), obj))
-                break
+        triple = _match(sentence)
+        if triple is not None:
+            out.append(triple)
+            continue
+        for clause in re.split(r"[,，]\s*(?:and\s+)?|\s+and\s+|并且|而且", sentence):
+            triple = _match(clean_statement(clause)) if clause.strip() else None
+            if triple is not None and triple.subject == USER:
+                out.append(triple)
     return out
 
 
