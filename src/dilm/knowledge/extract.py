@@ -336,8 +336,9 @@ def correction_value(text: str) -> tuple[str, str | None] | None:
         for pattern in (*_VALUE_ZH, *_VALUE_EN):
             m = pattern.match(s)
             if m:
-                new = _tidy(m["new"])
-                old = _tidy(m.groupdict().get("old") or "") or None
+                # "not in Oslo but in Gullhaven": the value is the place, not the preposition.
+                new = re.sub(r"^(?:in|at|on)\s+(?=\S)", "", _tidy(m["new"]), flags=re.I)
+                old = re.sub(r"^(?:in|at|on)\s+(?=\S)", "", _tidy(m.groupdict().get("old") or ""), flags=re.I) or None
                 if new and len(new) <= 120:
                     return new, old
     return None
