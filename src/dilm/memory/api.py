@@ -48,7 +48,7 @@ class Memories:
         """Delete one of `user`'s memories (None: a global one). Messages that cited it are kept."""
         scopes = [user_scope(self.bot._user(user))] if user else [GLOBAL_SCOPE]
         mem = self.bot.store.delete_memory(memory_id, scopes)
-        self.bot.retriever.index._shards.pop(mem.scope, None)
+        self.bot.retriever.index.invalidate(mem.scope)
         return mem
 
     def promote(self, memory_id: str, user: str) -> Memory:

@@ -54,6 +54,11 @@ class VectorIndex:
             self._shards[scope] = shard
         return shard
 
+    def invalidate(self, scope: str) -> None:
+        """Forget a scope's vectors; the next search reloads them from the store."""
+        with self._lock:
+            self._shards.pop(scope, None)
+
     def added(self, scope: str, memory_id: str, vector: np.ndarray, removed: list[str], rev_before: int) -> None:
         """Apply this process's own write without a reload (when no one else wrote in between)."""
         with self._lock:

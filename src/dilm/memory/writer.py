@@ -186,7 +186,7 @@ class MemoryWriter:
         if existing is None:
             self.retriever.index.added(scope, memory.id, vector, sorted(superseded_memories), rev_before)
         else:
-            self.retriever.index._shards.pop(scope, None)
+            self.retriever.index.invalidate(scope)
         for m in learned.memories:
             learned.effects.append(f"remembered {m.id}: {m.text}")
         for f in learned.facts:
