@@ -159,3 +159,9 @@ def test_chinese_supersede_and_isolation(bot):
     assert [m.text for m in bot.memories.list(user="xiaoming")] == ["小明的老师是李娜。"]
     assert bot.memories.search("小明的老师叫什么名字", user="lihua") == []
     assert bot.facts.current(subject="小明", user="lihua") == []
+
+
+def test_ordinary_chat_that_mentions_instructions_stores_nothing(bot):
+    for text in ["What is a system prompt?", "什么是系统提示？"]:
+        bot.chat(text, user="alice", max_new_tokens=2)
+    assert bot.memories.list(user="alice") == []

@@ -422,9 +422,9 @@ def _acknowledge(learned: Learned, lang: str) -> str:
             if lang == "zh"
             else "I stored that as a note, but it looks like instructions, so I will not act on it."
         )
-    text = learned.memories[0].text if learned.memories else ""
     if not learned.memories:
         return "我已经记得这一点了。" if lang == "zh" else "I already know that."
+    text = learned.memories[0].text
     return f"好的，我记住了：{text}" if lang == "zh" else f"Got it. I will remember: {text}"
 
 

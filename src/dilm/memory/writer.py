@@ -105,13 +105,15 @@ class MemoryWriter:
         self_only: bool = False,
     ) -> Learned:
         """A taught sentence ("Remember that …") or, with self_only, what users say about themselves."""
-        if looks_like_injection(text) or looks_binary(text):
-            return self._flagged(scope, text, "", source_id, kind)
-        triples = extract(text) if self_only else self.extract(text)  # self-statements: rules, every turn
-        if self_only:
-            triples = [t for t in triples if t.subject == USER]
+        suspicious = looks_like_injection(text) or looks_binary(text)
+        if self_only:  # an ordinary chat turn: learn self-statements by rule, never store anything else
+            triples = [] if suspicious else [t for t in extract(text) if t.subject == USER]
             if not triples:
                 return Learned()
+        elif suspicious:
+            return self._flagged(scope, text, "", source_id, kind)
+        else:
+            triples = self.extract(text)
         statement = clean_statement(text) or text.strip()
         meta = {**(metadata or {}), "source": kind}
         return self._write(scope, statement, statement, kind, source_id, triples, meta)
@@ -126,7 +128,7 @@ class MemoryWriter:
         if any(t.subject == USER for t in triples):
             meta["self"] = True
         existing = self.store.duplicate_memory(scope, text)
-        vector = self.embedder.encode_one(key)
+        vector = self.embedder.encode_one(key) if existing is None else None
         memory = Memory(
             id=new_id("mem"), text=text, scope=scope, kind=kind, source_id=source_id, metadata=meta, created_at=now
         )
@@ -134,6 +136,7 @@ class MemoryWriter:
         with self.store.tx() as db:
             superseded_memories: set[str] = set()
             if existing is None:
+                assert vector is not None
                 self.store._insert_memory(db, memory, key, vector.tobytes(), " ".join(terms(key)))
                 learned.memories.append(memory)
             else:
@@ -161,12 +164,12 @@ class MemoryWriter:
                 # A new correction of the same question replaces the previous correction of it.
                 same_q = self.store.memories_for_question(scope, meta["question"], "correction")
                 superseded_memories.update(m for m in same_q if m != memory.id)
-            # Facts learned from a replaced correction go with it, even when their keys differ from the new ones.
+            new_ids = {f.id for f in learned.facts}
             for old_id in superseded_memories:
+                # Facts learned from a replaced memory go with it, even when their keys differ from the new ones.
                 rows = db.execute(
                     "SELECT * FROM facts WHERE memory_id = ? AND invalid_at IS NULL AND expired_at IS NULL", (old_id,)
                 ).fetchall()
-                new_ids = {f.id for f in learned.facts}
                 for row in rows:
                     if row["id"] in new_ids:
                         continue
@@ -175,7 +178,6 @@ class MemoryWriter:
                         (now, learned.facts[0].id if learned.facts else None, row["id"]),
                     )
                     learned.superseded.append(self.store._fact(row))
-            for old_id in superseded_memories:
                 db.execute(
                     "UPDATE memories SET superseded_by = ?, superseded_at = ? WHERE id = ? AND superseded_by IS NULL",
                     (memory.id, now, old_id),
@@ -183,7 +185,7 @@ class MemoryWriter:
                 db.execute("DELETE FROM memories_fts WHERE memory_id = ?", (old_id,))
             if superseded_memories:
                 self.store._bump(db, scope)
-        if existing is None:
+        if vector is not None:
             self.retriever.index.added(scope, memory.id, vector, sorted(superseded_memories), rev_before)
         else:
             self.retriever.index.invalidate(scope)
