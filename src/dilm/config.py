@@ -50,6 +50,36 @@ class Decoding(BaseModel):
             raise InvalidInputError(f"invalid decoding settings: {_first_error(e)}") from None
 
 
+class Training(BaseModel):
+    """How feedback becomes LoRA adapters (`dilm train`, the background worker) and when one may go live."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    min_examples: int = Field(4, ge=1, description="fewer new examples than this: nothing to train")
+    auto_every: int = Field(16, ge=1, description="the worker trains a scope once this many new examples wait")
+    interval_s: float = Field(3600.0, gt=0, description="...or once this long has passed with any waiting")
+    ratings: Literal["kto", "pg"] = Field("kto", description="thumbs train with KTO or policy gradient")
+    epochs: int = Field(5, ge=1, le=100)
+    learning_rate: float = Field(2e-3, gt=0, le=1.0, description="SFT on corrections")
+    preference_learning_rate: float = Field(2e-4, gt=0, le=1.0, description="DPO, KTO and policy gradient")
+    batch_size: int = Field(8, ge=1, le=256)
+    rank: int = Field(16, ge=1, le=256)
+    max_length: int = Field(256, ge=32, le=8192, description="tokens per training example at most")
+    replay: float = Field(1.0, ge=0, le=10, description="older examples mixed in per new one")
+    anchors: int = Field(16, ge=0, le=1000, description="unrelated questions with the base model's answers")
+    seed: int = 0
+    min_locality: float = Field(0.9, ge=0, le=1, description="gate: probe token agreement with the base model")
+    max_edits_drop: float = Field(0.0, ge=0, le=1, description="gate: allowed drop of the edits eval score")
+    edits_sample: int = Field(6, ge=0, le=1000, description="gate: edit-eval items run per check; 0: skip")
+    routing: float | None = Field(
+        0.55,
+        ge=-1,
+        le=1,
+        description="an answer uses the adapter only when the question is this similar to "
+        "a question it was trained on (None: always)",
+    )
+
+
 class Settings(BaseSettings):
     """Everything a deployment can set. Env vars: DILM_<FIELD>, nested with '__' (DILM_DECODING__STRATEGY)."""
 
@@ -76,6 +106,8 @@ class Settings(BaseSettings):
     )
     memory: bool = Field(True, description="use memories and facts in answers (off: the model alone)")
     memory_k: int = Field(3, ge=1, le=20, description="memories put in the prompt at most")
+    adapters: bool = Field(True, description="answer with the live LoRA adapter of the user (else global)")
+    train: Training = Field(default_factory=Training)
     consensus_users: int = Field(
         3, ge=0, description="distinct users who must state a fact to make it global; 0: never"
     )

@@ -43,6 +43,10 @@ class FactNotFoundError(NotFoundError):
     code = "fact_not_found"
 
 
+class AdapterNotFoundError(NotFoundError):
+    code = "adapter_not_found"
+
+
 class PermissionDeniedError(DilmError):
     """A user tried to act on another user's data."""
 
@@ -86,3 +90,17 @@ class GenerationCancelled(DilmError):
 
     code = "cancelled"
     status = 499
+
+
+class AdapterCorruptError(DilmError):
+    """An adapter folder's files no longer match the checksum recorded when it was published."""
+
+    code = "adapter_corrupt"
+    status = 500
+
+
+class TrainingBusyError(DilmError):
+    """Another training job holds this scope (one job at a time per scope)."""
+
+    code = "training_busy"
+    status = 409

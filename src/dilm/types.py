@@ -143,3 +143,21 @@ class Fact(BaseModel):
     @property
     def current(self) -> bool:
         return self.invalid_at is None and self.expired_at is None
+
+
+class AdapterVersion(BaseModel):
+    """One trained LoRA adapter: a PEFT folder plus what it was trained on and how the gate judged it."""
+
+    version: str
+    scope: str
+    status: Literal["accepted", "rejected"]
+    parent: str | None = None
+    base_model: str
+    path: str = Field(description="the PEFT folder, relative to the data dir")
+    checksum: str
+    data_from: int = Field(description="feedback window (log row numbers), exclusive start")
+    data_to: int = Field(description="feedback window, inclusive end")
+    info: dict[str, Any] = Field(default_factory=dict, description="examples, metrics, gate report, timings")
+    created_at: str
+    deleted_at: str | None = None
+    live: bool = False

@@ -4,6 +4,9 @@ Formats follow TRL's conversational datasets, so `dilm export` output trains out
 - SFT: {"prompt": [user turn], "completion": [corrected assistant turn]}         (corrections)
 - KTO: {"prompt": [...], "completion": [...], "label": bool}                      (thumbs; corrected = bad)
 - DPO: {"prompt": [...], "chosen": [...], "rejected": [...]}                       (correction or preferred vs original)
+- reward: {"prompt": [...], "chosen": [...], "rejected": [...]}  (DPO pairs + thumbs-up vs thumbs-down answers
+  to the same question): what TRL's RewardTrainer and dilm's reward model read
+- pg: {"prompt": [...], "completion": [...], "reward": ±1.0}   (rated answers: policy-gradient samples)
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from typing import Any, Literal
 
 from dilm.knowledge.extract import clean_statement
 
-Format = Literal["sft", "kto", "dpo"]
-FORMATS: tuple[str, ...] = ("sft", "kto", "dpo")
+Format = Literal["sft", "kto", "dpo", "reward", "pg"]
+FORMATS: tuple[str, ...] = ("sft", "kto", "dpo", "reward", "pg")
 
 
 @dataclass(frozen=True)
 class LoggedFeedback:
+    seq: int  # the feedback's row number: training windows are ranges of it
     feedback_id: str
     user_id: str
     kind: str
@@ -33,17 +37,25 @@ class LoggedFeedback:
     created_at: str
 
 
-def logged_feedback(store, user: str | None = None) -> Iterator[LoggedFeedback]:  # type: ignore[no-untyped-def]
-    """Every piece of feedback with the question and answer it was given on, oldest first."""
-    sql = """SELECT f.id, f.user_id, f.kind, f.rating, f.text, f.created_at, q.content AS question,
+def logged_feedback(  # type: ignore[no-untyped-def]
+    store, user: str | None = None, after: int = 0, upto: int | None = None
+) -> Iterator[LoggedFeedback]:
+    """Feedback (of one user, or all) with the question and answer it was given on, oldest first;
+    `after`/`upto` bound the feedback row numbers (a training window)."""
+    sql = """SELECT f.rowid AS seq, f.id, f.user_id, f.kind, f.rating, f.text, f.created_at, q.content AS question,
                     a.content AS answer,
                     (SELECT m.text FROM memories m WHERE m.source_id = f.id AND m.embedding IS NOT NULL
                      ORDER BY m.rowid LIMIT 1) AS learned
              FROM feedback f JOIN messages a ON a.id = f.message_id JOIN messages q ON q.id = a.parent_id
-             {where} ORDER BY f.rowid"""
-    rows = store._all(sql.format(where="WHERE f.user_id = ?"), (user,)) if user else store._all(sql.format(where=""))
+             WHERE f.rowid > ? AND f.rowid <= ? {where} ORDER BY f.rowid"""
+    bounds = (after, upto if upto is not None else 2**62)
+    if user:
+        rows = store._all(sql.format(where="AND f.user_id = ?"), (*bounds, user))
+    else:
+        rows = store._all(sql.format(where=""), bounds)
     for r in rows:
         yield LoggedFeedback(
+            r["seq"],
             r["id"],
             r["user_id"],
             r["kind"],
@@ -65,9 +77,19 @@ def corrected_answer(fb: LoggedFeedback) -> str:
     return fb.learned or clean_statement(fb.text or "") or (fb.text or "")
 
 
-def examples(store, fmt: Format, user: str | None = None) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def examples(  # type: ignore[no-untyped-def]
+    store, fmt: Format, user: str | None = None, after: int = 0, upto: int | None = None
+) -> list[dict[str, Any]]:
+    """Examples of one format from the feedback of `user` (None: everyone) inside the window."""
+    logged = list(logged_feedback(store, user, after, upto))
+    if fmt == "reward":
+        return examples_from(logged, "dpo") + _thumb_pairs(logged)
+    return examples_from(logged, fmt)
+
+
+def examples_from(logged: list[LoggedFeedback], fmt: Format) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for fb in logged_feedback(store, user):
+    for fb in logged:
         prompt = _turn("user", fb.question)
         if fb.kind == "correction" and fb.text:
             better = corrected_answer(fb)
@@ -82,6 +104,8 @@ def examples(store, fmt: Format, user: str | None = None) -> list[dict[str, Any]
                 )
         elif fb.kind == "rating" and fmt == "kto":
             out.append({"prompt": prompt, "completion": _turn("assistant", fb.answer), "label": fb.rating == 1})
+        elif fb.kind == "rating" and fmt == "pg":
+            out.append({"prompt": prompt, "completion": _turn("assistant", fb.answer), "reward": float(fb.rating or 0)})
         elif fb.kind == "preference" and fb.text and fb.text != fb.answer:
             if fmt == "dpo":
                 out.append(
@@ -89,6 +113,27 @@ def examples(store, fmt: Format, user: str | None = None) -> list[dict[str, Any]
                 )
             elif fmt == "sft":
                 out.append({"prompt": prompt, "completion": _turn("assistant", fb.text)})
+    return out
+
+
+def _thumb_pairs(logged: list[LoggedFeedback]) -> list[dict[str, Any]]:
+    """A thumbs-up answer and a thumbs-down answer to the same question make a preference pair."""
+    by_question: dict[str, dict[int, list[str]]] = {}
+    for fb in logged:
+        if fb.kind == "rating" and fb.rating in (-1, 1):
+            by_question.setdefault(fb.question, {}).setdefault(fb.rating, []).append(fb.answer)
+    out = []
+    for question, rated in by_question.items():
+        for good in dict.fromkeys(rated.get(1, [])):
+            for bad in dict.fromkeys(rated.get(-1, [])):
+                if good != bad:
+                    out.append(
+                        {
+                            "prompt": _turn("user", question),
+                            "chosen": _turn("assistant", good),
+                            "rejected": _turn("assistant", bad),
+                        }
+                    )
     return out
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from dilm.config import Decoding
@@ -11,6 +13,14 @@ from dilm.types import Candidate
 
 ChatMessage = dict[str, str]  # {"role": ..., "content": ...}
 OnText = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """A LoRA adapter to answer with: its version name (the vLLM LoRA module name too) and PEFT folder."""
+
+    name: str
+    folder: Path
 
 
 class Backend(Protocol):
@@ -29,9 +39,10 @@ class Backend(Protocol):
         decoding: Decoding,
         on_text: OnText | None = None,
         cancel: threading.Event | None = None,
+        adapter: AdapterRef | None = None,
     ) -> list[Candidate]:
         """n candidates. `on_text` receives text deltas of the answer as they are produced (n == 1).
-        Setting `cancel` stops generation and raises GenerationCancelled."""
+        Setting `cancel` stops generation and raises GenerationCancelled. `adapter`: answer with that LoRA."""
         ...
 
 

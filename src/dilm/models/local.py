@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dilm.config import Decoding
 from dilm.errors import BackendError, GenerationCancelled, ModelNotFoundError
-from dilm.models.base import ChatMessage, OnText, StopTrimmer, cut_at_stop
+from dilm.models.base import AdapterRef, ChatMessage, OnText, StopTrimmer, cut_at_stop
 from dilm.types import Candidate
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,52 @@ class LocalBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._lock = threading.Lock()
         self._torch = torch
+        self._adapters: list[str] = []  # loaded LoRA adapters, least recently used first
+        self.fixed = False  # True: the model is used as it is (e.g. a model being trained), adapters ignored
+
+    @classmethod
+    def from_model(cls, model, tokenizer, name: str, folder: Path) -> LocalBackend:  # type: ignore[no-untyped-def]
+        """Wrap a model already in memory (e.g. one being trained) without loading anything."""
+        import torch
+
+        self = cls.__new__(cls)
+        self.model, self.tokenizer, self.model_name, self.folder = model, tokenizer, name, folder
+        self.context_window = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+        self._lock, self._torch, self._adapters, self.fixed = threading.Lock(), torch, [], True
+        return self
+
+    # -- adapters ---------------------------------------------------------------------------------
+    MAX_LOADED_ADAPTERS = 8
+
+    def _use_adapter(self, adapter: AdapterRef | None):  # type: ignore[no-untyped-def]
+        """Context in which the model answers with `adapter` (None: the base weights). Holds the lock."""
+        import contextlib
+
+        if self.fixed:
+            return contextlib.nullcontext()
+        if adapter is None:
+            return self.model.disable_adapter() if self._adapters else contextlib.nullcontext()
+        if adapter.name not in self._adapters:
+            from peft import PeftModel
+
+            try:
+                if not self._adapters:
+                    self.model = PeftModel.from_pretrained(self.model, str(adapter.folder), adapter_name=adapter.name)
+                else:
+                    self.model.load_adapter(str(adapter.folder), adapter_name=adapter.name)
+            except (OSError, ValueError, RuntimeError, KeyError) as e:
+                raise BackendError(f"cannot load adapter {adapter.name} from {adapter.folder}: {e}") from None
+            self.model.eval()
+            self._adapters.append(adapter.name)
+            if len(self._adapters) > self.MAX_LOADED_ADAPTERS:
+                evicted = self._adapters.pop(0)
+                self.model.set_adapter(adapter.name)
+                self.model.delete_adapter(evicted)
+        else:
+            self._adapters.remove(adapter.name)
+            self._adapters.append(adapter.name)
+        self.model.set_adapter(adapter.name)
+        return contextlib.nullcontext()
 
     # -- tokens -----------------------------------------------------------------------------------
     def encode_chat(self, messages: list[ChatMessage]) -> list[int]:
@@ -80,6 +126,7 @@ class LocalBackend:
         decoding: Decoding,
         on_text: OnText | None = None,
         cancel: threading.Event | None = None,
+        adapter: AdapterRef | None = None,
     ) -> list[Candidate]:
         torch = self._torch
         from transformers import (
@@ -133,7 +180,7 @@ class LocalBackend:
             if decoding.seed is not None:
                 torch.manual_seed(decoding.seed)
             try:
-                with torch.inference_mode():
+                with self._use_adapter(adapter), torch.inference_mode():
                     out = self.model.generate(
                         input_ids=prompt,
                         attention_mask=torch.ones_like(prompt),

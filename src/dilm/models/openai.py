@@ -6,7 +6,7 @@ import threading
 
 from dilm.config import Decoding
 from dilm.errors import BackendError, BackendUnavailableError, GenerationCancelled
-from dilm.models.base import ChatMessage, OnText, StopTrimmer, cut_at_stop
+from dilm.models.base import AdapterRef, ChatMessage, OnText, StopTrimmer, cut_at_stop
 from dilm.types import Candidate
 
 # Without the server's tokenizer we estimate: ~3 characters a token errs on the safe (larger) side
@@ -37,9 +37,11 @@ class OpenAIBackend:
         chars = (sum(_char_weight(c) for c in m["content"]) for m in messages)
         return sum(_PER_MESSAGE + -(-n // _CHARS_PER_TOKEN) for n in chars) + 2
 
-    def request(self, messages: list[ChatMessage], d: Decoding, stream: bool) -> dict[str, object]:
+    def request(
+        self, messages: list[ChatMessage], d: Decoding, stream: bool, model: str | None = None
+    ) -> dict[str, object]:
         body: dict[str, object] = {
-            "model": self.model_name,
+            "model": model or self.model_name,
             "messages": messages,
             "max_tokens": d.max_new_tokens,
             "n": d.n,
@@ -68,14 +70,17 @@ class OpenAIBackend:
         decoding: Decoding,
         on_text: OnText | None = None,
         cancel: threading.Event | None = None,
+        adapter: AdapterRef | None = None,
     ) -> list[Candidate]:
+        """`adapter`: vLLM serves each LoRA module under its own model name, so the request names it."""
         oa = self._openai
+        model = adapter.name if adapter is not None else None
         cancel = cancel or threading.Event()
         streams = on_text is not None and decoding.n == 1
         try:
             if streams:
-                return [self._stream(messages, decoding, on_text, cancel)]  # type: ignore[arg-type]
-            resp = self.client.chat.completions.create(**self.request(messages, decoding, stream=False))  # type: ignore[arg-type]
+                return [self._stream(messages, decoding, on_text, cancel, model)]  # type: ignore[arg-type]
+            resp = self.client.chat.completions.create(**self.request(messages, decoding, False, model))  # type: ignore[arg-type]
         except oa.APIConnectionError as e:
             raise BackendUnavailableError(
                 f"cannot reach the model server at {self.base_url} ({e.__class__.__name__}): is it running?"
@@ -100,12 +105,14 @@ class OpenAIBackend:
             on_text(out[0].text)
         return out
 
-    def _stream(self, messages: list[ChatMessage], d: Decoding, on_text: OnText, cancel: threading.Event) -> Candidate:
+    def _stream(
+        self, messages: list[ChatMessage], d: Decoding, on_text: OnText, cancel: threading.Event, model: str | None
+    ) -> Candidate:
         trimmer = StopTrimmer(d.stop, on_text)
         parts: list[str] = []
         finish = "stop"
         chunks = 0
-        stream = self.client.chat.completions.create(**self.request(messages, d, stream=True))  # type: ignore[arg-type]
+        stream = self.client.chat.completions.create(**self.request(messages, d, True, model))  # type: ignore[arg-type]
         with stream:
             for chunk in stream:
                 if cancel.is_set():

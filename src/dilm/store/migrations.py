@@ -129,8 +129,39 @@ def m0003_memories_and_facts(db: sqlite3.Connection) -> None:
     )
 
 
+def m0004_adapters(db: sqlite3.Connection) -> None:
+    """Adapter versions (AUTOINCREMENT: a version name is never reused) and the live one per scope."""
+    run_script(
+        db,
+        """
+        CREATE TABLE adapters (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            version TEXT NOT NULL UNIQUE,
+            scope TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')),
+            parent TEXT,
+            base_model TEXT NOT NULL,
+            path TEXT NOT NULL,
+            checksum TEXT NOT NULL,
+            data_from INTEGER NOT NULL,
+            data_to INTEGER NOT NULL,
+            info TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            deleted_at TEXT
+        );
+        CREATE INDEX adapters_scope ON adapters(scope, seq);
+        CREATE TABLE adapter_live (
+            scope TEXT PRIMARY KEY,
+            version TEXT NOT NULL REFERENCES adapters(version),
+            updated_at TEXT NOT NULL
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m0001_turns_and_feedback,
     m0002_reasons_titles_meta,
     m0003_memories_and_facts,
+    m0004_adapters,
 ]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dilm.errors import (
+    AdapterNotFoundError,
     FactNotFoundError,
     MemoryNotFoundError,
     MessageNotFoundError,
@@ -20,7 +21,7 @@ from dilm.errors import (
 )
 from dilm.store.migrations import MIGRATIONS
 from dilm.text import normalize, terms
-from dilm.types import Fact, Feedback, Memory, Message, Session, new_id, utcnow
+from dilm.types import AdapterVersion, Fact, Feedback, Memory, Message, Session, new_id, utcnow
 
 DB_FILE = "dilm.db"
 
@@ -458,3 +459,99 @@ class SQLiteStore:
             (subject_key, relation_key),
         )
         return [r[0] for r in rows if normalize(r[1]) == normalize(obj)]
+
+    # -- adapters ---------------------------------------------------------------------------------
+    def _adapter(self, row: sqlite3.Row, live: set[str]) -> AdapterVersion:
+        d = dict(row)
+        d.pop("seq", None)
+        d["info"] = json.loads(d["info"])
+        return AdapterVersion(**d, live=d["version"] in live)
+
+    def _live_versions(self) -> set[str]:
+        return {r["version"] for r in self._all("SELECT version FROM adapter_live")}
+
+    def reserve_adapter_version(self, db: sqlite3.Connection, a: AdapterVersion) -> str:
+        """Insert `a` inside the caller's transaction; its name comes from a sequence that never goes back."""
+        cur = db.execute(
+            """INSERT INTO adapters (version, scope, status, parent, base_model, path, checksum, data_from,
+                                     data_to, info, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                new_id("pending"),
+                a.scope,
+                a.status,
+                a.parent,
+                a.base_model,
+                a.path,
+                a.checksum,
+                a.data_from,
+                a.data_to,
+                json.dumps(a.info, ensure_ascii=False),
+                a.created_at,
+            ),
+        )
+        version = f"v{cur.lastrowid}"
+        db.execute(
+            "UPDATE adapters SET version = ?, path = replace(path, '{version}', ?) WHERE seq = ?",
+            (version, version, cur.lastrowid),
+        )
+        return version
+
+    def adapter(self, version: str) -> AdapterVersion:
+        row = self._one("SELECT * FROM adapters WHERE version = ?", (version,))
+        if row is None:
+            raise AdapterNotFoundError(f"no adapter version {version!r}: see `dilm adapters list`")
+        return self._adapter(row, self._live_versions())
+
+    def adapters(self, scope: str | None = None, deleted: bool = False) -> list[AdapterVersion]:
+        """Versions oldest first, of one scope or all."""
+        where = [] if deleted else ["deleted_at IS NULL"]
+        args: tuple[Any, ...] = ()
+        if scope is not None:
+            where.append("scope = ?")
+            args = (scope,)
+        sql = "SELECT * FROM adapters" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY seq"
+        live = self._live_versions()
+        return [self._adapter(r, live) for r in self._all(sql, args)]
+
+    def trained_upto(self, scope: str) -> int:
+        """The last feedback row any finished training job of `scope` consumed (0: none)."""
+        row = self._one("SELECT max(data_to) AS m FROM adapters WHERE scope = ?", (scope,))
+        return int(row["m"] or 0) if row else 0
+
+    def live_adapter(self, scopes: list[str]) -> AdapterVersion | None:
+        """The live version of the first scope in `scopes` that has one."""
+        for scope in scopes:
+            row = self._one(
+                "SELECT a.* FROM adapter_live l JOIN adapters a ON a.version = l.version WHERE l.scope = ?", (scope,)
+            )
+            if row is not None:
+                return self._adapter(row, {row["version"]})
+        return None
+
+    def set_live_adapter(self, scope: str, version: str | None, db: sqlite3.Connection | None = None) -> None:
+        """Make `version` the live one of `scope` (None: the base model)."""
+
+        def run(db: sqlite3.Connection) -> None:
+            if version is None:
+                db.execute("DELETE FROM adapter_live WHERE scope = ?", (scope,))
+            else:
+                db.execute(
+                    """INSERT INTO adapter_live (scope, version, updated_at) VALUES (?, ?, ?)
+                       ON CONFLICT(scope) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at""",
+                    (scope, version, utcnow()),
+                )
+
+        if db is not None:
+            run(db)
+        else:
+            with self.tx() as tx:
+                run(tx)
+
+    def mark_adapter_deleted(self, version: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE adapters SET deleted_at = ? WHERE version = ?", (utcnow(), version))
+
+    def feedback_high_water(self) -> int:
+        row = self._one("SELECT max(rowid) AS m FROM feedback")
+        return int(row["m"] or 0) if row else 0

@@ -1,0 +1,131 @@
+"""The regression gate: a new adapter version goes live only if
+(a) it learned its new examples (lower loss on corrections, better preference accuracy),
+(b) it leaves unrelated questions alone (the locality probe: questions + the base model's answers), and
+(c) the instant-learning path still works with it (a sample of `dilm eval edits`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from dilm.config import Training
+from dilm.learning.routing import Router
+from dilm.learning.score import Chat, greedy_answers, mean, score
+
+PROBE_TOKENS = 32
+MIN_RAW_LOCALITY = 0.5  # even unrouted, an adapter that changes half of every unrelated answer is broken
+
+
+def bundled_questions(name: str) -> list[str]:
+    text = resources.files("dilm.learning").joinpath("data", name).read_text(encoding="utf-8")
+    return [json.loads(line)["question"] for line in text.splitlines() if line.strip()]
+
+
+def base_answers(model, tokenizer, questions: list[str], system: str, cache: Path) -> list[str]:  # type: ignore[no-untyped-def]
+    """The base model's greedy answers (adapter off), generated once per deployment and kept in `cache`."""
+    key = lambda q: hashlib.sha256(json.dumps([system, q, PROBE_TOKENS]).encode()).hexdigest()[:24]  # noqa: E731
+    known: dict[str, str] = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
+    missing = [q for q in questions if key(q) not in known]
+    if missing:
+        disable = getattr(model, "disable_adapter", None)
+        import contextlib
+
+        with disable() if disable is not None else contextlib.nullcontext():
+            answers = greedy_answers(model, tokenizer, [prompt(system, q) for q in missing], PROBE_TOKENS)
+        known.update({key(q): a for q, a in zip(missing, answers, strict=True)})
+        tmp = cache.with_name(cache.name + ".tmp")
+        tmp.write_text(json.dumps(known, ensure_ascii=False, indent=1), encoding="utf-8")
+        tmp.replace(cache)
+    return [known[key(q)] for q in questions]
+
+
+def prompt(system: str, question: str) -> Chat:
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+
+def measure(  # type: ignore[no-untyped-def]
+    model,
+    tokenizer,
+    new: dict[str, list[dict[str, Any]]],
+    probe: list[tuple[Chat, str]],
+    router: Router | None,
+    threshold: float | None,
+) -> dict[str, Any]:
+    """Figures of the model as it is now, on the new examples and the probe."""
+    out: dict[str, Any] = {}
+    if new.get("sft"):
+        s = score(model, tokenizer, [(r["prompt"], r["completion"][0]["content"]) for r in new["sft"]])
+        out["sft_loss"] = mean([x.nll for x in s])
+        out["sft_token_accuracy"] = mean([x.agreement for x in s])
+    pairs = new.get("dpo", [])
+    if pairs:
+        chosen = score(model, tokenizer, [(r["prompt"], r["chosen"][0]["content"]) for r in pairs])
+        rejected = score(model, tokenizer, [(r["prompt"], r["rejected"][0]["content"]) for r in pairs])
+        out["preference_accuracy"] = mean([float(c.nll < r.nll) for c, r in zip(chosen, rejected, strict=True)])
+    rated = new.get("kto", []) or new.get("pg", [])
+    if rated:
+        s = score(model, tokenizer, [(r["prompt"], r["completion"][0]["content"]) for r in rated])
+        sign = [1.0 if r.get("label", r.get("reward", 0) > 0) else -1.0 for r in rated]
+        out["rating_margin"] = mean([-x.nll * g for x, g in zip(s, sign, strict=True)])  # up: good likelier, bad less
+    if probe:
+        s = score(model, tokenizer, probe, ends=False)
+        raw = [x.agreement for x in s]
+        out["locality_raw"] = mean(raw)
+        if router is not None and threshold is not None:
+            routed = [router.similarity(p[-1]["content"]) >= threshold for p, _ in probe]
+            out["probe_routed"] = sum(routed)
+            out["locality"] = mean([a if r else 1.0 for a, r in zip(raw, routed, strict=True)])
+        else:
+            out["locality"] = out["locality_raw"]
+    return out
+
+
+def decide(before: dict[str, Any], after: dict[str, Any], cfg: Training) -> list[str]:
+    """Reasons to reject (empty: accept)."""
+    reasons = []
+    if "sft_loss" in after and not after["sft_loss"] < before["sft_loss"]:
+        reasons.append(f"loss on the new corrections did not fall ({before['sft_loss']:.3f} → {after['sft_loss']:.3f})")
+    if "preference_accuracy" in after and after["preference_accuracy"] < before["preference_accuracy"]:
+        reasons.append(
+            f"preference accuracy fell ({before['preference_accuracy']:.2f} → {after['preference_accuracy']:.2f})"
+        )
+    if "rating_margin" in after and after["rating_margin"] < before["rating_margin"]:
+        reasons.append("rated answers moved the wrong way")
+    if after.get("locality") is not None and after["locality"] < cfg.min_locality:
+        reasons.append(f"locality probe {after['locality']:.3f} < {cfg.min_locality}")
+    if after.get("locality_raw") is not None and after["locality_raw"] < MIN_RAW_LOCALITY:
+        reasons.append(f"unrouted locality {after['locality_raw']:.3f} < {MIN_RAW_LOCALITY}: the model is damaged")
+    if "edits" in after and "edits" in before and after["edits"] < before["edits"] - cfg.max_edits_drop:
+        reasons.append(f"instant-learning eval fell ({before['edits']:.2f} → {after['edits']:.2f})")
+    return reasons
+
+
+def edits_score(model, tokenizer, name: str, folder: Path, system: str, sample: int) -> float:  # type: ignore[no-untyped-def]
+    """Reliability and generalization of the memory path on `sample` items of the edit benchmark, answered
+    by `model` as it is now (e.g. mid-training, adapter on)."""
+    from dilm.assistant import Assistant
+    from dilm.eval import edits
+    from dilm.models.local import LocalBackend
+
+    items, _ = edits.load()
+    step = max(1, len(items) // sample)
+    chosen = items[::step][:sample]  # spread over languages and kinds, the same items every time
+    backend = LocalBackend.from_model(model, tokenizer, name, folder)
+    was_training = model.training
+    model.eval()
+    try:
+        report = edits.run(
+            chosen,
+            [],
+            lambda d: Assistant.open(
+                d, backend=backend, system_prompt=system, adapters=False, decoding={"max_new_tokens": 16}
+            ),
+        )
+    finally:
+        model.train(was_training)
+    o = report["overall"]
+    return ((o["reliability"] or 0.0) + (o["generalization"] or 0.0)) / 2

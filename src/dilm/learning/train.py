@@ -1,0 +1,217 @@
+"""One training job for one scope: new feedback (+ replay + anchors) → LoRA → gate → a published version.
+
+Scopes: `user:<id>` trains on that user's feedback and continues from that user's live adapter; `global`
+trains on everyone's feedback (an admin action) and continues from the global adapter. The job holds the
+scope's lock; the live version changes only in the publishing transaction, so a crash changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from dilm.config import Settings
+from dilm.errors import InvalidInputError
+from dilm.learning import examples, gate, trainers
+from dilm.learning.registry import ADAPTERS_DIR, Registry
+from dilm.learning.routing import Router
+from dilm.memory.embed import shared_embedder
+from dilm.models.bundled import resolve_model_dir
+from dilm.types import GLOBAL_SCOPE, AdapterVersion, new_id, utcnow
+
+log = logging.getLogger(__name__)
+Progress = trainers.Progress
+
+
+@dataclass
+class TrainResult:
+    status: Literal["nothing", "accepted", "rejected"]
+    message: str
+    version: AdapterVersion | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def scope_user(scope: str) -> str | None:
+    if scope == GLOBAL_SCOPE:
+        return None
+    if scope.startswith("user:") and len(scope) > 5:
+        return scope[5:]
+    raise InvalidInputError(f"unknown scope {scope!r}: use 'global' or 'user:<name>'")
+
+
+def new_examples(store, scope: str, after: int, upto: int, ratings: str) -> dict[str, list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
+    """The scope's examples inside a feedback window, by objective: corrections (and preferred answers) train
+    SFT, preferred-vs-original pairs train DPO, thumbs train KTO or policy gradient. (`dilm export` also
+    derives DPO and KTO rows from corrections, for use outside dilm.)"""
+    logged = list(examples.logged_feedback(store, scope_user(scope), after, upto))
+    return {
+        "sft": examples.examples_from(logged, "sft"),
+        "dpo": examples.examples_from([f for f in logged if f.kind == "preference"], "dpo"),
+        ratings: examples.examples_from([f for f in logged if f.kind == "rating"], ratings),  # type: ignore[arg-type]
+    }
+
+
+def count(ex: dict[str, list[dict[str, Any]]]) -> int:
+    return sum(len(v) for v in ex.values())
+
+
+def pending(store, scope: str, ratings: str = "kto") -> int:  # type: ignore[no-untyped-def]
+    """How many new examples wait for `scope`."""
+    return count(new_examples(store, scope, store.trained_upto(scope), store.feedback_high_water(), ratings))
+
+
+def train(  # type: ignore[no-untyped-def]
+    data_dir: Path,
+    settings: Settings,
+    store,
+    scope: str,
+    progress: Progress | None = None,
+    force: bool = False,
+) -> TrainResult:
+    """Train one new version of `scope`'s adapter from the feedback that arrived since its last job."""
+    cfg = settings.train
+    scope_user(scope)
+    after, upto = store.trained_upto(scope), store.feedback_high_water()
+    new = new_examples(store, scope, after, upto, cfg.ratings)
+    n_new = count(new)
+    if n_new == 0 or (n_new < cfg.min_examples and not force):
+        return TrainResult(
+            "nothing",
+            f"nothing to train for {scope}: {n_new} new example(s) since the last version; "
+            f"training starts at {cfg.min_examples} (or use --force)",
+        )
+    registry = Registry(data_dir, store)
+    job_id = new_id("job")
+    tick = progress or (lambda *_: None)
+    started = time.perf_counter()
+    with registry.job(scope, job_id) as staging:
+        parent = store.live_adapter([scope])
+        parent_folder = registry.verify(parent) if parent is not None else None
+        _, base_folder = resolve_model_dir(settings.model, settings.resolved_cache_dir())
+        tick("loading", 0, 1)
+        model, tokenizer = trainers.load_trainable(base_folder, parent_folder, cfg, settings.threads)
+        system = settings.system_prompt
+        new = {k: [_with_system(r, system) for r in rows] for k, rows in new.items()}
+        cache = registry.root / "base-answers.json"
+        probe_q = gate.bundled_questions("probe.jsonl")
+        probe_a = gate.base_answers(model, tokenizer, probe_q, system, cache)
+        probe = [(gate.prompt(system, q), a) for q, a in zip(probe_q, probe_a, strict=True)]
+        rng = random.Random(cfg.seed + upto)
+        sft_rows = new["sft"] + _replay(store, scope, after, cfg.replay, len(new["sft"]), rng, "sft", system)
+        anchor_q = rng.sample(gate.bundled_questions("anchors.jsonl"), k=min(cfg.anchors, len(new["sft"]) or 1))
+        if sft_rows and anchor_q:
+            anchor_a = gate.base_answers(model, tokenizer, anchor_q, system, cache)
+            sft_rows += [
+                {"prompt": gate.prompt(system, q), "completion": [{"role": "assistant", "content": a}]}
+                for q, a in zip(anchor_q, anchor_a, strict=True)
+                if a
+            ]
+        questions = [r["prompt"][-1]["content"] for k in ("sft", "dpo") for r in new[k]]
+        parent_questions = Router.load(parent_folder, shared_embedder()).questions if parent_folder else []
+        router = Router(parent_questions + questions, shared_embedder()) if cfg.routing is not None else None
+        tick("measuring", 0, 1)
+        before = gate.measure(model, tokenizer, new, probe, router, cfg.routing)
+        if cfg.edits_sample:
+            before["edits"] = _edits_before(parent, registry, model, tokenizer, settings, base_folder)
+        tracker = trainers.Tracker(registry.root / "runs" / job_id)
+        losses: dict[str, list[float]] = {}
+        t_train = time.perf_counter()
+        try:
+            rng.shuffle(sft_rows)
+            if sft_rows:
+                losses["sft"] = trainers.sft(model, tokenizer, sft_rows, cfg, staging / "work", tracker, progress)
+            if new["dpo"]:
+                dpo_rows = new["dpo"] + _replay(store, scope, after, cfg.replay, len(new["dpo"]), rng, "dpo", system)
+                losses["dpo"] = trainers.dpo(model, tokenizer, dpo_rows, cfg, staging / "work", tracker, progress)
+            if new.get("kto"):
+                losses["kto"] = trainers.kto(model, tokenizer, new["kto"], cfg, staging / "work", tracker, progress)
+            if new.get("pg"):
+                losses["pg"] = trainers.policy_gradient(
+                    model, tokenizer, new["pg"], cfg, staging / "work", tracker, progress
+                )
+            train_s = time.perf_counter() - t_train
+            tick("gate", 0, 1)
+            after_m = gate.measure(model, tokenizer, new, probe, router, cfg.routing)
+            if cfg.edits_sample:
+                after_m["edits"] = gate.edits_score(
+                    model, tokenizer, settings.model, base_folder, system, cfg.edits_sample
+                )
+            reasons = gate.decide(before, after_m, cfg)
+            tracker.scalars("gate_before", before)
+            tracker.scalars("gate_after", after_m)
+        finally:
+            tracker.close()
+        accepted = not reasons
+        import shutil
+
+        shutil.rmtree(staging / "work", ignore_errors=True)
+        model.save_pretrained(str(staging))
+        if router is not None or questions:
+            Router.save(staging, parent_questions + questions)
+        report = {
+            "gate": {"accepted": accepted, "reasons": reasons, "before": before, "after": after_m},
+            "examples": {k: len(v) for k, v in new.items()} | {"sft_with_replay_and_anchors": len(sft_rows)},
+            "losses": {k: [round(x, 4) for x in v] for k, v in losses.items()},
+            "train_seconds": round(train_s, 2),
+            "job_seconds": round(time.perf_counter() - started, 2),
+            "run_dir": str(tracker.folder.relative_to(data_dir)),
+            "training": cfg.model_dump(),
+        }
+        record = AdapterVersion(
+            version="pending",
+            scope=scope,
+            status="accepted" if accepted else "rejected",
+            parent=parent.version if parent else None,
+            base_model=settings.model,
+            path=ADAPTERS_DIR,
+            checksum="",
+            data_from=after,
+            data_to=upto,
+            info=report,
+            created_at=utcnow(),
+        )
+        version = registry.publish(staging, record, make_live=accepted)
+    if accepted:
+        msg = f"{version.version} is live for {scope} ({n_new} new example(s), {report['job_seconds']:.0f} s)"
+    else:
+        msg = f"{version.version} was rejected by the gate and kept for inspection: {'; '.join(reasons)}"
+    return TrainResult("accepted" if accepted else "rejected", msg, version, report)
+
+
+def _with_system(row: dict[str, Any], system: str) -> dict[str, Any]:
+    return {**row, "prompt": gate.prompt(system, row["prompt"][-1]["content"])}
+
+
+def _replay(store, scope: str, upto: int, ratio: float, n: int, rng: random.Random, fmt: str, system: str):  # type: ignore[no-untyped-def]
+    """A sample of the scope's older examples (already trained on), mixed in against forgetting."""
+    if upto <= 0 or ratio <= 0 or n == 0:
+        return []
+    old = examples.examples_from(list(examples.logged_feedback(store, scope_user(scope), 0, upto)), fmt)  # type: ignore[arg-type]
+    return [_with_system(r, system) for r in rng.sample(old, k=min(len(old), round(ratio * n)))]
+
+
+def _edits_before(parent, registry: Registry, model, tokenizer, settings: Settings, base_folder: Path) -> float:  # type: ignore[no-untyped-def]
+    """The parent's edit-eval score: taken from its gate report when it has one, else measured now."""
+    cfg = settings.train
+    if parent is not None:
+        known = parent.info.get("gate", {}).get("after", {}).get("edits")
+        if known is not None and parent.info.get("training", {}).get("edits_sample") == cfg.edits_sample:
+            return float(known)
+    else:
+        import json
+
+        path = registry.root / "base-edits.json"
+        key = f"{settings.model}|{settings.system_prompt}|{cfg.edits_sample}"
+        cached = json.loads(path.read_text()) if path.is_file() else {}
+        if key in cached:
+            return float(cached[key])
+        value = gate.edits_score(
+            model, tokenizer, settings.model, base_folder, settings.system_prompt, cfg.edits_sample
+        )
+        path.write_text(json.dumps({**cached, key: value}))
+        return value
+    return gate.edits_score(model, tokenizer, settings.model, base_folder, settings.system_prompt, cfg.edits_sample)
