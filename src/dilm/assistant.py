@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -16,6 +17,8 @@ from dilm.errors import DilmError, InvalidInputError, PermissionDeniedError
 from dilm.knowledge.answers import AnswerFinder, KnownAnswer, repair
 from dilm.knowledge.extract import is_teaching
 from dilm.knowledge.model_extract import extract_with_model
+from dilm.learning.registry import Registry
+from dilm.learning.routing import Router
 from dilm.memory.api import Facts, Memories, scopes_for
 from dilm.memory.embed import shared_embedder
 from dilm.memory.retrieve import Hit, Retriever
@@ -23,8 +26,20 @@ from dilm.memory.writer import Learned, MemoryWriter
 from dilm.models import BUNDLED, Backend, load_backend
 from dilm.store import Store
 from dilm.text import language
-from dilm.types import Candidate, Feedback, FeedbackResult, Message, Reply, new_id, user_scope, utcnow
+from dilm.types import (
+    GLOBAL_SCOPE,
+    AdapterVersion,
+    Candidate,
+    Feedback,
+    FeedbackResult,
+    Message,
+    Reply,
+    new_id,
+    user_scope,
+    utcnow,
+)
 
+log = logging.getLogger(__name__)
 DEFAULT_USER = "default"
 MAX_REASONS = 10
 MAX_REASON_CHARS = 64
@@ -49,6 +64,8 @@ class Assistant:
             self.writer.extract = lambda text: extract_with_model(self.backend, text)
         self.memories = Memories(self)
         self.facts = Facts(self)
+        self.adapters = Registry(data_dir, store)
+        self._routers: dict[str, Router] = {}  # adapter version -> its trained questions (checked once)
 
     @classmethod
     def open(
@@ -143,6 +160,7 @@ class Assistant:
         profile = self.store.user_settings(user).get("profile", {})
         decoding = decoding.merged(profile_rules.decoding_overrides(profile, decoding.max_new_tokens))
         meta: dict[str, Any] = {"citations": []}
+        adapter: AdapterVersion | None = None
         candidates: list[Candidate] = []
         prompt_tokens = 0
         first: list[float] = []
@@ -175,7 +193,9 @@ class Assistant:
             )
             # With a known answer the raw model text may still be repaired, so it is sent once, when final.
             stream_to = emit if on_text is not None and known is None else None
-            candidates = backend.generate(messages, decoding, on_text=stream_to, cancel=cancel)
+            adapter = self._adapter_for(user, text, meta)
+            extra = {"adapter": self.adapters.ref(adapter)} if adapter is not None else {}
+            candidates = backend.generate(messages, decoding, on_text=stream_to, cancel=cancel, **extra)
             best = _choose(candidates)
             final = best.text
             meta.update(finish_reason=best.finish_reason, mean_logprob=best.mean_logprob, history_dropped=dropped)
@@ -207,6 +227,7 @@ class Assistant:
             created_at=utcnow(),
             parent_id=user_msg.id,
             model=backend.model_name,
+            adapter_version=adapter.version if adapter else None,
             decoding=decoding.model_dump(),
             prompt_tokens=prompt_tokens,
             completion_tokens=best_tokens,
@@ -227,8 +248,50 @@ class Assistant:
             latency_ms=latency_ms,
             ttft_ms=ttft_ms,
             decoding=decoding.model_dump(),
-            checks={k: meta[k] for k in ("known_answer", "effects", "model_text") if k in meta},
+            adapter_version=adapter.version if adapter else None,
+            checks={k: meta[k] for k in ("known_answer", "effects", "model_text", "adapter") if k in meta},
         )
+
+    def _adapter_for(self, user: str, text: str, meta: dict[str, Any]) -> AdapterVersion | None:
+        """The live adapter serving `user` (theirs, else global) when `text` is in its territory.
+
+        Looked up every turn, so a newly published or rolled-back version takes effect on the next turn."""
+        if not self.settings.adapters:
+            return None
+        live = self.adapters.live([user_scope(user), GLOBAL_SCOPE])
+        if live is None:
+            return None
+        router = self._routers.get(live.version)
+        if router is None:
+            try:
+                folder = self.adapters.verify(live)
+            except DilmError as e:
+                log.error("%s; answering with the base model", e)
+                meta["adapter"] = {"version": live.version, "error": str(e)}
+                return None
+            router = self._routers[live.version] = Router.load(folder, self.retriever.embedder)
+        threshold = self.settings.train.routing
+        if threshold is not None and router.questions:
+            similarity = router.similarity(text)
+            meta["adapter"] = {
+                "version": live.version,
+                "similarity": round(similarity, 3),
+                "used": similarity >= threshold,
+            }
+            if similarity < threshold:
+                return None
+        else:
+            meta["adapter"] = {"version": live.version, "used": True}
+        return live
+
+    def train(self, scope: str | None = None, *, user: str | None = None, progress: Any = None, force: bool = False):  # type: ignore[no-untyped-def]
+        """Train a new adapter version for `user`'s scope (or `scope`, e.g. "global") from feedback not yet
+        trained on; the regression gate decides whether it goes live. Returns a TrainResult."""
+        from dilm.learning.train import train
+
+        if (scope is None) == (user is None):
+            raise InvalidInputError("give exactly one of scope ('global' or 'user:<name>') or user")
+        return train(self.data_dir, self.settings, self.store, scope or user_scope(_check_user(user)), progress, force)
 
     def _history(self, session_id: str) -> list[dict[str, str]]:
         """The session so far, minus answers the user rated bad or corrected (never reused) and their questions."""

@@ -28,6 +28,8 @@ memories_app = typer.Typer(help="What dilm remembers (per user, or global).", no
 app.add_typer(memories_app, name="memories")
 facts_app = typer.Typer(help="The knowledge graph: facts with their history.", no_args_is_help=True)
 app.add_typer(facts_app, name="facts")
+adapters_app = typer.Typer(help="LoRA adapter versions: what is live, history, rollback.", no_args_is_help=True)
+app.add_typer(adapters_app, name="adapters")
 eval_app = typer.Typer(help="Measure dilm.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 out = Console(highlight=False, soft_wrap=True)
@@ -396,6 +398,211 @@ def export(
     out.print(f"wrote {n} {fmt} examples to {output}" if n else f"no {fmt} examples yet (no feedback of that kind)")
 
 
+# -- training and adapters ----------------------------------------------------------------------------
+ScopeOpt = Annotated[str | None, typer.Option("--scope", help="'global' or 'user:<name>'")]
+
+
+def _scope(user: str | None, scope: str | None, default: str | None = None) -> str:
+    if user is not None and scope is not None:
+        raise InvalidInputError("give --user or --scope, not both")
+    if user is not None:
+        return f"user:{_user(user)}"
+    if scope is None and default is None:
+        raise InvalidInputError("say whose adapter: --user NAME or --scope global")
+    return scope or default  # type: ignore[return-value]
+
+
+@app.command()
+def train(
+    user: OptUser = None,
+    scope: ScopeOpt = None,
+    all_users: Annotated[bool, typer.Option("--all", help="Every user with new feedback")] = False,
+    force: Annotated[bool, typer.Option(help="Train even below train.min_examples")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
+    as_json: AsJson = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Train a new LoRA adapter version from feedback not yet trained on; the gate decides if it goes live."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with _open(data_dir) as bot:
+        if all_users:
+            if user or scope:
+                raise InvalidInputError("--all trains every user: leave out --user and --scope")
+            rows = bot.store._all("SELECT DISTINCT user_id FROM feedback ORDER BY user_id")
+            scopes = [f"user:{r['user_id']}" for r in rows]
+        else:
+            scopes = [_scope(user, scope)]
+        results = []
+        for s in scopes:
+            columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+            with Progress(*columns, TimeElapsedColumn(), console=err, transient=True, disable=quiet) as bar:
+                task = bar.add_task(f"{s}: starting", total=None)
+                result = bot.train(
+                    s,
+                    force=force,
+                    progress=lambda what, done, total, s=s, task=task: bar.update(
+                        task, description=f"{s}: {what}", completed=done, total=total
+                    ),
+                )
+            results.append((s, result))
+    if as_json:
+        out.print_json(
+            json.dumps(
+                [
+                    {
+                        "scope": s,
+                        "status": r.status,
+                        "message": r.message,
+                        "version": _jv(r.version),
+                        "report": r.report,
+                    }
+                    for s, r in results
+                ],
+                ensure_ascii=False,
+            )
+        )
+        return
+    for _, r in results:
+        out.print(r.message)
+        gate = r.report.get("gate")
+        if gate:
+            _print_gate(gate)
+    if any(r.status == "rejected" for _, r in results):
+        raise typer.Exit(3)
+
+
+def _jv(v: Any) -> Any:
+    return v.model_dump() if v is not None else None
+
+
+def _print_gate(gate: dict[str, Any]) -> None:
+    table = Table(title="regression gate: " + ("accepted" if gate["accepted"] else "rejected"))
+    for col in ("check", "before", "after"):
+        table.add_column(col, justify="right")
+    for key in gate["after"]:
+        b, a = gate["before"].get(key), gate["after"][key]
+        table.add_row(key, *(f"{x:.3f}" if isinstance(x, float) else str(x) for x in (b, a)))
+    out.print(table)
+    for reason in gate["reasons"]:
+        out.print(f"  rejected: {reason}")
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option(help="Train what is due now, then exit")] = False,
+    poll: Annotated[float, typer.Option(help="Seconds between checks")] = 10.0,
+    data_dir: DataDir = None,
+) -> None:
+    """Background trainer: trains users' adapters as feedback accumulates (see train.* settings)."""
+    import logging
+
+    from dilm.learning.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    with _open(data_dir) as bot:
+        w = Worker(bot.data_dir, bot.settings, bot.store, poll)
+        if once:
+            for s, code in w.run_once():
+                out.print(f"{s}: {'done' if code in (0, 3) else f'failed (exit {code})'}")
+            return
+        try:
+            w.run()
+        except KeyboardInterrupt:
+            w.stop()
+
+
+@adapters_app.command("list")
+def adapters_list(
+    user: OptUser = None,
+    scope: ScopeOpt = None,
+    deleted: Annotated[bool, typer.Option(help="Include deleted versions")] = False,
+    as_json: AsJson = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Adapter versions, oldest first (all scopes unless --user/--scope)."""
+    with _open(data_dir) as bot:
+        s = _scope(user, scope, default="") or None
+        versions = bot.adapters.list(s, deleted)
+    if as_json:
+        out.print_json(json.dumps([v.model_dump() for v in versions], ensure_ascii=False))
+        return
+    if not versions:
+        out.print("no adapters yet: give feedback, then `dilm train --user NAME`")
+        return
+    table = Table()
+    for col in ("version", "scope", "status", "live", "parent", "examples", "locality", "created"):
+        table.add_column(col)
+    for v in versions:
+        after = v.info.get("gate", {}).get("after", {})
+        loc = after.get("locality")
+        status = "deleted" if v.deleted_at else v.status
+        n = sum(x for k, x in v.info.get("examples", {}).items() if k in ("sft", "dpo", "kto", "pg"))
+        table.add_row(
+            v.version,
+            v.scope,
+            status,
+            "●" if v.live else "",
+            v.parent or "base",
+            str(n),
+            f"{loc:.3f}" if loc is not None else "—",
+            v.created_at[:19],
+        )
+    out.print(table)
+
+
+@adapters_app.command("show")
+def adapters_show(version: str, as_json: AsJson = False, data_dir: DataDir = None) -> None:
+    """One version: its data window, metrics, gate report, files (checked against the checksum)."""
+    with _open(data_dir) as bot:
+        v = bot.adapters.get(version)
+        try:
+            folder = str(bot.adapters.verify(v))
+            integrity = "ok"
+        except DilmError as e:
+            folder, integrity = str(bot.adapters.folder(v)), str(e)
+    if as_json:
+        out.print_json(json.dumps({**v.model_dump(), "folder": folder, "integrity": integrity}, ensure_ascii=False))
+        return
+    out.print(f"{v.version} · {v.scope} · {v.status}{' · live' if v.live else ''} · parent {v.parent or 'base'}")
+    out.print(f"folder {folder} (PEFT LoRA; checksum {integrity})")
+    out.print(f"feedback window ({v.data_from}, {v.data_to}] · examples {v.info.get('examples')}")
+    out.print(
+        f"training {v.info.get('train_seconds')} s of {v.info.get('job_seconds')} s · losses {v.info.get('losses')}"
+    )
+    out.print(f"TensorBoard: tensorboard --logdir {bot.data_dir / v.info.get('run_dir', 'adapters/runs')}")
+    if v.info.get("gate"):
+        _print_gate(v.info["gate"])
+
+
+@adapters_app.command("activate")
+def adapters_activate(version: str, data_dir: DataDir = None) -> None:
+    """Make a version live for its scope (hot: the next turn uses it)."""
+    with _open(data_dir) as bot:
+        v = bot.adapters.activate(version)
+    out.print(f"{v.version} is live for {v.scope}")
+
+
+@adapters_app.command("rollback")
+def adapters_rollback(user: OptUser = None, scope: ScopeOpt = None, data_dir: DataDir = None) -> None:
+    """Make the live version's parent live again (or the base model)."""
+    s = _scope(user, scope)
+    with _open(data_dir) as bot:
+        live = bot.adapters.live([s])
+        parent = bot.adapters.rollback(s)
+    out.print(
+        f"rolled back {s} from {live.version if live else '?'} to {parent.version if parent else 'the base model'}"
+    )
+
+
+@adapters_app.command("delete")
+def adapters_delete(version: str, data_dir: DataDir = None) -> None:
+    """Delete a version's files (not the live one); its name is never reused."""
+    with _open(data_dir) as bot:
+        bot.adapters.delete(version)
+    out.print(f"deleted {version}")
+
+
 # -- eval ---------------------------------------------------------------------------------------------
 @eval_app.command("edits")
 def eval_edits(
@@ -441,6 +648,56 @@ def eval_edits(
         f"feedback→effect p50 {lat['feedback_p50']:.1f} ms, p95 {lat['feedback_p95']:.1f} ms · "
         f"retrieval per turn p50 {lat['retrieval_p50']:.1f} ms, p95 {lat['retrieval_p95']:.1f} ms"
     )
+
+
+@eval_app.command("adapters")
+def eval_adapters(
+    data: Annotated[Path | None, typer.Option(help="Edits JSONL (default: the bundled dev set)")] = None,
+    locality: Annotated[Path | None, typer.Option(help="Unrelated questions JSONL")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N edits (and N locality questions)")] = 16,
+    lang: Annotated[str | None, typer.Option(help="Only edits in this language (en, zh)")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Answer length during the run")] = 32,
+    as_json: AsJson = False,
+) -> None:
+    """Adapters only (memory off): train on the edit set's corrections, then score reliability, generalization
+    and locality next to the memory path and the base model."""
+    from rich.progress import Progress
+
+    from dilm.eval import adapters, edits
+
+    items, local = edits.load(data, locality)
+    if lang is not None:
+        items, local = [i for i in items if i.lang == lang], [x for x in local if x.lang == lang]
+    if limit is not None:
+        items, local = items[:limit], local[:limit]
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("adapters", total=None)
+        report = adapters.run(
+            items,
+            local,
+            lambda d, **kw: Assistant.open(d, decoding={"max_new_tokens": max_new_tokens}, **kw),
+            progress=lambda what, done, total=None: bar.update(task, description=what, completed=done, total=total),
+        )
+    edits.dump(
+        report,
+        Path("benchmarks/results/eval_adapters.json")
+        if Path("benchmarks").is_dir()
+        else default_data_dir() / "eval_adapters.json",
+    )
+    if as_json:
+        out.print_json(json.dumps(report, ensure_ascii=False))
+        return
+    out.print(report["train"]["message"] + f" (trained in {report['train']['seconds']} s)")
+    if report["train"]["gate"]:
+        _print_gate(report["train"]["gate"])
+    table = Table(title=f"adapters only vs memory vs base ({len(items)} edits, {len(local)} unrelated questions)")
+    for col in ("path", "language", "reliability", "generalization", "locality"):
+        table.add_column(col, justify="right")
+    pct = lambda x: "—" if x is None else f"{100 * x:.1f} %"  # noqa: E731
+    for path, langs in report["paths"].items():
+        for name, f in langs.items():
+            table.add_row(path, name, pct(f["reliability"]), pct(f["generalization"]), pct(f.get("locality")))
+    out.print(table)
 
 
 def main() -> None:

@@ -1,0 +1,123 @@
+"""`dilm eval adapters`: the parametric path on its own. The edit benchmark's corrections are given as feedback,
+one adapter is trained on them, and then every question is asked with memory off (adapter only), next to
+the memory path (memory on, adapter off) and the base model — scored like `dilm eval edits`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dilm.assistant import Assistant
+from dilm.eval.edits import EditItem, LocalityItem, contains
+from dilm.types import user_scope
+
+EDITOR = "editor"
+
+
+def run(
+    items: list[EditItem],
+    locality: list[LocalityItem],
+    open_bot: Callable[..., Assistant],
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    tick = progress or (lambda *_: None)
+    with tempfile.TemporaryDirectory(prefix="dilm-eval-adapters-") as tmp:
+        data = Path(tmp)
+        base = open_bot(data, memory=False, adapters=False)
+        try:
+            total = len(locality) + sum(len(i.corrections) for i in items)
+            before = {}
+            for n, loc in enumerate(locality, 1):
+                before[loc.id] = base.chat(loc.question, user=EDITOR).text
+                tick("locality baseline", n, total)
+            done = len(locality)
+            for item in items:
+                for correction in item.corrections:
+                    reply = base.chat(item.question, user=EDITOR)
+                    base.feedback(reply.id, correction=correction)
+                    done += 1
+                    tick("editing", done, total)
+            t0 = time.perf_counter()
+            result = base.train(user_scope(EDITOR), force=True, progress=tick)
+            train_s = time.perf_counter() - t0
+            version = result.version
+            if version is not None and version.status == "rejected":
+                base.store.set_live_adapter(version.scope, version.version)  # measured anyway; the verdict is reported
+        finally:
+            base.close()
+        paths = {
+            "adapter": open_bot(data, memory=False, adapters=True),
+            "memory": open_bot(data, memory=True, adapters=False),
+            "base": open_bot(data, memory=False, adapters=False),
+        }
+        figures: dict[str, Any] = {}
+        try:
+            n_q = sum(1 + len(i.paraphrases) for i in items) + len(locality)
+            for name, bot in paths.items():
+                if name == "base":  # the base model's edit answers: what the corrections were up against
+                    rows = _ask(bot, items, [], {}, lambda *_: None)
+                else:
+                    rows = _ask(
+                        bot, items, locality, before, lambda what, k, name=name: tick(f"{name}: {what}", k, n_q)
+                    )
+                figures[name] = rows
+        finally:
+            for bot in paths.values():
+                bot.close()
+    return {
+        "edits": len(items),
+        "train": {
+            "status": result.status,
+            "message": result.message,
+            "seconds": round(train_s, 1),
+            "gate": result.report.get("gate"),
+        },
+        "paths": {name: _summary(rows) for name, rows in figures.items()},
+        "failures": [r for r in figures["adapter"]["items"] if not r["reliable"]],
+        "locality_changes": [r for r in figures["adapter"]["locality"] if not r["same"]],
+    }
+
+
+def _ask(bot, items, locality, before, tick) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    rows, local_rows, k = [], [], 0
+    for item in items:
+        final = item.answers[-1]
+        reply = bot.chat(item.question, user=EDITOR)
+        paras = [bot.chat(p, user=EDITOR).text for p in item.paraphrases]
+        k += 1 + len(paras)
+        tick("asking", k)
+        rows.append(
+            {
+                "id": item.id,
+                "lang": item.lang,
+                "reliable": contains(reply.text, final),
+                "general": [contains(p, final) for p in paras],
+                "reply": reply.text,
+                "adapter_used": reply.adapter_version is not None,
+            }
+        )
+    for loc in locality:
+        after = bot.chat(loc.question, user=EDITOR).text
+        local_rows.append({"id": loc.id, "same": after == before[loc.id], "before": before[loc.id], "after": after})
+        k += 1
+        tick("locality", k)
+    return {"items": rows, "locality": local_rows}
+
+
+def _summary(data: dict[str, Any]) -> dict[str, Any]:
+    rows, local = data["items"], data["locality"]
+    ratio = lambda xs: (sum(xs) / len(xs)) if xs else None  # noqa: E731
+    out: dict[str, Any] = {}
+    for lang in sorted({r["lang"] for r in rows}) + ["overall"]:
+        rs = [r for r in rows if lang == "overall" or r["lang"] == lang]
+        out[lang] = {
+            "edits": len(rs),
+            "reliability": ratio([r["reliable"] for r in rs]),
+            "generalization": ratio([g for r in rs for g in r["general"]]),
+        }
+    out["overall"]["locality"] = ratio([r["same"] for r in local])
+    return out

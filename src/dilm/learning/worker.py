@@ -1,0 +1,94 @@
+"""The background trainer: every few seconds, find scopes whose feedback is due for training and train each
+in a child process (`dilm train --scope …`), one at a time.
+
+A child process keeps training off the chat process (no shared interpreter lock, no shared model), and a
+crash or kill of it changes nothing that is live (see registry). A scope is due when `train.auto_every` new
+examples wait, or when any wait and `train.interval_s` has passed since its last version (or first waiting
+feedback). Global adapters train only on request (`dilm train --scope global`): an admin action.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+
+from dilm.config import Settings
+from dilm.learning.train import pending
+from dilm.types import user_scope
+
+log = logging.getLogger(__name__)
+
+
+def due_scopes(store, settings: Settings, now: datetime) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
+    """(scope, waiting examples) for every user scope that should train now."""
+    cfg = settings.train
+    out = []
+    for row in store._all("SELECT DISTINCT user_id FROM feedback ORDER BY user_id"):
+        scope = user_scope(row["user_id"])
+        n = pending(store, scope, cfg.ratings)
+        if n < cfg.min_examples:
+            continue
+        if n >= cfg.auto_every:
+            out.append((scope, n))
+            continue
+        versions = store.adapters(scope, deleted=True)
+        since = versions[-1].created_at if versions else _first_waiting(store, row["user_id"], scope)
+        if since and (now - datetime.fromisoformat(since)).total_seconds() >= cfg.interval_s:
+            out.append((scope, n))
+    return out
+
+
+def _first_waiting(store, user: str, scope: str) -> str | None:  # type: ignore[no-untyped-def]
+    row = store._one(
+        "SELECT min(created_at) AS t FROM feedback WHERE user_id = ? AND rowid > ?", (user, store.trained_upto(scope))
+    )
+    return row["t"] if row else None
+
+
+def train_in_child(data_dir: Path, scope: str, timeout: float | None = None) -> int:
+    """Run `dilm train --scope SCOPE` in a child process; its exit status."""
+    cmd = [sys.executable, "-m", "dilm", "train", "--scope", scope, "--data-dir", str(data_dir), "--quiet"]
+    return subprocess.run(cmd, timeout=timeout, check=False).returncode
+
+
+class Worker:
+    """Polls a data dir and trains due scopes; `run()` in the foreground, or `start()` as a daemon thread."""
+
+    def __init__(self, data_dir: Path, settings: Settings, store, poll_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+        self.data_dir, self.settings, self.store, self.poll_s = data_dir, settings, store, poll_s
+        self.stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> list[tuple[str, int]]:
+        """Train every due scope now; returns (scope, exit status) per job."""
+        from datetime import UTC
+
+        results = []
+        for scope, n in due_scopes(self.store, self.settings, datetime.now(UTC)):
+            if self.stop_event.is_set():
+                break
+            log.info("training %s (%d new examples)", scope, n)
+            results.append((scope, train_in_child(self.data_dir, scope)))
+        return results
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.run_once()
+            except Exception:  # one bad poll must not end the worker
+                log.exception("training worker poll failed")
+            self.stop_event.wait(self.poll_s)
+
+    def start(self) -> Worker:
+        self._thread = threading.Thread(target=self.run, name="dilm-train-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        self.stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
