@@ -105,8 +105,12 @@ def decide(before: dict[str, Any], after: dict[str, Any], cfg: Training) -> list
 
 
 def edits_score(model, tokenizer, name: str, folder: Path, system: str, sample: int) -> float:  # type: ignore[no-untyped-def]
-    """Reliability and generalization of the memory path on `sample` items of the edit benchmark, answered
-    by `model` as it is now (e.g. mid-training, adapter on)."""
+    """The memory path on `sample` items of the edit benchmark, answered by `model` as it is now (e.g. with
+    the adapter being trained): each correction is given as feedback on the model's own answer, then the
+    question and a paraphrase are asked again. The score is the share answered right (reliability and
+    generalization of `dilm eval edits`, without its locality and isolation parts)."""
+    import tempfile
+
     from dilm.assistant import Assistant
     from dilm.eval import edits
     from dilm.models.local import LocalBackend
@@ -117,15 +121,16 @@ def edits_score(model, tokenizer, name: str, folder: Path, system: str, sample: 
     backend = LocalBackend.from_model(model, tokenizer, name, folder)
     was_training = model.training
     model.eval()
+    right = []
     try:
-        report = edits.run(
-            chosen,
-            [],
-            lambda d: Assistant.open(
-                d, backend=backend, system_prompt=system, adapters=False, decoding={"max_new_tokens": 16}
-            ),
-        )
+        with tempfile.TemporaryDirectory(prefix="dilm-gate-") as tmp, Assistant.open(
+            tmp, backend=backend, system_prompt=system, adapters=False, decoding={"max_new_tokens": 16}
+        ) as bot:
+            for item in chosen:
+                for correction in item.corrections:
+                    bot.feedback(bot.chat(item.question, user="gate").id, correction=correction)
+                for q in (item.question, item.paraphrases[0]):
+                    right.append(edits.contains(bot.chat(q, user="gate").text, item.answers[-1]))
     finally:
         model.train(was_training)
-    o = report["overall"]
-    return ((o["reliability"] or 0.0) + (o["generalization"] or 0.0)) / 2
+    return sum(right) / len(right) if right else 1.0

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -88,12 +90,21 @@ def train(  # type: ignore[no-untyped-def]
     job_id = new_id("job")
     tick = progress or (lambda *_: None)
     started = time.perf_counter()
+    timings: dict[str, float] = {}
+    clock = [started]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        timings[name] = round(now - clock[0], 2)
+        clock[0] = now
+
     with registry.job(scope, job_id) as staging:
         parent = store.live_adapter([scope])
         parent_folder = registry.verify(parent) if parent is not None else None
         _, base_folder = resolve_model_dir(settings.model, settings.resolved_cache_dir())
         tick("loading", 0, 1)
         model, tokenizer = trainers.load_trainable(base_folder, parent_folder, cfg, settings.threads)
+        lap("load")
         system = settings.system_prompt
         new = {k: [_with_system(r, system) for r in rows] for k, rows in new.items()}
         cache = registry.root / "base-answers.json"
@@ -102,7 +113,7 @@ def train(  # type: ignore[no-untyped-def]
         probe = [(gate.prompt(system, q), a) for q, a in zip(probe_q, probe_a, strict=True)]
         rng = random.Random(cfg.seed + upto)
         sft_rows = new["sft"] + _replay(store, scope, after, cfg.replay, len(new["sft"]), rng, "sft", system)
-        anchor_q = rng.sample(gate.bundled_questions("anchors.jsonl"), k=min(cfg.anchors, len(new["sft"]) or 1))
+        anchor_q = rng.sample(gate.bundled_questions("anchors.jsonl"), k=min(cfg.anchors, max(1, len(new["sft"]) // 2)))
         if sft_rows and anchor_q:
             anchor_a = gate.base_answers(model, tokenizer, anchor_q, system, cache)
             sft_rows += [
@@ -110,6 +121,7 @@ def train(  # type: ignore[no-untyped-def]
                 for q, a in zip(anchor_q, anchor_a, strict=True)
                 if a
             ]
+        lap("base_answers")
         questions = [r["prompt"][-1]["content"] for k in ("sft", "dpo") for r in new[k]]
         parent_questions = Router.load(parent_folder, shared_embedder()).questions if parent_folder else []
         router = Router(parent_questions + questions, shared_embedder()) if cfg.routing is not None else None
@@ -117,37 +129,31 @@ def train(  # type: ignore[no-untyped-def]
         before = gate.measure(model, tokenizer, new, probe, router, cfg.routing)
         if cfg.edits_sample:
             before["edits"] = _edits_before(parent, registry, model, tokenizer, settings, base_folder)
+        lap("gate_before")
         tracker = trainers.Tracker(registry.root / "runs" / job_id)
-        losses: dict[str, list[float]] = {}
+        rng.shuffle(sft_rows)
         t_train = time.perf_counter()
         try:
-            rng.shuffle(sft_rows)
-            if sft_rows:
-                losses["sft"] = trainers.sft(model, tokenizer, sft_rows, cfg, staging / "work", tracker, progress)
-            if new["dpo"]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # TRL/transformers advice aimed at GPU setups (bf16, padding-free…)
                 dpo_rows = new["dpo"] + _replay(store, scope, after, cfg.replay, len(new["dpo"]), rng, "dpo", system)
-                losses["dpo"] = trainers.dpo(model, tokenizer, dpo_rows, cfg, staging / "work", tracker, progress)
-            if new.get("kto"):
-                losses["kto"] = trainers.kto(model, tokenizer, new["kto"], cfg, staging / "work", tracker, progress)
-            if new.get("pg"):
-                losses["pg"] = trainers.policy_gradient(
-                    model, tokenizer, new["pg"], cfg, staging / "work", tracker, progress
-                )
+                losses = _fit(model, tokenizer, sft_rows, dpo_rows, new, cfg, staging / "work", tracker, progress)
             train_s = time.perf_counter() - t_train
+            lap("train")
             tick("gate", 0, 1)
             after_m = gate.measure(model, tokenizer, new, probe, router, cfg.routing)
+            lap("gate_measure")
             if cfg.edits_sample:
                 after_m["edits"] = gate.edits_score(
                     model, tokenizer, settings.model, base_folder, system, cfg.edits_sample
                 )
+            lap("gate_edits")
             reasons = gate.decide(before, after_m, cfg)
             tracker.scalars("gate_before", before)
             tracker.scalars("gate_after", after_m)
         finally:
             tracker.close()
         accepted = not reasons
-        import shutil
-
         shutil.rmtree(staging / "work", ignore_errors=True)
         model.save_pretrained(str(staging))
         if router is not None or questions:
@@ -158,6 +164,7 @@ def train(  # type: ignore[no-untyped-def]
             "losses": {k: [round(x, 4) for x in v] for k, v in losses.items()},
             "train_seconds": round(train_s, 2),
             "job_seconds": round(time.perf_counter() - started, 2),
+            "timings": timings,
             "run_dir": str(tracker.folder.relative_to(data_dir)),
             "training": cfg.model_dump(),
         }
@@ -175,11 +182,26 @@ def train(  # type: ignore[no-untyped-def]
             created_at=utcnow(),
         )
         version = registry.publish(staging, record, make_live=accepted)
+        lap("publish")
     if accepted:
         msg = f"{version.version} is live for {scope} ({n_new} new example(s), {report['job_seconds']:.0f} s)"
     else:
         msg = f"{version.version} was rejected by the gate and kept for inspection: {'; '.join(reasons)}"
     return TrainResult("accepted" if accepted else "rejected", msg, version, report)
+
+
+def _fit(model, tokenizer, sft_rows, dpo_rows, new, cfg, work: Path, tracker, progress) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]
+    """The training stages, each only when it has examples: SFT, DPO, then KTO or policy gradient."""
+    losses: dict[str, list[float]] = {}
+    if sft_rows:
+        losses["sft"] = trainers.sft(model, tokenizer, sft_rows, cfg, work, tracker, progress)
+    if dpo_rows:
+        losses["dpo"] = trainers.dpo(model, tokenizer, dpo_rows, cfg, work, tracker, progress)
+    if new.get("kto"):
+        losses["kto"] = trainers.kto(model, tokenizer, new["kto"], cfg, work, tracker, progress)
+    if new.get("pg"):
+        losses["pg"] = trainers.policy_gradient(model, tokenizer, new["pg"], cfg, work, tracker, progress)
+    return losses
 
 
 def _with_system(row: dict[str, Any], system: str) -> dict[str, Any]:

@@ -41,6 +41,17 @@ class Tracker:
         self.writer.close()
 
 
+def quiet() -> None:
+    """Library chatter (dataset progress bars, info logs) off: a job reports through `progress` and TensorBoard."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    datasets.utils.logging.set_verbosity_error()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def load_trainable(base_folder: Path, parent_folder: Path | None, cfg: Training, threads: int | None = None):  # type: ignore[no-untyped-def]
     """The base model with a trainable LoRA: the parent version's weights when given, else a fresh one."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -48,6 +59,7 @@ def load_trainable(base_folder: Path, parent_folder: Path | None, cfg: Training,
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet()
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
@@ -116,9 +128,10 @@ def _steps(rows: int, cfg: Training) -> int:
 
 
 def _run(trainer, tracker: Tracker, stage: str) -> list[float]:  # type: ignore[no-untyped-def]
-    from transformers.utils import logging as hf_logging
+    from transformers import PrinterCallback, ProgressCallback
 
-    hf_logging.set_verbosity_error()
+    for cb in (PrinterCallback, ProgressCallback):  # progress and losses go to our tracker, not stdout
+        trainer.remove_callback(cb)
     trainer.train()
     tracker.step += trainer.state.global_step
     model = trainer.model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -70,26 +71,28 @@ class LocalBackend:
             return contextlib.nullcontext()
         if adapter is None:
             return self.model.disable_adapter() if self._adapters else contextlib.nullcontext()
-        if adapter.name not in self._adapters:
+        # Keyed by folder too: two data dirs served by one process may both have a "v1".
+        name = f"{adapter.name}_{hashlib.sha256(str(adapter.folder.resolve()).encode()).hexdigest()[:12]}"
+        if name not in self._adapters:
             from peft import PeftModel
 
             try:
                 if not self._adapters:
-                    self.model = PeftModel.from_pretrained(self.model, str(adapter.folder), adapter_name=adapter.name)
+                    self.model = PeftModel.from_pretrained(self.model, str(adapter.folder), adapter_name=name)
                 else:
-                    self.model.load_adapter(str(adapter.folder), adapter_name=adapter.name)
+                    self.model.load_adapter(str(adapter.folder), adapter_name=name)
             except (OSError, ValueError, RuntimeError, KeyError) as e:
                 raise BackendError(f"cannot load adapter {adapter.name} from {adapter.folder}: {e}") from None
             self.model.eval()
-            self._adapters.append(adapter.name)
+            self._adapters.append(name)
             if len(self._adapters) > self.MAX_LOADED_ADAPTERS:
                 evicted = self._adapters.pop(0)
-                self.model.set_adapter(adapter.name)
+                self.model.set_adapter(name)
                 self.model.delete_adapter(evicted)
         else:
-            self._adapters.remove(adapter.name)
-            self._adapters.append(adapter.name)
-        self.model.set_adapter(adapter.name)
+            self._adapters.remove(name)
+            self._adapters.append(name)
+        self.model.set_adapter(name)
         return contextlib.nullcontext()
 
     # -- tokens -----------------------------------------------------------------------------------

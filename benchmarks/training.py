@@ -1,0 +1,118 @@
+"""Consolidated learning on the embedded model: feedback → live adapter time, seconds per update, examples/s,
+peak memory. Gives 16 corrections (the edit dev set's first English ones), then runs `dilm train` in a child
+process twice: cold (first job in a data dir: the base model's probe answers are generated and cached) and
+warm (the next 16 corrections, continuing from the first version).
+
+    python benchmarks/training.py [--corrections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from dilm import Assistant
+from dilm.eval import edits
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def give_corrections(data: Path, items: list[edits.EditItem]) -> float:
+    """Each correction on the assistant's real answer; returns the time of the last acknowledgement."""
+    with Assistant.open(data, decoding={"max_new_tokens": 16}) as bot:
+        for item in items:
+            reply = bot.chat(item.question, user="bench")
+            bot.feedback(reply.id, correction=item.corrections[-1])
+        return time.perf_counter()
+
+
+def train_child(data: Path) -> tuple[dict, float, float]:
+    """`dilm train` in a child process: its JSON report, wall seconds, and the child's peak RSS in MiB."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "dilm", "train", "--user", "bench", "--json", "--quiet", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode not in (0, 3):
+        sys.exit(f"dilm train failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    return json.loads(proc.stdout)[0], wall, peak
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corrections", type=int, default=16)
+    args = ap.parse_args()
+    items = [i for i in edits.load()[0] if i.lang == "en"]
+    n = args.corrections
+    if len(items) < 2 * n:
+        sys.exit(f"need {2 * n} English edit items, have {len(items)}")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dilm-bench-train-") as tmp:
+        data = Path(tmp)
+        for label, batch in (("cold", items[:n]), ("warm", items[n : 2 * n])):
+            acked = give_corrections(data, batch)
+            result, wall, peak = train_child(data)
+            live_s = time.perf_counter() - acked
+            report = result["report"]
+            steps = sum(len(v) for v in report.get("losses", {}).values())
+            train_s = report.get("train_seconds", 0.0)
+            examples = report.get("examples", {}).get("sft_with_replay_and_anchors", 0)
+            epochs = report.get("training", {}).get("epochs", 0)
+            rows.append(
+                {
+                    "run": label,
+                    "status": result["status"],
+                    "feedback_to_live_s": round(live_s, 1),
+                    "job_s": report.get("job_seconds"),
+                    "train_s": train_s,
+                    "steps": steps,
+                    "s_per_update": round(train_s / steps, 2) if steps else None,
+                    "examples_per_s": round(examples * epochs / train_s, 2) if train_s else None,
+                    "peak_rss_mib": round(peak),
+                    "timings": report.get("timings"),
+                    "locality": report.get("gate", {}).get("after", {}).get("locality"),
+                    "locality_raw": report.get("gate", {}).get("after", {}).get("locality_raw"),
+                }
+            )
+    table = Table(title=f"consolidated learning: {n} corrections per job, embedded model, {os.cpu_count()} cores")
+    cols = (
+        "run",
+        "status",
+        "feedback_to_live_s",
+        "job_s",
+        "train_s",
+        "steps",
+        "s_per_update",
+        "examples_per_s",
+        "peak_rss_mib",
+        "locality",
+        "locality_raw",
+    )
+    for c in cols:
+        table.add_column(c.replace("_", " "), justify="right")
+    for r in rows:
+        table.add_row(*(f"{r[c]:.3f}" if isinstance(r[c], float) and c.startswith("loc") else str(r[c]) for c in cols))
+    Console().print(table)
+    for r in rows:
+        Console().print(f"{r['run']}: {r['timings']}")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "training.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
