@@ -107,9 +107,10 @@ def main() -> None:
         table.add_column(c.replace("_", " "), justify="right")
     for r in rows:
         table.add_row(*(f"{r[c]:.3f}" if isinstance(r[c], float) and c.startswith("loc") else str(r[c]) for c in cols))
-    Console().print(table)
+    console = Console(width=180)
+    console.print(table)
     for r in rows:
-        Console().print(f"{r['run']}: {r['timings']}")
+        console.print(f"{r['run']} job phases (s): {r['timings']}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "training.json").write_text(json.dumps(rows, indent=2))
 

@@ -60,19 +60,19 @@ class Training(BaseModel):
     interval_s: float = Field(3600.0, gt=0, description="...or once this long has passed with any waiting")
     ratings: Literal["kto", "pg"] = Field("kto", description="thumbs train with KTO or policy gradient")
     epochs: int = Field(5, ge=1, le=100)
-    learning_rate: float = Field(3e-3, gt=0, le=1.0, description="SFT on corrections")
+    learning_rate: float = Field(4e-3, gt=0, le=1.0, description="SFT on corrections")
     preference_learning_rate: float = Field(2e-4, gt=0, le=1.0, description="DPO, KTO and policy gradient")
     batch_size: int = Field(8, ge=1, le=256)
     rank: int = Field(16, ge=1, le=256)
     max_length: int = Field(256, ge=32, le=8192, description="tokens per training example at most")
-    replay: float = Field(1.0, ge=0, le=10, description="older examples mixed in per new one")
+    replay: float = Field(0.25, ge=0, le=10, description="older examples mixed in per new one")
     anchors: int = Field(
-        8, ge=0, le=1000, description="unrelated questions with the base model's answers (at most 1 per 2 new)"
+        8, ge=0, le=1000, description="unrelated questions with the base model's answers (at most 1 per 4 new)"
     )
     seed: int = 0
     min_locality: float = Field(0.9, ge=0, le=1, description="gate: probe token agreement with the base model")
     max_edits_drop: float = Field(0.0, ge=0, le=1, description="gate: allowed drop of the edits eval score")
-    edits_sample: int = Field(4, ge=0, le=1000, description="gate: edit-eval items run per check; 0: skip")
+    edits_sample: int = Field(2, ge=0, le=1000, description="gate: edit-eval items run per check; 0: skip")
     routing: float | None = Field(
         0.55,
         ge=-1,

@@ -123,9 +123,12 @@ def edits_score(model, tokenizer, name: str, folder: Path, system: str, sample: 
     model.eval()
     right = []
     try:
-        with tempfile.TemporaryDirectory(prefix="dilm-gate-") as tmp, Assistant.open(
-            tmp, backend=backend, system_prompt=system, adapters=False, decoding={"max_new_tokens": 16}
-        ) as bot:
+        with (
+            tempfile.TemporaryDirectory(prefix="dilm-gate-") as tmp,
+            Assistant.open(
+                tmp, backend=backend, system_prompt=system, adapters=False, decoding={"max_new_tokens": 16}
+            ) as bot,
+        ):
             for item in chosen:
                 for correction in item.corrections:
                     bot.feedback(bot.chat(item.question, user="gate").id, correction=correction)

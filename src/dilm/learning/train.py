@@ -113,7 +113,7 @@ def train(  # type: ignore[no-untyped-def]
         probe = [(gate.prompt(system, q), a) for q, a in zip(probe_q, probe_a, strict=True)]
         rng = random.Random(cfg.seed + upto)
         sft_rows = new["sft"] + _replay(store, scope, after, cfg.replay, len(new["sft"]), rng, "sft", system)
-        anchor_q = rng.sample(gate.bundled_questions("anchors.jsonl"), k=min(cfg.anchors, max(1, len(new["sft"]) // 2)))
+        anchor_q = rng.sample(gate.bundled_questions("anchors.jsonl"), k=min(cfg.anchors, max(1, len(new["sft"]) // 4)))
         if sft_rows and anchor_q:
             anchor_a = gate.base_answers(model, tokenizer, anchor_q, system, cache)
             sft_rows += [

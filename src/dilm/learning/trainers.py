@@ -79,8 +79,9 @@ def load_trainable(base_folder: Path, parent_folder: Path | None, cfg: Training,
             lora_alpha=2 * cfg.rank,
             lora_dropout=0.0,
             target_modules=linear,
-            # The upper half only: backpropagation stops halfway, and lower layers (general language) stay put.
-            layers_to_transform=list(range(layers // 2, layers)) if layers >= 4 else None,
+            # The upper third only: backpropagation stops early (CPU time), and the lower layers, where general
+            # language lives, stay put.
+            layers_to_transform=list(range(layers - layers // 3, layers)) if layers >= 6 else None,
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(base, config)
