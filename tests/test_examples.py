@@ -55,3 +55,31 @@ def test_cli_export(cli_env, tmp_path):
     empty = run(cli_env, "export", "--format", "sft", "-o", str(tmp_path / "x.jsonl"))
     assert "no sft examples yet" in empty.stdout
     assert_one_line_error(run(cli_env, "export", "--format", "ppo", "-o", "x", ok=False), "unknown format")
+
+
+def test_reward_pairs_and_policy_gradient_samples(bot):
+    q = "Name a colour."
+    good = bot.chat(q, user="alice", max_new_tokens=4)
+    bot.feedback(good.id, rating=1)
+    bad = bot.chat(q, user="alice", max_new_tokens=2)
+    bot.feedback(bad.id, rating=-1)
+    pg = examples(bot.store, "pg")
+    assert [(r["completion"][0]["content"], r["reward"]) for r in pg] == [(good.text, 1.0), (bad.text, -1.0)]
+    reward = examples(bot.store, "reward")
+    if good.text != bad.text:  # a thumbs-up and a thumbs-down answer to one question make a pair
+        assert reward == [
+            {
+                "prompt": [{"role": "user", "content": q}],
+                "chosen": [{"role": "assistant", "content": good.text}],
+                "rejected": [{"role": "assistant", "content": bad.text}],
+            }
+        ]
+
+
+def test_windows_select_feedback_by_log_position(bot):
+    a, b, c = _log(bot)
+    rows = bot.store._all("SELECT rowid FROM feedback ORDER BY rowid")
+    first, last = rows[0]["rowid"], rows[-1]["rowid"]
+    assert len(examples(bot.store, "sft", after=first)) == 1  # only the preferred answer is after the correction
+    assert len(examples(bot.store, "sft", upto=first)) == 1
+    assert examples(bot.store, "sft", after=last) == []

@@ -144,7 +144,7 @@ def test_killing_a_training_job_leaves_the_live_adapter_and_the_next_run_works(c
     runs = copy / "adapters" / "runs"
     known = set(runs.iterdir())
     proc = subprocess.Popen(
-        [*DILM, "train", "--user", "alice", "--quiet", "--data-dir", str(copy)],
+        [*DILM, "train", "--user", "alice", "--force", "--quiet", "--data-dir", str(copy)],
         env=cli_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -241,3 +241,28 @@ def test_adapters_cli(copy, cli_env):
     assert dilm("adapters", "activate", "v1").returncode == 0
     missing = dilm("adapters", "show", "v99")
     assert missing.returncode == 1 and "no adapter version" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_global_adapter_serves_users_without_their_own(copy, backend):
+    with open_bot(copy, backend, memory=False) as bot:
+        result = bot.train("global")  # an admin action: everyone's feedback
+        assert result.status == "accepted", result.message
+        g = result.version.version
+        assert bot.chat(FACTS[0][0], user="carol").adapter_version == g
+        assert bot.chat(FACTS[0][0], user="alice").adapter_version == "v1"  # a user's own adapter comes first
+
+
+def test_worker_trains_a_scope_when_enough_examples_wait_or_time_passed(bot):
+    from datetime import UTC, datetime, timedelta
+
+    from dilm.learning.worker import due_scopes
+
+    settings = bot.settings.model_copy(
+        update={"train": bot.settings.train.model_copy(update={"auto_every": 2, "min_examples": 1})}
+    )
+    correct(bot, "alice", FACTS[:1])
+    now = datetime.now(UTC)
+    assert due_scopes(bot.store, settings, now) == []  # 1 example waits for auto_every (2)...
+    assert due_scopes(bot.store, settings, now + timedelta(hours=2)) == [("user:alice", 1)]  # ...or the timer
+    correct(bot, "alice", FACTS[1:2])
+    assert due_scopes(bot.store, settings, now) == [("user:alice", 2)]

@@ -383,7 +383,7 @@ def facts_retract(fact_id: str, user: OptUser = None, data_dir: DataDir = None) 
 # -- export -------------------------------------------------------------------------------------------
 @app.command()
 def export(
-    fmt: Annotated[str, typer.Option("--format", help="sft | kto | dpo (TRL conversational JSONL)")],
+    fmt: Annotated[str, typer.Option("--format", help="sft | kto | dpo | reward | pg (TRL conversational JSONL)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write")],
     user: OptUser = None,
     data_dir: DataDir = None,

@@ -108,19 +108,23 @@ def train(  # type: ignore[no-untyped-def]
         system = settings.system_prompt
         new = {k: [_with_system(r, system) for r in rows] for k, rows in new.items()}
         cache = registry.root / "base-answers.json"
-        probe_q = gate.bundled_questions("probe.jsonl")
-        probe_a = gate.base_answers(model, tokenizer, probe_q, system, cache)
-        probe = [(gate.prompt(system, q), a) for q, a in zip(probe_q, probe_a, strict=True)]
+        # The base model's answers to the probe and to every anchor question: generated together on the first
+        # job of a data dir (one batched pass), cached after.
+        probe_q, all_anchors = gate.bundled_questions("probe.jsonl"), gate.bundled_questions("anchors.jsonl")
+        answers = gate.base_answers(model, tokenizer, probe_q + all_anchors, system, cache)
+        probe = [(gate.prompt(system, q), a) for q, a in zip(probe_q, answers, strict=False)]
+        anchor_answers = dict(zip(all_anchors, answers[len(probe_q) :], strict=True))
         rng = random.Random(cfg.seed + upto)
         sft_rows = new["sft"] + _replay(store, scope, after, cfg.replay, len(new["sft"]), rng, "sft", system)
-        anchor_q = rng.sample(gate.bundled_questions("anchors.jsonl"), k=min(cfg.anchors, max(1, len(new["sft"]) // 4)))
-        if sft_rows and anchor_q:
-            anchor_a = gate.base_answers(model, tokenizer, anchor_q, system, cache)
-            sft_rows += [
-                {"prompt": gate.prompt(system, q), "completion": [{"role": "assistant", "content": a}]}
-                for q, a in zip(anchor_q, anchor_a, strict=True)
-                if a
-            ]
+        if sft_rows:
+            for q in rng.sample(all_anchors, k=min(cfg.anchors, len(all_anchors), max(1, len(new["sft"]) // 4))):
+                if anchor_answers[q]:
+                    sft_rows.append(
+                        {
+                            "prompt": gate.prompt(system, q),
+                            "completion": [{"role": "assistant", "content": anchor_answers[q]}],
+                        }
+                    )
         lap("base_answers")
         questions = [r["prompt"][-1]["content"] for k in ("sft", "dpo") for r in new[k]]
         parent_questions = Router.load(parent_folder, shared_embedder()).questions if parent_folder else []

@@ -148,7 +148,16 @@ def sft(model, tokenizer, rows, cfg: Training, out: Path, tracker: Tracker, prog
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    args = _args(SFTConfig, cfg, out, len(rows), cfg.learning_rate, completion_only_loss=True)
+    # Batches of similar length: less padding, and on a CPU padding is paid for in full.
+    args = _args(
+        SFTConfig,
+        cfg,
+        out,
+        len(rows),
+        cfg.learning_rate,
+        completion_only_loss=True,
+        train_sampling_strategy="group_by_length",
+    )
     trainer = SFTTrainer(
         model=model,
         args=args,
