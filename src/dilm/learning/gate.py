@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ def base_answers(model, tokenizer, questions: list[str], system: str, cache: Pat
         with disable() if disable is not None else contextlib.nullcontext():
             answers = greedy_answers(model, tokenizer, [prompt(system, q) for q in missing], PROBE_TOKENS)
         known.update({key(q): a for q, a in zip(missing, answers, strict=True)})
-        tmp = cache.with_name(cache.name + ".tmp")
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")  # shared by data dirs: never half-written
         tmp.write_text(json.dumps(known, ensure_ascii=False, indent=1), encoding="utf-8")
         tmp.replace(cache)
     return [known[key(q)] for q in questions]

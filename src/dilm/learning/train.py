@@ -8,6 +8,7 @@ scope's lock; the live version changes only in the publishing transaction, so a 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import time
@@ -107,7 +108,7 @@ def train(  # type: ignore[no-untyped-def]
         lap("load")
         system = settings.system_prompt
         new = {k: [_with_system(r, system) for r in rows] for k, rows in new.items()}
-        cache = registry.root / "base-answers.json"
+        cache = base_cache(settings, base_folder) / "base-answers.json"
         # The base model's answers to the probe and to every anchor question: generated together on the first
         # job of a data dir (one batched pass), cached after.
         probe_q, all_anchors = gate.bundled_questions("probe.jsonl"), gate.bundled_questions("anchors.jsonl")
@@ -132,7 +133,7 @@ def train(  # type: ignore[no-untyped-def]
         tick("measuring", 0, 1)
         before = gate.measure(model, tokenizer, new, probe, router, cfg.routing)
         if cfg.edits_sample:
-            before["edits"] = _edits_before(parent, registry, model, tokenizer, settings, base_folder)
+            before["edits"] = _edits_before(parent, model, tokenizer, settings, base_folder)
         lap("gate_before")
         tracker = trainers.Tracker(registry.root / "runs" / job_id)
         rng.shuffle(sft_rows)
@@ -208,6 +209,17 @@ def _fit(model, tokenizer, sft_rows, dpo_rows, new, cfg, work: Path, tracker, pr
     return losses
 
 
+def base_cache(settings: Settings, base_folder: Path) -> Path:
+    """Where facts about the base model itself (its answers to the probe, its edit score) are kept: the
+    model cache, shared by every data dir that uses the same model."""
+    import hashlib
+
+    key = hashlib.sha256(str(base_folder.resolve()).encode()).hexdigest()[:12]
+    path = settings.resolved_cache_dir() / "base-answers" / f"{base_folder.name}-{key}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _with_system(row: dict[str, Any], system: str) -> dict[str, Any]:
     return {**row, "prompt": gate.prompt(system, row["prompt"][-1]["content"])}
 
@@ -220,7 +232,7 @@ def _replay(store, scope: str, upto: int, ratio: float, n: int, rng: random.Rand
     return [_with_system(r, system) for r in rng.sample(old, k=min(len(old), round(ratio * n)))]
 
 
-def _edits_before(parent, registry: Registry, model, tokenizer, settings: Settings, base_folder: Path) -> float:  # type: ignore[no-untyped-def]
+def _edits_before(parent, model, tokenizer, settings: Settings, base_folder: Path) -> float:  # type: ignore[no-untyped-def]
     """The parent's edit-eval score: taken from its gate report when it has one, else measured now."""
     cfg = settings.train
     if parent is not None:
@@ -230,7 +242,7 @@ def _edits_before(parent, registry: Registry, model, tokenizer, settings: Settin
     else:
         import json
 
-        path = registry.root / "base-edits.json"
+        path = base_cache(settings, base_folder) / "base-edits.json"
         key = f"{settings.model}|{settings.system_prompt}|{cfg.edits_sample}"
         cached = json.loads(path.read_text()) if path.is_file() else {}
         if key in cached:
@@ -238,6 +250,8 @@ def _edits_before(parent, registry: Registry, model, tokenizer, settings: Settin
         value = gate.edits_score(
             model, tokenizer, settings.model, base_folder, settings.system_prompt, cfg.edits_sample
         )
-        path.write_text(json.dumps({**cached, key: value}))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**cached, key: value}))
+        tmp.replace(path)
         return value
     return gate.edits_score(model, tokenizer, settings.model, base_folder, settings.system_prompt, cfg.edits_sample)
