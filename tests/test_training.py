@@ -245,7 +245,10 @@ def test_adapters_cli(copy, cli_env):
 
 def test_global_adapter_serves_users_without_their_own(copy, backend):
     with open_bot(copy, backend, memory=False) as bot:
-        result = bot.train("global")  # an admin action: everyone's feedback
+        assert bot.train("global").status == "nothing"  # alice's corrections are hers: not for everyone
+        for m in bot.memories.list(user="alice"):
+            bot.memories.promote(m.id, user="alice")  # an admin makes them global knowledge
+        result = bot.train("global")
         assert result.status == "accepted", result.message
         g = result.version.version
         assert bot.chat(FACTS[0][0], user="carol").adapter_version == g

@@ -76,7 +76,7 @@ def measure(  # type: ignore[no-untyped-def]
         s = score(model, tokenizer, probe, ends=False)
         raw = [x.agreement for x in s]
         out["locality_raw"] = mean(raw)
-        if router is not None and threshold is not None:
+        if router is not None and threshold is not None and router.questions:
             routed = [router.similarity(p[-1]["content"]) >= threshold for p, _ in probe]
             out["probe_routed"] = sum(routed)
             out["locality"] = mean([a if r else 1.0 for a, r in zip(raw, routed, strict=True)])

@@ -7,6 +7,7 @@ scope's lock; the live version changes only in the publishing transaction, so a 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -18,12 +19,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dilm.config import Settings
-from dilm.errors import InvalidInputError
+from dilm.errors import InvalidInputError, StorageError
 from dilm.learning import examples, gate, trainers
 from dilm.learning.registry import ADAPTERS_DIR, Registry
 from dilm.learning.routing import Router
 from dilm.memory.embed import shared_embedder
 from dilm.models.bundled import resolve_model_dir
+from dilm.text import normalize
 from dilm.types import GLOBAL_SCOPE, AdapterVersion, new_id, utcnow
 
 log = logging.getLogger(__name__)
@@ -51,11 +53,23 @@ def new_examples(store, scope: str, after: int, upto: int, ratings: str) -> dict
     SFT, preferred-vs-original pairs train DPO, thumbs train KTO or policy gradient. (`dilm export` also
     derives DPO and KTO rows from corrections, for use outside dilm.)"""
     logged = list(examples.logged_feedback(store, scope_user(scope), after, upto))
+    if scope == GLOBAL_SCOPE:
+        logged = _global_only(store, logged)
     return {
         "sft": examples.examples_from(logged, "sft"),
         "dpo": examples.examples_from([f for f in logged if f.kind == "preference"], "dpo"),
         ratings: examples.examples_from([f for f in logged if f.kind == "rating"], ratings),  # type: ignore[arg-type]
     }
+
+
+def _global_only(store, logged: list[examples.LoggedFeedback]) -> list[examples.LoggedFeedback]:  # type: ignore[no-untyped-def]
+    """The global adapter learns only corrections that became global knowledge (an admin's promotion or the
+    consensus of `consensus_users` users): a user's private feedback never reaches everyone through weights."""
+    shared = {
+        normalize(r["text"])
+        for r in store._all("SELECT text FROM memories WHERE scope = ? AND superseded_by IS NULL", (GLOBAL_SCOPE,))
+    }
+    return [f for f in logged if f.kind == "correction" and f.learned and normalize(f.learned) in shared]
 
 
 def count(ex: dict[str, list[dict[str, Any]]]) -> int:
@@ -160,9 +174,15 @@ def train(  # type: ignore[no-untyped-def]
             tracker.close()
         accepted = not reasons
         shutil.rmtree(staging / "work", ignore_errors=True)
-        model.save_pretrained(str(staging))
-        if router is not None or questions:
-            Router.save(staging, parent_questions + questions)
+        try:
+            model.save_pretrained(str(staging))
+            if questions or parent_questions:
+                Router.save(staging, parent_questions + questions)
+        except OSError as e:
+            full = e.errno == errno.ENOSPC
+            raise StorageError(
+                ("disk full" if full else f"cannot write ({e})") + " while saving the adapter; live version unchanged"
+            ) from None
         report = {
             "gate": {"accepted": accepted, "reasons": reasons, "before": before, "after": after_m},
             "examples": {k: len(v) for k, v in new.items()} | {"sft_with_replay_and_anchors": len(sft_rows)},
