@@ -269,3 +269,17 @@ def test_worker_trains_a_scope_when_enough_examples_wait_or_time_passed(bot):
     assert due_scopes(bot.store, settings, now + timedelta(hours=2)) == [("user:alice", 1)]  # ...or the timer
     correct(bot, "alice", FACTS[1:2])
     assert due_scopes(bot.store, settings, now) == [("user:alice", 2)]
+
+
+def test_an_update_chain_trains_only_its_newest_value(bot):
+    from dilm.learning.train import new_examples
+
+    q = "Who is the head chef of Marigold Kitchen?"
+    for statement in (
+        "The head chef of Marigold Kitchen is Tomas Berg.",
+        "No, it's Ines Kovac.",
+        "Not Ines Kovac but Arlo Finch.",
+    ):
+        bot.feedback(bot.chat(q, user="alice", max_new_tokens=4).id, correction=statement)
+    sft = new_examples(bot.store, "user:alice", 0, bot.store.feedback_high_water(), "kto")["sft"]
+    assert len(sft) == 1 and "Arlo Finch" in sft[0]["completion"][0]["content"]

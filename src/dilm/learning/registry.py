@@ -119,7 +119,10 @@ class Registry:
             for old in staging_root.glob(f"{scope_slug(scope)}--*"):
                 shutil.rmtree(old, ignore_errors=True)  # a crashed job's half-written output
             staging = staging_root / f"{scope_slug(scope)}--{job_id}"
-            staging.mkdir(parents=True)
+            try:
+                staging.mkdir(parents=True)
+            except OSError as e:
+                raise StorageError(f"cannot create {staging}: {e}") from None
             try:
                 yield staging
             finally:

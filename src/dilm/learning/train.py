@@ -56,10 +56,16 @@ def new_examples(store, scope: str, after: int, upto: int, ratings: str) -> dict
     if scope == GLOBAL_SCOPE:
         logged = _global_only(store, logged)
     return {
-        "sft": examples.examples_from(logged, "sft"),
+        "sft": _latest_per_question(examples.examples_from(logged, "sft")),
         "dpo": examples.examples_from([f for f in logged if f.kind == "preference"], "dpo"),
         ratings: examples.examples_from([f for f in logged if f.kind == "rating"], ratings),  # type: ignore[arg-type]
     }
+
+
+def _latest_per_question(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One target per question: the newest. Earlier corrections of it are superseded (A → B → C trains C)."""
+    latest = {normalize(r["prompt"][-1]["content"]): r for r in rows}
+    return list(latest.values())
 
 
 def _global_only(store, logged: list[examples.LoggedFeedback]) -> list[examples.LoggedFeedback]:  # type: ignore[no-untyped-def]
@@ -248,8 +254,14 @@ def _replay(store, scope: str, upto: int, ratio: float, n: int, rng: random.Rand
     """A sample of the scope's older examples (already trained on), mixed in against forgetting."""
     if upto <= 0 or ratio <= 0 or n == 0:
         return []
-    old = examples.examples_from(list(examples.logged_feedback(store, scope_user(scope), 0, upto)), fmt)  # type: ignore[arg-type]
-    return [_with_system(r, system) for r in rng.sample(old, k=min(len(old), round(ratio * n)))]
+    logged = list(examples.logged_feedback(store, scope_user(scope), 0, None))
+    if scope == GLOBAL_SCOPE:
+        logged = _global_only(store, logged)
+    # Older examples whose question has a newer answer (in this job or since) are superseded: never replayed.
+    newest = {normalize(f.question): f.seq for f in logged if f.kind in ("correction", "preference")}
+    old = [f for f in logged if f.seq <= upto and newest.get(normalize(f.question), f.seq) == f.seq]
+    rows = examples.examples_from(old, fmt)  # type: ignore[arg-type]
+    return [_with_system(r, system) for r in rng.sample(rows, k=min(len(rows), round(ratio * n)))]
 
 
 def _edits_before(parent, model, tokenizer, settings: Settings, base_folder: Path) -> float:  # type: ignore[no-untyped-def]

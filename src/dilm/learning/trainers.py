@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from dilm.config import Training
 from dilm.learning.score import encode
 
 log = logging.getLogger(__name__)
+# peft/TRL still call a transformers method deprecated in favour of another; nothing for a user to act on.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 Progress = Callable[[str, int, int], None]
 
 
