@@ -1,7 +1,8 @@
 """Consolidated learning on the embedded model: feedback → live adapter time, seconds per update, examples/s,
 peak memory. Gives 16 corrections (the edit dev set's first English ones), then runs `dilm train` in a child
-process twice: cold (first job in a data dir: the base model's probe answers are generated and cached) and
-warm (the next 16 corrections, continuing from the first version).
+process twice: cold (the first job in a fresh data dir, from the base model) and warm (the next 16
+corrections, continuing from the first version). The base model's probe answers and edit score are cached per
+model in the cache dir; the first job on a machine generates them (+~20 s, shown as base_answers/gate_before).
 
     python benchmarks/training.py [--corrections 16]
 """
