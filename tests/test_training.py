@@ -283,3 +283,20 @@ def test_an_update_chain_trains_only_its_newest_value(bot):
         bot.feedback(bot.chat(q, user="alice", max_new_tokens=4).id, correction=statement)
     sft = new_examples(bot.store, "user:alice", 0, bot.store.feedback_high_water(), "kto")["sft"]
     assert len(sft) == 1 and "Arlo Finch" in sft[0]["completion"][0]["content"]
+
+
+def test_eval_adapters_scores_the_adapter_alone_next_to_memory_and_base(backend):
+    from dilm.eval import adapters, edits
+
+    items, local = edits.load()
+    report = adapters.run(
+        [i for i in items if i.lang == "en"][:3],
+        local[:2],
+        lambda d, **kw: Assistant.open(d, backend=backend, decoding={"max_new_tokens": 24}, train=FAST, **kw),
+    )
+    assert report["train"]["status"] == "accepted" and report["train"]["gate"]["accepted"]
+    paths = report["paths"]
+    assert set(paths) == {"adapter", "memory", "base"}
+    assert paths["memory"]["overall"]["reliability"] == 1.0
+    assert paths["adapter"]["overall"]["reliability"] >= 2 / 3 and paths["base"]["overall"]["reliability"] == 0.0
+    assert paths["adapter"]["overall"]["locality"] == 1.0  # unrelated questions are routed to the base model

@@ -429,8 +429,7 @@ def train(
         if all_users:
             if user or scope:
                 raise InvalidInputError("--all trains every user: leave out --user and --scope")
-            rows = bot.store._all("SELECT DISTINCT user_id FROM feedback ORDER BY user_id")
-            scopes = [f"user:{r['user_id']}" for r in rows]
+            scopes = [f"user:{u}" for u in bot.store.feedback_users()]
         else:
             scopes = [_scope(user, scope)]
         results = []

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dilm.assistant import Assistant
-from dilm.eval.edits import EditItem, LocalityItem, contains
+from dilm.eval.edits import EditItem, LocalityItem, contains, summarize
 from dilm.types import user_scope
 
 EDITOR = "editor"
@@ -96,28 +96,27 @@ def _ask(bot, items, locality, before, tick) -> dict[str, Any]:  # type: ignore[
                 "lang": item.lang,
                 "reliable": contains(reply.text, final),
                 "general": [contains(p, final) for p in paras],
+                "chain_ok": None,  # chains and leaks are `dilm eval edits`' business
+                "leak": False,
                 "reply": reply.text,
+                "paraphrase_replies": paras,
                 "adapter_used": reply.adapter_version is not None,
             }
         )
     for loc in locality:
         after = bot.chat(loc.question, user=EDITOR).text
-        local_rows.append({"id": loc.id, "same": after == before[loc.id], "before": before[loc.id], "after": after})
+        local_rows.append(
+            {"id": loc.id, "lang": loc.lang, "same": after == before[loc.id], "before": before[loc.id], "after": after}
+        )
         k += 1
         tick("locality", k)
     return {"items": rows, "locality": local_rows}
 
 
 def _summary(data: dict[str, Any]) -> dict[str, Any]:
-    rows, local = data["items"], data["locality"]
-    ratio = lambda xs: (sum(xs) / len(xs)) if xs else None  # noqa: E731
-    out: dict[str, Any] = {}
-    for lang in sorted({r["lang"] for r in rows}) + ["overall"]:
-        rs = [r for r in rows if lang == "overall" or r["lang"] == lang]
-        out[lang] = {
-            "edits": len(rs),
-            "reliability": ratio([r["reliable"] for r in rs]),
-            "generalization": ratio([g for r in rs for g in r["general"]]),
-        }
-    out["overall"]["locality"] = ratio([r["same"] for r in local])
-    return out
+    """Reliability, generalization and locality per language and overall, scored as `dilm eval edits` does."""
+    report = summarize(data["items"], data["locality"], [], [])
+    keep = ("edits", "reliability", "generalization", "locality")
+    return {
+        lang: {k: f[k] for k in keep} for lang, f in {**report["by_language"], "overall": report["overall"]}.items()
+    }

@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,21 +28,29 @@ def bundled_questions(name: str) -> list[str]:
     return [json.loads(line)["question"] for line in text.splitlines() if line.strip()]
 
 
-def base_answers(model, tokenizer, questions: list[str], system: str, cache: Path) -> list[str]:  # type: ignore[no-untyped-def]
-    """The base model's greedy answers (adapter off), generated once per deployment and kept in `cache`."""
-    key = lambda q: hashlib.sha256(json.dumps([system, q, PROBE_TOKENS]).encode()).hexdigest()[:24]  # noqa: E731
-    known: dict[str, str] = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
-    missing = [q for q in questions if key(q) not in known]
+def cached(path: Path, items: dict[str, Any], compute: Callable[[list[Any]], list[Any]]) -> dict[str, Any]:
+    """A JSON map kept at `path` (shared by data dirs and processes): the values of `items`' keys, the missing
+    ones computed in one call and stored (written aside, then renamed: never half-written)."""
+    known: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    missing = [k for k in items if k not in known]
     if missing:
-        disable = getattr(model, "disable_adapter", None)
-        import contextlib
-
-        with disable() if disable is not None else contextlib.nullcontext():
-            answers = greedy_answers(model, tokenizer, [prompt(system, q) for q in missing], PROBE_TOKENS)
-        known.update({key(q): a for q, a in zip(missing, answers, strict=True)})
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")  # shared by data dirs: never half-written
+        known.update(zip(missing, compute([items[k] for k in missing]), strict=True))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(known, ensure_ascii=False, indent=1), encoding="utf-8")
-        tmp.replace(cache)
+        tmp.replace(path)
+    return known
+
+
+def base_answers(model, tokenizer, questions: list[str], system: str, cache: Path) -> list[str]:  # type: ignore[no-untyped-def]
+    """The base model's greedy answers (adapter off), generated once per model and kept in `cache`."""
+    key = lambda q: hashlib.sha256(json.dumps([system, q, PROBE_TOKENS]).encode()).hexdigest()[:24]  # noqa: E731
+
+    def generate(missing: list[str]) -> list[str]:
+        disable = getattr(model, "disable_adapter", None)
+        with disable() if disable is not None else contextlib.nullcontext():
+            return greedy_answers(model, tokenizer, [prompt(system, q) for q in missing], PROBE_TOKENS)
+
+    known = cached(cache, {key(q): q for q in questions}, generate)
     return [known[key(q)] for q in questions]
 
 

@@ -2,7 +2,8 @@
 answers, so unrelated behaviour stays exactly as it was (the idea of WISE's and GRACE's routed side memories).
 
 Similarity mixes the dense cosine with the share of the question's content terms found in a trained
-question; the term share carries Chinese, which the embedding model mostly maps to [UNK].
+question. For Chinese it is the term share alone: the embedding model maps most Chinese characters to [UNK],
+so any two Chinese questions look alike to it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dilm.text import content_terms
+from dilm.text import content_terms, language
 
 ROUTING_FILE = "dilm-routing.json"
 
@@ -41,8 +42,9 @@ class Router:
         """0..1: how close `question` is to the nearest trained question."""
         if not self.questions:
             return 0.0
-        v = self.embedder.encode_one(question) if vector is None else vector
-        cos = self.vectors @ v
         q_terms = content_terms(question)
         share = np.array([len(q_terms & t) / len(q_terms) if q_terms else 0.0 for t in self.terms])
+        if language(question) == "zh":
+            return float(np.max(share))
+        cos = self.vectors @ (self.embedder.encode_one(question) if vector is None else vector)
         return float(np.max((np.clip(cos, 0, 1) + share) / 2))

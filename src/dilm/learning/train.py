@@ -8,8 +8,8 @@ scope's lock; the live version changes only in the publishing transaction, so a 
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
-import os
 import random
 import shutil
 import time
@@ -238,8 +238,6 @@ def _fit(model, tokenizer, sft_rows, dpo_rows, new, cfg, work: Path, tracker, pr
 def base_cache(settings: Settings, base_folder: Path) -> Path:
     """Where facts about the base model itself (its answers to the probe, its edit score) are kept: the
     model cache, shared by every data dir that uses the same model."""
-    import hashlib
-
     key = hashlib.sha256(str(base_folder.resolve()).encode()).hexdigest()[:12]
     path = settings.resolved_cache_dir() / "base-answers" / f"{base_folder.name}-{key}"
     path.mkdir(parents=True, exist_ok=True)
@@ -267,23 +265,16 @@ def _replay(store, scope: str, upto: int, ratio: float, n: int, rng: random.Rand
 def _edits_before(parent, model, tokenizer, settings: Settings, base_folder: Path) -> float:  # type: ignore[no-untyped-def]
     """The parent's edit-eval score: taken from its gate report when it has one, else measured now."""
     cfg = settings.train
+
+    def measure() -> float:
+        return gate.edits_score(model, tokenizer, settings.model, base_folder, settings.system_prompt, cfg.edits_sample)
+
     if parent is not None:
         known = parent.info.get("gate", {}).get("after", {}).get("edits")
         if known is not None and parent.info.get("training", {}).get("edits_sample") == cfg.edits_sample:
             return float(known)
-    else:
-        import json
-
-        path = base_cache(settings, base_folder) / "base-edits.json"
+    else:  # the base model's score depends only on the model, the prompt and the sample: cached per model
         key = f"{settings.model}|{settings.system_prompt}|{cfg.edits_sample}"
-        cached = json.loads(path.read_text()) if path.is_file() else {}
-        if key in cached:
-            return float(cached[key])
-        value = gate.edits_score(
-            model, tokenizer, settings.model, base_folder, settings.system_prompt, cfg.edits_sample
-        )
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**cached, key: value}))
-        tmp.replace(path)
-        return value
-    return gate.edits_score(model, tokenizer, settings.model, base_folder, settings.system_prompt, cfg.edits_sample)
+        path = base_cache(settings, base_folder) / "base-edits.json"
+        return float(gate.cached(path, {key: None}, lambda _: [measure()])[key])
+    return measure()

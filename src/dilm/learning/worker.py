@@ -27,8 +27,8 @@ def due_scopes(store, settings: Settings, now: datetime) -> list[tuple[str, int]
     """(scope, waiting examples) for every user scope that should train now."""
     cfg = settings.train
     out = []
-    for row in store._all("SELECT DISTINCT user_id FROM feedback ORDER BY user_id"):
-        scope = user_scope(row["user_id"])
+    for user in store.feedback_users():
+        scope = user_scope(user)
         n = pending(store, scope, cfg.ratings)
         if n < cfg.min_examples:
             continue
@@ -36,7 +36,7 @@ def due_scopes(store, settings: Settings, now: datetime) -> list[tuple[str, int]
             out.append((scope, n))
             continue
         versions = store.adapters(scope, deleted=True)
-        since = versions[-1].created_at if versions else _first_waiting(store, row["user_id"], scope)
+        since = versions[-1].created_at if versions else _first_waiting(store, user, scope)
         if since and (now - datetime.fromisoformat(since)).total_seconds() >= cfg.interval_s:
             out.append((scope, n))
     return out

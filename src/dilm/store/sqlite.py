@@ -552,6 +552,10 @@ class SQLiteStore:
         with self.tx() as db:
             db.execute("UPDATE adapters SET deleted_at = ? WHERE version = ?", (utcnow(), version))
 
+    def feedback_users(self) -> list[str]:
+        """Users who have given feedback."""
+        return [r["user_id"] for r in self._all("SELECT DISTINCT user_id FROM feedback ORDER BY user_id")]
+
     def feedback_high_water(self) -> int:
         row = self._one("SELECT max(rowid) AS m FROM feedback")
         return int(row["m"] or 0) if row else 0
