@@ -14,6 +14,7 @@ from dilm import profile as profile_rules
 from dilm.config import Decoding, Settings, default_data_dir
 from dilm.context import ContextBuilder, with_notes
 from dilm.errors import DilmError, InvalidInputError, PermissionDeniedError
+from dilm.guard import rules as guard_rules
 from dilm.knowledge.answers import AnswerFinder, KnownAnswer, repair
 from dilm.knowledge.extract import is_teaching
 from dilm.knowledge.model_extract import extract_with_model
@@ -65,6 +66,7 @@ class Assistant:
         self.memories = Memories(self)
         self.facts = Facts(self)
         self.adapters = Registry(data_dir, store)
+        self.rules = guard_rules.RulesFile(data_dir)  # a bad rules.toml fails the open, naming line and column
         self._routers: dict[str, Router] = {}  # adapter version -> its trained questions (checked once)
 
     @classmethod
@@ -191,20 +193,25 @@ class Assistant:
             messages, prompt_tokens, dropped = self._context.build(
                 system, history, with_notes(text, [h.memory.text for h in hits]), decoding.max_new_tokens
             )
-            # With a known answer the raw model text may still be repaired, so it is sent once, when final.
-            stream_to = emit if on_text is not None and known is None else None
+            rules = [r for r in self.rules.refresh() if r.applies(text)]
+            # With a known answer or rules to check, the raw model text may still change: it is sent once, final.
+            stream_to = emit if on_text is not None and known is None and not rules else None
             adapter = self._adapter_for(user, text, meta)
             extra = {"adapter": self.adapters.ref(adapter)} if adapter is not None else {}
             candidates = backend.generate(messages, decoding, on_text=stream_to, cancel=cancel, **extra)
+            if rules:
+                candidates = self._guard(rules, text, messages, decoding, candidates, meta, cancel, extra)
             best = _choose(candidates)
             final = best.text
             meta.update(finish_reason=best.finish_reason, mean_logprob=best.mean_logprob, history_dropped=dropped)
-            if known is not None:
+            if known is not None and meta.get("guard", {}).get("action") != "refused":
                 final, repaired = repair(best.text, known, truncated=best.finish_reason == "length")
                 meta["known_answer"] = {"value": known.value, "how": known.how, "repaired": repaired}
                 if repaired:
                     meta["model_text"] = best.text
                 emit(final)
+            elif stream_to is None and on_text is not None:
+                emit(final)  # held back for the rules check: sent once, final
             meta["citations"] = _citations(hits, known)
             learned = self.writer.statement(scope, text, user_msg_id, self_only=True) if self.settings.memory else None
             if learned and learned.effects:
@@ -249,8 +256,48 @@ class Assistant:
             ttft_ms=ttft_ms,
             decoding=decoding.model_dump(),
             adapter_version=adapter.version if adapter else None,
-            checks={k: meta[k] for k in ("known_answer", "effects", "model_text", "adapter") if k in meta},
+            checks={k: meta[k] for k in ("known_answer", "effects", "model_text", "adapter", "guard") if k in meta},
         )
+
+    def _guard(self, rules, question, messages, decoding, candidates, meta, cancel, extra) -> list[Candidate]:  # type: ignore[no-untyped-def]
+        """Deployment rules on the candidates: the first that keeps every hard rule wins; if none does, one
+        regeneration with the broken rules stated; if that fails too, an honest refusal that says why."""
+        report: dict[str, Any] = {"rules": [r.name for r in rules], "action": "ok"}
+        meta["guard"] = report
+
+        def hard_broken(c: Candidate) -> list[guard_rules.Violation]:
+            return [v for v in guard_rules.check(rules, question, c.text) if v.hard]
+
+        checked = [(c, hard_broken(c)) for c in candidates]
+        report["violations"] = [
+            {"rule": v.rule, "reason": v.reason, "hard": v.hard}
+            for v in guard_rules.check(rules, question, candidates[0].text)
+        ]
+        ok = [c for c, broken in checked if not broken]
+        if ok:
+            if ok[0] is not candidates[0]:
+                report["action"] = "chose another candidate"
+            return ok + [c for c in candidates if c not in ok]
+        broken = {v.rule: v for _, b in checked for v in b}
+        stated = " ".join(f"Rule: {v.reason}." for v in broken.values())
+        if messages and messages[0]["role"] == "system":
+            retry_msgs = [{**messages[0], "content": f"{messages[0]['content']} {stated}"}, *messages[1:]]
+        else:
+            retry_msgs = [{"role": "system", "content": stated}, *messages]
+        retry = self.backend.generate(
+            retry_msgs, decoding.merged({"n": 1, "strategy": "greedy"}), cancel=cancel, **extra
+        )
+        if retry and not hard_broken(retry[0]):
+            report["action"] = "regenerated with the rule stated"
+            return retry
+        report["action"] = "refused"
+        why = "; ".join(f"{v.reason} ({v.rule})" for v in broken.values())
+        refusal = (
+            f"我不能按要求回答这个问题：{why}。"
+            if language(question) == "zh"
+            else f"I can't answer that as asked: {why}."
+        )
+        return [Candidate(text=refusal, completion_tokens=0, finish_reason="stop")]
 
     def _adapter_for(self, user: str, text: str, meta: dict[str, Any]) -> AdapterVersion | None:
         """The live adapter serving `user` (theirs, else global) when `text` is in its territory.

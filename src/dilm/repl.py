@@ -145,5 +145,9 @@ class Repl:
         if known:
             what = f"repaired: {known['repaired']}" if known.get("repaired") else "the model's answer stated it"
             self.console.print(f"known answer {known['value']!r} ({known['how']}); {what}", markup=False)
+        guard = r.checks.get("guard")
+        if guard:
+            broken = ", ".join(f"{v['rule']} ({v['reason']})" for v in guard.get("violations", [])) or "none broken"
+            self.console.print(f"rules checked: {', '.join(guard['rules'])}; {broken}; {guard['action']}", markup=False)
         for effect in r.checks.get("effects", []):
             self.console.print(f"  learned: {effect}", markup=False)

@@ -1,0 +1,1 @@
+"""Guarded answers: deployment rules (more checks arrive with issue 5)."""
