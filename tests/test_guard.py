@@ -115,3 +115,21 @@ def test_answers_that_keep_the_rules_pass_unchanged(data_dir, backend):
         r = bot.chat(q)
         assert r.text == plain.chat(q).text and r.checks["guard"]["action"] == "ok"
         plain.close()
+
+
+def test_an_answer_contradicting_a_current_fact_is_caught(bot):
+    from dilm.guard.contradiction import contradictions, repaired
+
+    bot.facts.add("Quillmere Robotics", "support hotline", "555-0199", user="alice")
+    bot.facts.add("Quillmere Robotics", "support hotline", "555-0100", global_=True)
+    scopes = ["user:alice", "global"]
+    wrong = "The support hotline of Quillmere Robotics is 555-1234."
+    (c,) = contradictions(bot.store, scopes, wrong)
+    assert c.said == "555-1234" and c.fact.object == "555-0199"  # the user's own fact before global knowledge
+    assert repaired(c, "en") == "The support hotline of Quillmere Robotics is 555-0199."
+    assert contradictions(bot.store, scopes, "The support hotline of Quillmere Robotics is 555-0199.") == []
+    assert contradictions(bot.store, ["user:bob", "global"], "Quillmere Robotics's support hotline is 555-0100.") == []
+    assert contradictions(bot.store, scopes, "Quillmere Robotics makes robots.") == []  # another relation
+    bot.facts.add("蓝鲸书店", "老板", "陈静", user="alice")
+    (zh,) = contradictions(bot.store, scopes, "蓝鲸书店的老板是李雷。")
+    assert zh.fact.object == "陈静" and "陈静" in repaired(zh, "zh")

@@ -15,6 +15,7 @@ from dilm.config import Decoding, Settings, default_data_dir
 from dilm.context import ContextBuilder, with_notes
 from dilm.errors import DilmError, InvalidInputError, PermissionDeniedError
 from dilm.guard import rules as guard_rules
+from dilm.guard.contradiction import contradictions, repaired
 from dilm.knowledge.answers import AnswerFinder, KnownAnswer, repair
 from dilm.knowledge.extract import is_teaching
 from dilm.knowledge.model_extract import extract_with_model
@@ -204,14 +205,24 @@ class Assistant:
             best = _choose(candidates)
             final = best.text
             meta.update(finish_reason=best.finish_reason, mean_logprob=best.mean_logprob, history_dropped=dropped)
-            if known is not None and meta.get("guard", {}).get("action") != "refused":
-                final, repaired = repair(best.text, known, truncated=best.finish_reason == "length")
-                meta["known_answer"] = {"value": known.value, "how": known.how, "repaired": repaired}
-                if repaired:
-                    meta["model_text"] = best.text
+            refused = meta.get("guard", {}).get("action") == "refused"
+            found = contradictions(self.store, scopes, final) if self.settings.memory and not refused else []
+            if found:  # the answer states a value that no current fact has: the fact wins
+                meta.setdefault("guard", {})["contradictions"] = [c.describe() for c in found]
+                fix = repaired(found[0], language(text))
+                if stream_to is not None:  # the text is out already: the correction follows it
+                    fix = f"\n\n{'更正：' if language(text) == 'zh' else 'Correction: '}{fix}"
+                    emit(fix)
+                    fix = final + fix
+                meta["model_text"], final = final, fix
+            if known is not None and not refused:
+                final, how = repair(final, known, truncated=best.finish_reason == "length")
+                meta["known_answer"] = {"value": known.value, "how": known.how, "repaired": how}
+                if how:
+                    meta.setdefault("model_text", best.text)
                 emit(final)
             elif stream_to is None and on_text is not None:
-                emit(final)  # held back for the rules check: sent once, final
+                emit(final)  # held back for the checks: sent once, final
             meta["citations"] = _citations(hits, known)
             learned = self.writer.statement(scope, text, user_msg_id, self_only=True) if self.settings.memory else None
             if learned and learned.effects:
