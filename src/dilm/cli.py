@@ -627,12 +627,7 @@ def eval_edits(
             lambda d: Assistant.open(d, decoding={"max_new_tokens": max_new_tokens}),
             progress=lambda what, done, total: bar.update(task, description=what, completed=done, total=total),
         )
-    edits.dump(
-        report,
-        Path("benchmarks/results/eval_edits.json")
-        if Path("benchmarks").is_dir()
-        else default_data_dir() / "eval_edits.json",
-    )
+    edits.dump(report, _results_path("eval_edits.json"))
     if as_json:
         out.print_json(json.dumps(report, ensure_ascii=False))
         return
@@ -677,12 +672,7 @@ def eval_adapters(
             lambda d, **kw: Assistant.open(d, decoding={"max_new_tokens": max_new_tokens}, **kw),
             progress=lambda what, done, total=None: bar.update(task, description=what, completed=done, total=total),
         )
-    edits.dump(
-        report,
-        Path("benchmarks/results/eval_adapters.json")
-        if Path("benchmarks").is_dir()
-        else default_data_dir() / "eval_adapters.json",
-    )
+    edits.dump(report, _results_path("eval_adapters.json"))
     if as_json:
         out.print_json(json.dumps(report, ensure_ascii=False))
         return
@@ -697,6 +687,11 @@ def eval_adapters(
         for name, f in langs.items():
             table.add_row(path, name, pct(f["reliability"]), pct(f["generalization"]), pct(f.get("locality")))
     out.print(table)
+
+
+def _results_path(name: str) -> Path:
+    """Eval reports go to benchmarks/results/ in a checkout, else to the default data dir."""
+    return Path("benchmarks/results") / name if Path("benchmarks").is_dir() else default_data_dir() / name
 
 
 def main() -> None:

@@ -131,6 +131,21 @@ def _steps(rows: int, cfg: Training) -> int:
     return cfg.epochs * -(-rows // per)
 
 
+def _fit_trl(trainer_cls, args, model, tokenizer, rows, cfg: Training, tracker: Tracker, stage: str, progress, **kw):  # type: ignore[no-untyped-def]
+    """Build one TRL trainer on `rows` and run it; the losses it logged."""
+    from datasets import Dataset
+
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=[_callback(tracker, stage, progress, _steps(len(rows), cfg))],
+        **kw,
+    )
+    return _run(trainer, tracker, stage)
+
+
 def _run(trainer, tracker: Tracker, stage: str) -> list[float]:  # type: ignore[no-untyped-def]
     from transformers import PrinterCallback, ProgressCallback
 
@@ -148,7 +163,6 @@ def _run(trainer, tracker: Tracker, stage: str) -> list[float]:  # type: ignore[
 
 def sft(model, tokenizer, rows, cfg: Training, out: Path, tracker: Tracker, progress: Progress | None = None):  # type: ignore[no-untyped-def]
     """Supervised fine-tuning on prompt → completion (loss on the completion only)."""
-    from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     # Batches of similar length: less padding, and on a CPU padding is paid for in full.
@@ -161,36 +175,19 @@ def sft(model, tokenizer, rows, cfg: Training, out: Path, tracker: Tracker, prog
         completion_only_loss=True,
         train_sampling_strategy="group_by_length",
     )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        callbacks=[_callback(tracker, "sft", progress, _steps(len(rows), cfg))],
-    )
-    return _run(trainer, tracker, "sft")
+    return _fit_trl(SFTTrainer, args, model, tokenizer, rows, cfg, tracker, "sft", progress)
 
 
 def dpo(model, tokenizer, rows, cfg: Training, out: Path, tracker: Tracker, progress: Progress | None = None):  # type: ignore[no-untyped-def]
     """Direct preference optimisation on chosen vs rejected; the reference is the model without its adapter."""
-    from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
     args = _args(DPOConfig, cfg, out, len(rows), cfg.preference_learning_rate, beta=0.1)
-    trainer = DPOTrainer(
-        model=model,
-        ref_model=None,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        callbacks=[_callback(tracker, "dpo", progress, _steps(len(rows), cfg))],
-    )
-    return _run(trainer, tracker, "dpo")
+    return _fit_trl(DPOTrainer, args, model, tokenizer, rows, cfg, tracker, "dpo", progress, ref_model=None)
 
 
 def kto(model, tokenizer, rows, cfg: Training, out: Path, tracker: Tracker, progress: Progress | None = None):  # type: ignore[no-untyped-def]
     """KTO on single answers labelled good or bad (thumbs); the reference is the model without its adapter."""
-    from datasets import Dataset
     from trl import KTOConfig, KTOTrainer
 
     good = sum(1 for r in rows if r["label"])
@@ -200,15 +197,7 @@ def kto(model, tokenizer, rows, cfg: Training, out: Path, tracker: Tracker, prog
     if good and bad:
         weights["undesirable_weight"] = min(max(good / bad, 0.5), 2.0)
     args = _args(KTOConfig, cfg, out, len(rows), cfg.preference_learning_rate, beta=0.1, **weights)
-    trainer = KTOTrainer(
-        model=model,
-        ref_model=None,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        callbacks=[_callback(tracker, "kto", progress, _steps(len(rows), cfg))],
-    )
-    return _run(trainer, tracker, "kto")
+    return _fit_trl(KTOTrainer, args, model, tokenizer, rows, cfg, tracker, "kto", progress, ref_model=None)
 
 
 def policy_gradient(  # type: ignore[no-untyped-def]
