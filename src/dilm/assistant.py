@@ -67,6 +67,7 @@ class Assistant:
         self.memories = Memories(self)
         self.facts = Facts(self)
         self.adapters = Registry(data_dir, store)
+        self.profiles = profile_rules.Profiles(self)
         self.rules = guard_rules.RulesFile(data_dir)  # a bad rules.toml fails the open, naming line and column
         self._routers: dict[str, Router] = {}  # adapter version -> its trained questions (checked once)
 
@@ -364,8 +365,7 @@ class Assistant:
         return [{"role": m.role, "content": m.content} for m in msgs if m.id not in skip]
 
     def _update_profile(self, user: str, prefs: dict[str, str]) -> None:
-        settings = self.store.user_settings(user)
-        self.store.set_user_settings(user, {**settings, "profile": {**settings.get("profile", {}), **prefs}})
+        self.profiles.set(user, **prefs)
 
     # -- one piece of feedback --------------------------------------------------------------------
     def feedback(

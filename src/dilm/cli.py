@@ -28,6 +28,8 @@ memories_app = typer.Typer(help="What dilm remembers (per user, or global).", no
 app.add_typer(memories_app, name="memories")
 facts_app = typer.Typer(help="The knowledge graph: facts with their history.", no_args_is_help=True)
 app.add_typer(facts_app, name="facts")
+profile_app = typer.Typer(help="What dilm knows of a user's preferences (language, verbosity).", no_args_is_help=True)
+app.add_typer(profile_app, name="profile")
 adapters_app = typer.Typer(help="LoRA adapter versions: what is live, history, rollback.", no_args_is_help=True)
 app.add_typer(adapters_app, name="adapters")
 eval_app = typer.Typer(help="Measure dilm.", no_args_is_help=True)
@@ -265,6 +267,39 @@ def config_decoding(
     with _open(data_dir) as bot:
         result = bot.set_user_decoding(user, **values) if values else bot.decoding_for(user)
     out.print_json(result.model_dump_json())
+
+
+# -- profile --------------------------------------------------------------------------------------------
+@profile_app.command("show")
+def profile_show(user: User = DEFAULT_USER, data_dir: DataDir = None) -> None:
+    """A user's profile (learned from what they said, or set here) as JSON."""
+    with _open(data_dir) as bot:
+        out.print_json(json.dumps(bot.profiles.get(user), ensure_ascii=False))
+
+
+@profile_app.command("set")
+def profile_set(
+    values: Annotated[list[str], typer.Argument(help="KEY=VALUE (language=en|zh, verbosity=short|long); KEY= removes")],
+    user: User = DEFAULT_USER,
+    data_dir: DataDir = None,
+) -> None:
+    """Set profile keys for a user; prints the profile."""
+    parsed: dict[str, str | None] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"expected KEY=VALUE, got {item!r}")
+        parsed[key.strip()] = value.strip() or None
+    with _open(data_dir) as bot:
+        out.print_json(json.dumps(bot.profiles.set(user, **parsed), ensure_ascii=False))
+
+
+@profile_app.command("reset")
+def profile_reset(user: User = DEFAULT_USER, data_dir: DataDir = None) -> None:
+    """Forget a user's profile."""
+    with _open(data_dir) as bot:
+        bot.profiles.reset(user)
+    out.print(f"profile of {user} reset")
 
 
 # -- memories -------------------------------------------------------------------------------------------

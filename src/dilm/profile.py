@@ -5,6 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from dilm.errors import InvalidInputError
+
+# What a profile may hold, and the values each key takes (`dilm profile set`).
+KEYS: dict[str, tuple[str, ...]] = {"language": ("en", "zh"), "verbosity": ("short", "long")}
+
 _RULES: list[tuple[re.Pattern[str], str, str]] = [
     (
         re.compile(r"\b(?:answer|reply|respond|speak|talk|write)\b.{0,20}\b(?:in )?(?:chinese|mandarin)\b", re.I),
@@ -16,7 +21,8 @@ _RULES: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"用英文|说英文|用英语|英文回答|英语回答"), "language", "en"),
     (
         re.compile(
-            r"\b(?:shorter|more brief|briefer|more concise|be (?:brief|concise)|keep it short|too long|"
+            r"\b(?:shorter|more brief|briefer|more concise|be (?:brief|concise)|too long|"
+            r"keep (?:it|them|things|(?:your |the )?(?:answers?|replies|responses)) (?:short|brief)|"
             r"less verbose|short answers?)\b",
             re.I,
         ),
@@ -78,3 +84,38 @@ def describe(prefs: dict[str, str]) -> str:
         ("verbosity", "long"): "give detailed answers",
     }
     return ", ".join(words.get((k, v), f"{k}={v}") for k, v in prefs.items())
+
+
+def validated(values: dict[str, str | None]) -> dict[str, str | None]:
+    """Profile values checked against KEYS; None removes a key."""
+    for key, value in values.items():
+        if key not in KEYS:
+            raise InvalidInputError(f"unknown profile key {key!r}: use one of {', '.join(KEYS)}")
+        if value is not None and value not in KEYS[key]:
+            raise InvalidInputError(f"{key} must be one of {', '.join(KEYS[key])}, not {value!r}")
+    return values
+
+
+class Profiles:
+    """`bot.profiles`: each user's stated preferences, as learned from chat and feedback, viewable and editable."""
+
+    def __init__(self, bot) -> None:  # type: ignore[no-untyped-def]
+        self.bot = bot
+
+    def get(self, user: str) -> dict[str, str]:
+        return dict(self.bot.store.user_settings(self.bot._user(user)).get("profile", {}))
+
+    def set(self, user: str, **values: str | None) -> dict[str, str]:
+        """Set (or, with None, remove) profile keys; returns the profile."""
+        user = self.bot._user(user)
+        settings = self.bot.store.user_settings(user)
+        merged = {**settings.get("profile", {}), **validated(values)}
+        profile = {k: v for k, v in merged.items() if v is not None}
+        self.bot.store.set_user_settings(user, {**settings, "profile": profile})
+        return profile
+
+    def reset(self, user: str) -> None:
+        user = self.bot._user(user)
+        settings = self.bot.store.user_settings(user)
+        settings.pop("profile", None)
+        self.bot.store.set_user_settings(user, settings)
