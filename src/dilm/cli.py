@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -647,20 +649,14 @@ def eval_edits(
     as_json: AsJson = False,
 ) -> None:
     """Knowledge-edit benchmark: reliability, generalization, locality, update accuracy, leaks, latency."""
-    from rich.progress import Progress
-
     from dilm.eval import edits
 
     items, local = edits.load(data, locality)
     if limit is not None:
         items, local = items[:limit], local[:limit]
-    with Progress(console=err, transient=True) as bar:
-        task = bar.add_task("edits", total=None)
+    with _progress("edits") as tick:
         report = edits.run(
-            items,
-            local,
-            lambda d: Assistant.open(d, decoding={"max_new_tokens": max_new_tokens}),
-            progress=lambda what, done, total: bar.update(task, description=what, completed=done, total=total),
+            items, local, lambda d: Assistant.open(d, decoding={"max_new_tokens": max_new_tokens}), progress=tick
         )
     edits.dump(report, _results_path("eval_edits.json"))
     if as_json:
@@ -690,8 +686,6 @@ def eval_adapters(
 ) -> None:
     """Adapters only (memory off): train on the edit set's corrections, then score reliability, generalization
     and locality next to the memory path and the base model."""
-    from rich.progress import Progress
-
     from dilm.eval import adapters, edits
 
     items, local = edits.load(data, locality)
@@ -699,13 +693,12 @@ def eval_adapters(
         items, local = [i for i in items if i.lang == lang], [x for x in local if x.lang == lang]
     if limit is not None:
         items, local = items[:limit], local[:limit]
-    with Progress(console=err, transient=True) as bar:
-        task = bar.add_task("adapters", total=None)
+    with _progress("adapters") as tick:
         report = adapters.run(
             items,
             local,
             lambda d, **kw: Assistant.open(d, decoding={"max_new_tokens": max_new_tokens}, **kw),
-            progress=lambda what, done, total=None: bar.update(task, description=what, completed=done, total=total),
+            progress=tick,
         )
     edits.dump(report, _results_path("eval_adapters.json"))
     if as_json:
@@ -722,6 +715,16 @@ def eval_adapters(
         for name, f in langs.items():
             table.add_row(path, name, pct(f["reliability"]), pct(f["generalization"]), pct(f.get("locality")))
     out.print(table)
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[..., None]]:
+    """A transient progress bar on stderr; yields the (what, done, total) callback the harnesses call."""
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda what, done, total=None: bar.update(task, description=what, completed=done, total=total)
 
 
 def _results_path(name: str) -> Path:
