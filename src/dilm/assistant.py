@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dilm import policy
 from dilm import profile as profile_rules
 from dilm.config import Decoding, Settings, default_data_dir
 from dilm.context import ContextBuilder, with_notes
@@ -69,6 +71,7 @@ class Assistant:
         self.adapters = Registry(data_dir, store)
         self.profiles = profile_rules.Profiles(self)
         self.rules = guard_rules.RulesFile(data_dir)  # a bad rules.toml fails the open, naming line and column
+        self._thresholds = policy.Thresholds(store, settings.policy.max_ask_rate)
         self._routers: dict[str, Router] = {}  # adapter version -> its trained questions (checked once)
 
     @classmethod
@@ -175,7 +178,16 @@ class Assistant:
             if on_text is not None:
                 on_text(delta)
 
-        if is_teaching(text):  # "Remember that …" / "记住：…": learn it now, acknowledge without the model
+        mode = self._mode(profile)
+        pending = self._take_pending(user)
+        clarified = self._clarified(sess, text) if sess else None
+        question = f"{clarified} {text}" if clarified else text  # a reply to a clarifying question completes it
+        if clarified:
+            meta["policy"] = {"action": "answer", "clarified": clarified}
+        if pending and (said := policy.yes_or_no(text)):
+            final = self._resolve(pending, said, text, language(text), meta)
+            emit(final)
+        elif is_teaching(text):  # "Remember that …" / "记住：…": learn it now, acknowledge without the model
             learned = self.writer.statement(scope, text, user_msg_id, kind="statement")
             final = _acknowledge(learned, language(text))
             meta["effects"] = learned.effects
@@ -186,45 +198,32 @@ class Assistant:
             final = _ack_preference(prefs, language(text))
             meta["effects"] = [f"profile: {profile_rules.describe(prefs)}"]
             emit(final)
+        elif pending and pending["kind"] == "unsure" and policy.is_correction_reply(text):
+            # "No, it's X" after "is that right?": a correction of the answer asked about
+            result = self.feedback(pending["message"], correction=text)
+            final = _ack_correction(language(text))
+            meta["effects"] = result.effects
+            meta["policy"] = {"action": "resolved", "kind": "unsure", "message": pending["message"]}
+            emit(final)
         else:
-            hits = self.retriever.search(text, scopes, k=self.settings.memory_k) if self.settings.memory else []
-            known = self.answers.find(text, scopes, hits) if self.settings.memory else None
-            if self._context is None or self._context.backend is not backend:
-                self._context = ContextBuilder(backend)
-            system = profile_rules.system_prompt(self.settings.system_prompt, profile)
-            messages, prompt_tokens, dropped = self._context.build(
-                system, history, with_notes(text, [h.memory.text for h in hits]), decoding.max_new_tokens
-            )
-            rules = [r for r in self.rules.refresh() if r.applies(text)]
-            # With a known answer or rules to check, the raw model text may still change: it is sent once, final.
-            stream_to = emit if on_text is not None and known is None and not rules else None
-            adapter = self._adapter_for(user, text, meta)
-            extra = {"adapter": self.adapters.ref(adapter)} if adapter is not None else {}
-            candidates = backend.generate(messages, decoding, on_text=stream_to, cancel=cancel, **extra)
-            if rules:
-                candidates = self._guard(rules, text, messages, decoding, candidates, meta, cancel, extra)
-            best = _choose(candidates)
-            final = best.text
-            meta.update(finish_reason=best.finish_reason, mean_logprob=best.mean_logprob, history_dropped=dropped)
-            refused = meta.get("guard", {}).get("action") == "refused"
-            found = contradictions(self.store, scopes, final) if self.settings.memory and not refused else []
-            if found:  # the answer states a value that no current fact has: the fact wins
-                meta.setdefault("guard", {})["contradictions"] = [c.describe() for c in found]
-                fix = repaired(found[0], language(text))
-                if stream_to is not None:  # the text is out already: the correction follows it
-                    fix = f"\n\n{'更正：' if language(text) == 'zh' else 'Correction: '}{fix}"
-                    emit(fix)
-                    fix = final + fix
-                meta["model_text"], final = final, fix
-            if known is not None and not refused:
-                final, how = repair(final, known, truncated=best.finish_reason == "length")
-                meta["known_answer"] = {"value": known.value, "how": known.how, "repaired": how}
-                if how:
-                    meta.setdefault("model_text", best.text)
+            lang = language(text)
+            hits = self.retriever.search(question, scopes, k=self.settings.memory_k) if self.settings.memory else []
+            known = self.answers.find(question, scopes, hits) if self.settings.memory else None
+            ask = self._clarify(mode, question, bool(history), hits, scopes, lang) if known is None else None
+            if ask is not None:  # ask before answering: no generation
+                final = ask.text
+                meta["policy"] = ask.record()
                 emit(final)
-            elif stream_to is None and on_text is not None:
-                emit(final)  # held back for the checks: sent once, final
-            meta["citations"] = _citations(hits, known)
+            else:
+                final, candidates, prompt_tokens, adapter = self._generate(
+                    question, text, user, history, hits, known, profile, decoding, meta, emit, on_text, cancel
+                )
+                refused = meta.get("guard", {}).get("action") == "refused"
+                follow = None if refused else self._follow_up(mode, user, hits, known, meta, lang)
+                if follow is not None:  # a confirmation or "is that right?" follows the answer
+                    final = f"{final}\n\n{follow.text}"
+                    meta["policy"] = follow.record()
+                    emit(f"\n\n{follow.text}")
             learned = self.writer.statement(scope, text, user_msg_id, self_only=True) if self.settings.memory else None
             if learned and learned.effects:
                 meta["effects"] = learned.effects
@@ -253,7 +252,11 @@ class Assistant:
             latency_ms=latency_ms,
             meta=meta,
         )
+        pending = meta.pop("pending", None)
+        reply_msg.meta = meta
         self.store.add_turn(user_msg, reply_msg, title=text[:60] if not history else None)
+        if pending is not None:  # the user's next message may answer the question this reply asked
+            self._set_pending(user, {**pending, "message": reply_msg.id})
         return Reply(
             id=reply_msg.id,
             text=final,
@@ -268,8 +271,144 @@ class Assistant:
             ttft_ms=ttft_ms,
             decoding=decoding.model_dump(),
             adapter_version=adapter.version if adapter else None,
-            checks={k: meta[k] for k in ("known_answer", "effects", "model_text", "adapter", "guard") if k in meta},
+            checks={
+                k: meta[k] for k in ("known_answer", "effects", "model_text", "adapter", "guard", "policy") if k in meta
+            },
         )
+
+    def _generate(self, question, text, user, history, hits, known, profile, decoding, meta, emit, on_text, cancel):  # type: ignore[no-untyped-def]
+        """Generate, guard and repair one answer: (final text, candidates, prompt tokens, adapter)."""
+        backend = self.backend
+        scopes = scopes_for(user)
+        if self._context is None or self._context.backend is not backend:
+            self._context = ContextBuilder(backend)
+        system = profile_rules.system_prompt(self.settings.system_prompt, profile)
+        messages, prompt_tokens, dropped = self._context.build(
+            system, history, with_notes(question, [h.memory.text for h in hits]), decoding.max_new_tokens
+        )
+        rules = [r for r in [*self.rules.refresh(), *profile_rules.guard_rules(profile)] if r.applies(text)]
+        # With a known answer or hard rules to check, the raw model text may still change: it is sent once, final.
+        stream_to = emit if on_text is not None and known is None and not any(r.hard for r in rules) else None
+        adapter = self._adapter_for(user, question, meta)
+        extra = {"adapter": self.adapters.ref(adapter)} if adapter is not None else {}
+        candidates = backend.generate(messages, decoding, on_text=stream_to, cancel=cancel, **extra)
+        if rules:
+            candidates = self._guard(rules, text, messages, decoding, candidates, meta, cancel, extra)
+        best = _choose(candidates)
+        final = best.text
+        meta.update(finish_reason=best.finish_reason, mean_logprob=best.mean_logprob, history_dropped=dropped)
+        refused = meta.get("guard", {}).get("action") == "refused"
+        found = contradictions(self.store, scopes, final) if self.settings.memory and not refused else []
+        lang = language(text)
+        if found:  # the answer states a value that no current fact has: the fact wins
+            meta.setdefault("guard", {})["contradictions"] = [c.describe() for c in found]
+            fix = repaired(found[0], lang)
+            if stream_to is not None:  # the text is out already: the correction follows it
+                fix = f"\n\n{'更正：' if lang == 'zh' else 'Correction: '}{fix}"
+                emit(fix)
+                fix = final + fix
+            meta["model_text"], final = final, fix
+        if known is not None and not refused:
+            final, how = repair(final, known, truncated=best.finish_reason == "length")
+            meta["known_answer"] = {"value": known.value, "how": known.how, "repaired": how}
+            if how:
+                meta.setdefault("model_text", best.text)
+            emit(final)
+        elif stream_to is None and on_text is not None:
+            emit(final)  # held back for the checks: sent once, final
+        meta["citations"] = _citations(hits, known)
+        return final, candidates, prompt_tokens, adapter
+
+    # -- asking -----------------------------------------------------------------------------------
+    def _mode(self, profile: dict[str, Any]) -> str:
+        return profile.get("policy") or self.settings.policy.mode
+
+    def _clarify(self, mode, question, has_history, hits, scopes, lang) -> policy.Ask | None:  # type: ignore[no-untyped-def]
+        """A clarifying question instead of an answer (active and hybrid): an ambiguous or dangling reference."""
+        if mode == "passive":
+            return None
+        options = policy.ambiguous_subjects(self.store, scopes, question, [h.memory.id for h in hits])
+        if options:
+            return policy.Ask(
+                "clarify", "ambiguous", policy.clarification("ambiguous", lang, options), data={"options": options}
+            )
+        pronoun = policy.dangling_reference(question, has_history)
+        if pronoun:
+            return policy.Ask("clarify", "reference", policy.clarification("reference", lang, pronoun=pronoun))
+        return None
+
+    def _follow_up(self, mode, user, hits, known, meta, lang) -> policy.Ask | None:  # type: ignore[no-untyped-def]
+        """A question after the answer: confirm a genuine conflict (once per fact), or say the answer is unsure."""
+        if mode == "passive":
+            return None
+        if known is not None and known.fact is not None:
+            found = policy.conflict(self.store, user_scope(user), known.fact)
+            if found and self._first_time_asked(user, found["fact"]):
+                ask = policy.Ask("confirm", found["signal"], policy.confirmation(known.fact, found, lang), True, found)
+                meta["pending"] = {"kind": "confirm", "value": known.fact.object, "scope": known.fact.scope, **found}
+                return ask
+            return None
+        lp = meta.get("mean_logprob")
+        if known is not None or hits or lp is None:
+            return None
+        threshold = self.settings.policy.min_logprob if mode == "active" else self._thresholds.current()
+        if threshold is not None and lp < threshold:
+            meta["pending"] = {"kind": "unsure"}
+            return policy.Ask("confirm", "confidence", policy.unsure(lang), True, {"threshold": round(threshold, 3)})
+        return None
+
+    def _first_time_asked(self, user: str, fact_id: str) -> bool:
+        settings = self.store.user_settings(user)
+        asked = settings.get("asked", [])
+        if fact_id in asked:
+            return False
+        self.store.set_user_settings(user, {**settings, "asked": [*asked, fact_id][-200:]})
+        return True
+
+    def _set_pending(self, user: str, pending: dict[str, Any] | None) -> None:
+        settings = self.store.user_settings(user)
+        if pending is None:
+            settings.pop("pending", None)
+        else:
+            settings["pending"] = pending
+        self.store.set_user_settings(user, settings)
+
+    def _take_pending(self, user: str) -> dict[str, Any] | None:
+        """The question the user was last asked to confirm; it is answered by this turn or dropped."""
+        pending = self.store.user_settings(user).get("pending")
+        if pending:
+            self._set_pending(user, None)
+        return pending
+
+    def _clarified(self, sess, text: str) -> str | None:  # type: ignore[no-untyped-def]
+        """The question a clarifying question was asked about, when `text` answers it."""
+        msgs = self.store.session_messages(sess.id)
+        last = msgs[-1] if msgs else None
+        if last is None or last.role != "assistant" or last.meta.get("policy", {}).get("kind") != "clarify":
+            return None
+        if not policy.is_clarification_reply(text) or not last.parent_id:
+            return None
+        return self.store.message(last.parent_id).content
+
+    def _resolve(self, pending: dict[str, Any], said: str, text: str, lang: str, meta: dict[str, Any]) -> str:
+        """A yes or no to a confirmation question: keep the user's value, or retract it."""
+        meta["policy"] = {"action": "resolved", "kind": pending["kind"], "answer": said}
+        if pending["kind"] == "unsure":
+            result = self.feedback(pending["message"], rating=1 if said == "yes" else -1)
+            meta["effects"] = result.effects
+            if said == "yes":
+                return "谢谢确认。" if lang == "zh" else "Thanks for confirming."
+            self._set_pending(self.store.message(pending["message"]).user_id, pending)  # the next reply corrects it
+            return "抱歉。正确答案是什么？" if lang == "zh" else "Sorry about that. What is the correct answer?"
+        if said == "no":
+            fact = self.store.retract_fact(pending["fact"], [pending["scope"]])
+            meta["effects"] = [f"retracted fact {fact.id}: ({fact.subject}; {fact.relation}; {fact.object})"]
+            if fact.memory_id:
+                with contextlib.suppress(DilmError):
+                    self.store.delete_memory(fact.memory_id, [pending["scope"]])
+                    self.retriever.index.invalidate(pending["scope"])
+                    meta["effects"].append(f"deleted memory {fact.memory_id}")
+        return policy.acknowledge_confirmation(said, pending["value"], pending["other"], lang)
 
     def _guard(self, rules, question, messages, decoding, candidates, meta, cancel, extra) -> list[Candidate]:  # type: ignore[no-untyped-def]
         """Deployment rules on the candidates: the first that keeps every hard rule wins; if none does, one
@@ -365,6 +504,10 @@ class Assistant:
         return [{"role": m.role, "content": m.content} for m in msgs if m.id not in skip]
 
     def _update_profile(self, user: str, prefs: dict[str, str]) -> None:
+        if "avoid" in prefs:  # banned terms add up
+            before = self.profiles.get(user).get("avoid", "")
+            terms = [t.strip() for t in f"{before},{prefs['avoid']}".split(",") if t.strip()]
+            prefs = {**prefs, "avoid": ", ".join(dict.fromkeys(terms))[: profile_rules.MAX_FREE_CHARS]}
         self.profiles.set(user, **prefs)
 
     # -- one piece of feedback --------------------------------------------------------------------
@@ -422,16 +565,36 @@ class Assistant:
         else:
             fb.text = self._check_text(value, kind, self.settings.max_feedback_chars)
         self.store.add_feedback(fb)  # durable first: whatever happens next, the feedback is kept
-        effects = [f"recorded {kind} {fb.id}"] + self._learn(msg, fb)
-        return FeedbackResult(id=fb.id, message_id=msg.id, kind=fb.kind, effects=effects)
+        effects, learned = self._learn(msg, fb)
+        question = self._confirm_learned(msg, learned) if learned is not None else None
+        return FeedbackResult(
+            id=fb.id, message_id=msg.id, kind=fb.kind, effects=[f"recorded {kind} {fb.id}", *effects], question=question
+        )
 
-    def _learn(self, msg: Message, fb: Feedback) -> list[str]:
+    def _confirm_learned(self, msg: Message, learned: Learned) -> str | None:
+        """A confirmation question when a correction contradicts global knowledge (active and hybrid)."""
+        user = msg.user_id
+        if self._mode(self.store.user_settings(user).get("profile", {})) == "passive":
+            return None
+        parent = self.store.message(msg.parent_id) if msg.parent_id else None
+        lang = language(parent.content if parent else msg.content)
+        for fact in learned.facts:
+            found = policy.conflict(self.store, user_scope(user), fact)
+            if found and found["signal"] == "conflict" and self._first_time_asked(user, fact.id):
+                pending = {"kind": "confirm", "value": fact.object, "scope": fact.scope, "message": msg.id, **found}
+                self._set_pending(user, pending)
+                return policy.confirmation(fact, found, lang)
+        return None
+
+    def _learn(self, msg: Message, fb: Feedback) -> tuple[list[str], Learned | None]:
         """The instant effects of one piece of feedback (memories, facts, profile), applied at once."""
         scope = user_scope(msg.user_id)
         question = self.store.message(msg.parent_id).content if msg.parent_id else ""
         effects: list[str] = []
+        learned = None
         if fb.kind == "correction" and fb.text:
-            effects += self.writer.correction(scope, question, fb.text, fb.id).effects
+            learned = self.writer.correction(scope, question, fb.text, fb.id)
+            effects += learned.effects
         elif fb.kind == "supplement" and fb.text:
             effects += self.writer.supplement(scope, question, fb.text, fb.id).effects
         elif fb.kind == "rating" and fb.rating == -1:
@@ -443,7 +606,7 @@ class Assistant:
         if prefs:
             self._update_profile(msg.user_id, prefs)
             effects.append(f"profile: {profile_rules.describe(prefs)}")
-        return effects
+        return effects, learned
 
     # -- reading the log --------------------------------------------------------------------------
     def history(self, user: str | None = None, session: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -547,6 +710,10 @@ def _acknowledge(learned: Learned, lang: str) -> str:
         return "我已经记得这一点了。" if lang == "zh" else "I already know that."
     text = learned.memories[0].text
     return f"好的，我记住了：{text}" if lang == "zh" else f"Got it. I will remember: {text}"
+
+
+def _ack_correction(lang: str) -> str:
+    return "谢谢，我已更正。" if lang == "zh" else "Thanks, I have corrected it."
 
 
 def _ack_preference(prefs: dict[str, str], lang: str) -> str:

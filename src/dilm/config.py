@@ -82,6 +82,20 @@ class Training(BaseModel):
     )
 
 
+class Interaction(BaseModel):
+    """When the assistant asks instead of (or besides) answering: see `dilm.policy`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["passive", "active", "hybrid"] = Field(
+        "hybrid", description="passive: never ask; active: ask on any uncertainty; hybrid: thresholds from outcomes"
+    )
+    max_ask_rate: float = Field(0.15, ge=0, le=1, description="hybrid: share of answers it may ask about at most")
+    min_logprob: float = Field(
+        -1.6, le=0, description="active: ask when an unbacked answer's mean token log-probability is below this"
+    )
+
+
 class Settings(BaseSettings):
     """Everything a deployment can set. Env vars: DILM_<FIELD>, nested with '__' (DILM_DECODING__STRATEGY)."""
 
@@ -110,6 +124,7 @@ class Settings(BaseSettings):
     memory_k: int = Field(3, ge=1, le=20, description="memories put in the prompt at most")
     adapters: bool = Field(True, description="answer with the live LoRA adapter of the user (else global)")
     train: Training = Field(default_factory=Training)
+    policy: Interaction = Field(default_factory=Interaction)
     consensus_users: int = Field(
         3, ge=0, description="distinct users who must state a fact to make it global; 0: never"
     )

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections import Counter
 from typing import Any
 
 from dilm.errors import InvalidInputError
+from dilm.guard.rules import Rule
+from dilm.text import content_terms
 
-# What a profile may hold, and the values each key takes (`dilm profile set`).
-KEYS: dict[str, tuple[str, ...]] = {"language": ("en", "zh"), "verbosity": ("short", "long")}
+# What a profile may hold, and the values each key takes (`dilm profile set`); None: free text.
+KEYS: dict[str, tuple[str, ...] | None] = {
+    "language": ("en", "zh"),
+    "verbosity": ("short", "long"),
+    "tone": ("formal", "casual"),
+    "format": ("plain", "list"),
+    "policy": ("passive", "active", "hybrid"),
+    "avoid": None,  # terms the user does not want in answers, comma-separated: a hard guard rule
+}
+MAX_FREE_CHARS = 200
 
 _RULES: list[tuple[re.Pattern[str], str, str]] = [
     (
@@ -36,11 +48,32 @@ _RULES: list[tuple[re.Pattern[str], str, str]] = [
         "long",
     ),
     (re.compile(r"详细|具体一点|多说|太短|展开"), "verbosity", "long"),
+    (re.compile(r"\b(?:more formal|be formal|formally|professional tone|less casual)\b", re.I), "tone", "formal"),
+    (re.compile(r"正式一点|正式一些|正式的语气|礼貌一点"), "tone", "formal"),
+    (re.compile(r"\b(?:more casual|be casual|casually|less formal|relaxed tone)\b", re.I), "tone", "casual"),
+    (re.compile(r"随意一点|轻松一点|口语化|别那么正式"), "tone", "casual"),
+    (
+        re.compile(r"\b(?:bullet points?|bulleted|as a list|in a list|numbered list|step by step)\b", re.I),
+        "format",
+        "list",
+    ),
+    (re.compile(r"列表|分点|要点形式|一条一条|分步骤"), "format", "list"),
+    (re.compile(r"\b(?:no (?:bullet points|lists)|plain text|in prose|full sentences)\b", re.I), "format", "plain"),
+    (re.compile(r"不要列表|不要分点|用段落"), "format", "plain"),
+]
+_AVOID = [
+    re.compile(
+        r"\b(?:never|don't|do not|stop) (?:mention(?:ing)?|say(?:ing)?|use|using) (?:the word )?"
+        r"[\"“']?([^\"”'.,!?]{2,40})",
+        re.I,
+    ),
+    re.compile(r"(?:不要|别|不许|不准)(?:再)?(?:提到?|说|用)[“\"「]?([^”\"」。，！？,.!?]{1,20})"),
 ]
 _INSTRUCTION = re.compile(
     r"^(?:please |pls |from now on,? |can you |could you |i(?:'d| would) (?:like|prefer) (?:you to )?|"
     r"(?:以后|今后|之后)?(?:请|麻烦)?(?:你)?(?:以后|今后)?)?"
-    r"(?:answer|reply|respond|speak|talk|write|be|keep|give|use|make|用|说|讲|回答|简短|简洁|详细)",
+    r"(?:answer|reply|respond|speak|talk|write|be|keep|give|use|make|never|don't|do not|stop|"
+    r"用|说|讲|回答|简短|简洁|详细|正式|随意|不要|别)",
     re.I,
 )
 
@@ -51,6 +84,11 @@ def stated_preferences(text: str) -> dict[str, str]:
     for pattern, key, value in _RULES:
         if key not in found and pattern.search(text):
             found[key] = value
+    for pattern in _AVOID:
+        m = pattern.search(text)
+        if m and m.group(1).strip():
+            found["avoid"] = m.group(1).strip()
+            break
     return found
 
 
@@ -65,6 +103,16 @@ def system_prompt(base: str, profile: dict[str, Any]) -> str:
         extra.append("Keep answers to one or two sentences.")
     elif profile.get("verbosity") == "long":
         extra.append("Give detailed, thorough answers.")
+    if profile.get("tone") == "formal":
+        extra.append("Use a formal, polite tone.")
+    elif profile.get("tone") == "casual":
+        extra.append("Use a casual, friendly tone.")
+    if profile.get("format") == "list":
+        extra.append("Format answers as a short bulleted list.")
+    elif profile.get("format") == "plain":
+        extra.append("Answer in plain sentences, without lists.")
+    if profile.get("avoid"):
+        extra.append(f"Never mention: {profile['avoid']}.")
     if profile.get("language") == "zh":
         extra.append("Answer in Chinese (用中文回答).")
     elif profile.get("language") == "en":
@@ -82,7 +130,16 @@ def describe(prefs: dict[str, str]) -> str:
         ("language", "en"): "answer in English",
         ("verbosity", "short"): "keep answers short",
         ("verbosity", "long"): "give detailed answers",
+        ("tone", "formal"): "use a formal tone",
+        ("tone", "casual"): "use a casual tone",
+        ("format", "list"): "format answers as lists",
+        ("format", "plain"): "answer in plain sentences",
+        ("policy", "passive"): "never ask before answering",
+        ("policy", "active"): "ask whenever I am unsure",
+        ("policy", "hybrid"): "ask when it is likely needed",
     }
+    if "avoid" in prefs:
+        words[("avoid", prefs["avoid"])] = f"never mention {prefs['avoid']}"
     return ", ".join(words.get((k, v), f"{k}={v}") for k, v in prefs.items())
 
 
@@ -91,9 +148,52 @@ def validated(values: dict[str, str | None]) -> dict[str, str | None]:
     for key, value in values.items():
         if key not in KEYS:
             raise InvalidInputError(f"unknown profile key {key!r}: use one of {', '.join(KEYS)}")
-        if value is not None and value not in KEYS[key]:
-            raise InvalidInputError(f"{key} must be one of {', '.join(KEYS[key])}, not {value!r}")
+        allowed = KEYS[key]
+        if value is None:
+            continue
+        if allowed is None:
+            if not isinstance(value, str) or not value.strip() or len(value) > MAX_FREE_CHARS:
+                raise InvalidInputError(f"{key} must be non-empty text of at most {MAX_FREE_CHARS} characters")
+        elif value not in allowed:
+            raise InvalidInputError(f"{key} must be one of {', '.join(allowed)}, not {value!r}")
     return values
+
+
+def guard_rules(profile: dict[str, Any]) -> list[Rule]:
+    """The user's constraints as guard rules: banned terms are hard; length and language are soft (reported)."""
+    out = []
+    if profile.get("avoid"):
+        terms = [t.strip() for t in re.split(r"[,，、;；]", profile["avoid"]) if t.strip()]
+        if terms:
+            out.append(
+                Rule(
+                    name="profile-avoid",
+                    reason=f"the user asked never to mention {', '.join(terms)}",
+                    kind="keyword",
+                    keywords=terms,
+                )
+            )
+    if profile.get("verbosity") == "short":
+        out.append(
+            Rule(
+                name="profile-short",
+                reason="the user wants short answers (three sentences at most)",
+                kind="regex",
+                pattern=r"(?:[^.!?。！？]+[.!?。！？]\s*){4,}",
+                hard=False,
+            )
+        )
+    if profile.get("language") == "zh":
+        out.append(
+            Rule(
+                name="profile-language",
+                reason="the user wants answers in Chinese",
+                kind="regex",
+                pattern=r"^[^\u4e00-\u9fff]*$",
+                hard=False,
+            )
+        )
+    return out
 
 
 class Profiles:
@@ -104,6 +204,24 @@ class Profiles:
 
     def get(self, user: str) -> dict[str, str]:
         return dict(self.bot.store.user_settings(self.bot._user(user)).get("profile", {}))
+
+    def learned(self, user: str, top: int = 5) -> dict[str, Any]:
+        """What the log says about the user: topics of their questions, reason tags of their ratings."""
+        user = self.bot._user(user)
+        store = self.bot.store
+        rows = store._all(
+            "SELECT content FROM messages WHERE user_id = ? AND role = 'user' ORDER BY rowid DESC LIMIT 200", (user,)
+        )
+        counts: Counter[str] = Counter()
+        for r in rows:
+            counts.update(content_terms(r["content"]))
+        reasons: Counter[str] = Counter()
+        for r in store._all("SELECT reasons FROM feedback WHERE user_id = ? ORDER BY rowid DESC LIMIT 500", (user,)):
+            reasons.update(json.loads(r["reasons"] or "[]"))
+        return {
+            "topics": [t for t, n in counts.most_common(top) if n >= 2],
+            "reasons": dict(reasons.most_common(top)),
+        }
 
     def set(self, user: str, **values: str | None) -> dict[str, str]:
         """Set (or, with None, remove) profile keys; returns the profile."""

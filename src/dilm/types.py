@@ -95,6 +95,7 @@ class FeedbackResult(BaseModel):
     message_id: str
     kind: FeedbackKind
     effects: list[str] = Field(default_factory=list)
+    question: str | None = Field(None, description="a confirmation question for the user, when the policy asks one")
 
 
 def user_scope(user: str) -> str:

@@ -1,0 +1,251 @@
+"""Interaction policy: answer, or ask first.
+
+- passive: always answer; feedback comes only when the user gives it.
+- active: ask whenever a signal of uncertainty fires: an ambiguous question (its relation belongs to several
+  known subjects and it names none), a dangling reference ("How old is he?" with nothing before it), a
+  genuine conflict (the user's own value against global knowledge, or a value the user reverted to), or a
+  low mean token log-probability of an answer that no memory backs.
+- hybrid: the same, but the log-probability threshold is tuned from logged outcomes (how often unasked
+  answers at each confidence were corrected) within an ask budget; with too few outcomes it does not ask
+  on confidence alone.
+
+A user's own newer correction is never met with a question instead of an answer: it is answered at once, and a
+confirmation (when there is a genuine conflict) comes with the answer, once per fact.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dilm.knowledge.extract import USER, canonical_relation, parse_question
+from dilm.text import content_terms, is_cjk, mentions, normalize
+from dilm.types import GLOBAL_SCOPE, Fact
+
+Mode = Literal["passive", "active", "hybrid"]
+MODES: tuple[str, ...] = ("passive", "active", "hybrid")
+
+
+@dataclass
+class Ask:
+    """A question the assistant asks the user this turn."""
+
+    kind: Literal["clarify", "confirm"]
+    signal: str  # which uncertainty signal asked: ambiguous | reference | conflict | reverted | confidence
+    text: str
+    with_answer: bool = False  # confirmations follow the answer; clarifications replace it
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        return {"action": "ask", "kind": self.kind, "signal": self.signal, "question": self.text, **self.data}
+
+
+# -- signals ----------------------------------------------------------------------------------------
+_PRONOUN_EN = re.compile(r"\b(?:he|him|his|she|her|hers|they|them|their|its|it)\b", re.I)
+# "it" with these is a dummy subject ("is it raining", "it's late"), not a reference.
+_DUMMY_IT = re.compile(
+    r"\bit(?:'s| is| was| will be| gets?)?\s+(?:rain|snow|sunny|cold|hot|warm|windy|late|early|time|possible|"
+    r"true|ok|okay|worth|necessary|important|better|best|easy|hard|likely|safe|normal|going to)",
+    re.I,
+)
+_PRONOUN_ZH = re.compile(r"(?<![其吉])(?:他们|她们|它们|他|她|它)|^(?:这个|那个|这家|那家|这位|那位|该)")
+_QUESTION_WORDS = frozenset("what who whom whose which where when why how much many long old".split())
+
+
+def dangling_reference(question: str, has_history: bool) -> str | None:
+    """The pronoun a question leans on when nothing before it says what it refers to, else None."""
+    if has_history:
+        return None
+    if is_cjk(question):
+        m = _PRONOUN_ZH.search(question)
+        return m.group() if m and len(question) <= 24 else None
+    if _DUMMY_IT.search(question) or _named(question):
+        return None
+    m = _PRONOUN_EN.search(question)
+    return m.group() if m else None
+
+
+def _named(text: str) -> bool:
+    """Whether the text names something: a capitalized word after the first, or a number."""
+    words = re.findall(r"[A-Za-z][\w'-]*|\d+", text)
+    return any(w[0].isdigit() or (w[0].isupper() and w != "I") for w in words[1:])
+
+
+def ambiguous_subjects(store, scopes: list[str], question: str, memory_ids: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    """Subjects of known facts whose relation the question asks about while naming none of them; two or more
+    mean the question is ambiguous ("What's the hotline?" when Acme and Globex both have one)."""
+    parsed = parse_question(question)
+    if parsed is not None and not _generic(parsed[0], parsed[1]):
+        return []  # the question names its own subject ("What is the hotline of Initech?")
+    asked = content_terms(question)
+    found: dict[str, str] = {}
+    for mid in memory_ids:
+        for f in store.facts(scopes, memory_id=mid):
+            if f.subject == USER or mentions(f.subject, question):
+                continue
+            rel = content_terms(f.relation)
+            if rel & asked or (is_cjk(f.relation) and normalize(f.relation) in normalize(question)):
+                found.setdefault(normalize(f.subject), f.subject)
+    return list(found.values()) if len(found) >= 2 else []
+
+
+def _generic(subject: str, relation: str) -> bool:
+    """A parsed 'subject' that is only a common noun phrase or pronoun ("the hotline number", "its address")."""
+    s = re.sub(r"^(?:the|a|an|this|that|its|his|her|their|our|your|my)\s+", "", subject.strip(), flags=re.I)
+    return not _named(f"x {s}") and not is_cjk(s) or bool(_PRONOUN_EN.fullmatch(subject.strip()))
+
+
+def conflict(store, user_scope: str, fact: Fact | None) -> dict[str, Any] | None:  # type: ignore[no-untyped-def]
+    """A genuine conflict about the fact a turn answers with: the user's value against global knowledge, or a
+    value the user went back to after changing it. None when there is none."""
+    if fact is None or fact.scope != user_scope or fact.subject == USER:
+        return None
+    rel = canonical_relation(fact.relation)
+    same_key = [f for f in store.facts([GLOBAL_SCOPE], subject=fact.subject) if canonical_relation(f.relation) == rel]
+    other = [f for f in same_key if normalize(f.object) != normalize(fact.object)]
+    if other:
+        return {"signal": "conflict", "fact": fact.id, "other": other[0].object, "other_scope": GLOBAL_SCOPE}
+    history = [
+        f
+        for f in store.facts([user_scope], subject=fact.subject, current_only=False)
+        if canonical_relation(f.relation) == rel and f.id != fact.id
+    ]
+    values = [normalize(f.object) for f in sorted(history, key=lambda f: f.recorded_at)]
+    if normalize(fact.object) in values and any(v != normalize(fact.object) for v in values):
+        between = next(f.object for f in reversed(history) if normalize(f.object) != normalize(fact.object))
+        return {"signal": "reverted", "fact": fact.id, "other": between, "other_scope": user_scope}
+    return None
+
+
+def confirmation(fact: Fact, found: dict[str, Any], lang: str) -> str:
+    """The confirmation question for a conflict (asked after the answer that uses the user's value)."""
+    value, other = fact.object, found["other"]
+    if found["signal"] == "reverted":
+        if lang == "zh":
+            return f"你曾把它从「{value}」改成「{other}」，现在又改回「{value}」。以「{value}」为准吗？"
+        return f"You changed this from {value} to {other} and back to {value}. Should I keep {value}?"
+    if lang == "zh":
+        return f"你告诉我的是「{value}」，但共享知识里是「{other}」。对你来说，「{value}」是对的吗？"
+    return f"You told me {value}, but my shared knowledge says {other}. Is {value} right for you?"
+
+
+def clarification(signal: str, lang: str, options: list[str] | None = None, pronoun: str = "") -> str:
+    if signal == "ambiguous":
+        shown = (options or [])[:4]
+        if lang == "zh":
+            return f"你指的是哪一个：{'、'.join(shown[:-1])}还是{shown[-1]}？"
+        return f"Which one do you mean: {', '.join(shown[:-1])} or {shown[-1]}?"
+    if lang == "zh":
+        return f"你说的“{pronoun}”指的是谁（或什么）？告诉我名字，我再回答。"
+    return f'Who or what do you mean by "{pronoun}"? Tell me the name and I will answer.'
+
+
+def unsure(lang: str) -> str:
+    if lang == "zh":
+        return "我对这个回答不太确定：对吗？如果不对，请告诉我正确答案。"
+    return "I am not sure about this answer. Is it right? If not, please tell me the correct one."
+
+
+# -- replies to a question the assistant asked --------------------------------------------------------
+_YES = re.compile(
+    r"^(?:yes|yeah|yep|yup|correct|right|exactly|sure|confirmed?|that'?s right|keep it|"
+    r"是|是的|对|对的|没错|确认|嗯|好的?)(?:[\s,.!。！，]|$)",
+    re.I,
+)
+_NO = re.compile(r"^(?:no|nope|wrong|incorrect|not right|不是|不对|错了?|不)(?:[\s,.!。！，]|$)", re.I)
+
+
+def yes_or_no(text: str) -> str | None:
+    """'yes' or 'no' for a short reply that is only that, else None."""
+    t = text.strip()
+    if len(t) > 40:
+        return None
+    if _NO.match(t) and len(content_terms(t) - {"wrong", "incorrect", "right"}) == 0:
+        return "no"
+    if _YES.match(t):
+        return "yes"
+    return None
+
+
+_CORRECTING = re.compile(
+    r"^(?:no|nope|wrong|incorrect|not|actually|it'?s|it is|the (?:right|correct) answer is|"
+    r"不是|不对|错了?|应该是|其实|正确答案是)\b",
+    re.I,
+)
+
+
+def is_correction_reply(text: str) -> bool:
+    """A reply that corrects the answer just asked about ("No, it's Paris.", "应该是杭州")."""
+    t = text.strip()
+    return bool(_CORRECTING.match(t)) and not t.endswith(("?", "？"))
+
+
+def is_clarification_reply(text: str) -> bool:
+    """A short answer to a clarifying question ("Acme", "the one in Hangzhou", "杭州那家"), not a new question."""
+    t = text.strip()
+    return (len(t) <= 40 if is_cjk(t) else len(t.split()) <= 8) and not t.endswith(("?", "？"))
+
+
+def acknowledge_confirmation(answer: str, value: str, other: str, lang: str) -> str:
+    if answer == "yes":
+        return f"好的，我会继续用「{value}」。" if lang == "zh" else f"Noted: I will keep {value} for you."
+    return f"好的，我改回「{other}」。" if lang == "zh" else f"OK: I will go back to {other}."
+
+
+# -- hybrid thresholds from logged outcomes --------------------------------------------------------
+@dataclass
+class Outcome:
+    mean_logprob: float
+    bad: bool  # corrected or rated down
+
+
+def tune(outcomes: list[Outcome], budget: float, min_outcomes: int = 20, min_precision: float = 0.5) -> float | None:
+    """The highest log-probability threshold below which asking would have been needed at least
+    `min_precision` of the time, while asking for at most `budget` of the answers; None: do not ask."""
+    if len(outcomes) < min_outcomes or not any(o.bad for o in outcomes):
+        return None
+    ranked = sorted(outcomes, key=lambda o: o.mean_logprob)
+    best = None
+    bad = 0
+    for i, o in enumerate(ranked, 1):
+        bad += o.bad
+        if i / len(ranked) > budget:
+            break
+        nxt = ranked[i].mean_logprob if i < len(ranked) else o.mean_logprob + 1e-6
+        if bad / i >= min_precision and nxt > o.mean_logprob:
+            best = (o.mean_logprob + nxt) / 2
+    return best
+
+
+class Thresholds:
+    """The hybrid policy's confidence threshold, re-tuned from the log when new feedback arrives."""
+
+    def __init__(self, store, budget: float) -> None:  # type: ignore[no-untyped-def]
+        self.store = store
+        self.budget = budget
+        self._at: tuple[int, float] = (-1, 0.0)
+        self.value: float | None = None
+
+    def current(self) -> float | None:
+        seen = self.store.feedback_high_water()
+        if seen != self._at[0] and time.monotonic() - self._at[1] > 5:
+            self.value = tune(self.outcomes(), self.budget)
+            self._at = (seen, time.monotonic())
+        return self.value
+
+    def outcomes(self, limit: int = 2000) -> list[Outcome]:
+        rows = self.store._all(
+            """SELECT json_extract(a.meta, '$.mean_logprob') AS lp,
+                      EXISTS (SELECT 1 FROM feedback f WHERE f.message_id = a.id
+                              AND (f.kind = 'correction' OR (f.kind = 'rating' AND f.rating = -1))) AS bad,
+                      EXISTS (SELECT 1 FROM feedback f WHERE f.message_id = a.id) AS rated
+               FROM messages a WHERE a.role = 'assistant' AND json_extract(a.meta, '$.mean_logprob') IS NOT NULL
+               AND json_extract(a.meta, '$.known_answer') IS NULL
+               AND COALESCE(json_extract(a.meta, '$.policy.action'), 'answer') = 'answer'
+               ORDER BY a.rowid DESC LIMIT ?""",
+            (limit,),
+        )
+        # Only answers the user reacted to are outcomes; silence is not evidence of a right answer.
+        return [Outcome(float(r["lp"]), bool(r["bad"])) for r in rows if r["rated"]]
