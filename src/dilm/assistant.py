@@ -16,6 +16,7 @@ from dilm import profile as profile_rules
 from dilm.config import Decoding, Settings, default_data_dir
 from dilm.context import ContextBuilder, with_notes
 from dilm.errors import DilmError, InvalidInputError, PermissionDeniedError
+from dilm.guard import reward
 from dilm.guard import rules as guard_rules
 from dilm.guard.contradiction import contradictions, repaired
 from dilm.knowledge.answers import AnswerFinder, KnownAnswer, repair
@@ -72,7 +73,10 @@ class Assistant:
         self.profiles = profile_rules.Profiles(self)
         self.rules = guard_rules.RulesFile(data_dir)  # a bad rules.toml fails the open, naming line and column
         self._thresholds = policy.Thresholds(store, settings.policy.max_ask_rate)
-        self._routers: dict[str, Router] = {}  # adapter version -> its trained questions (checked once)
+        self._routers: dict[str, Router] = {}
+        self._reward_models: dict[
+            str, reward.RewardModel
+        ] = {}  # adapter version -> its trained questions (checked once)
 
     @classmethod
     def open(
@@ -292,6 +296,8 @@ class Assistant:
         adapter = self._adapter_for(user, question, meta)
         extra = {"adapter": self.adapters.ref(adapter)} if adapter is not None else {}
         candidates = backend.generate(messages, decoding, on_text=stream_to, cancel=cancel, **extra)
+        if len(candidates) > 1 and self.settings.guard.reward:
+            candidates = self._rerank(question, candidates, meta)
         if rules:
             candidates = self._guard(rules, text, messages, decoding, candidates, meta, cancel, extra)
         best = _choose(candidates)
@@ -318,6 +324,27 @@ class Assistant:
             emit(final)  # held back for the checks: sent once, final
         meta["citations"] = _citations(hits, known)
         return final, candidates, prompt_tokens, adapter
+
+    def _rerank(self, question: str, candidates: list[Candidate], meta: dict[str, Any]) -> list[Candidate]:
+        """Candidates best-first by the live reward model's score (unchanged when there is none)."""
+        live = self.adapters.live([reward.REWARD_SCOPE])
+        if live is None:
+            return candidates
+        model = self._reward_models.get(live.version)
+        if model is None:
+            try:
+                model = self._reward_models[live.version] = reward.RewardModel.load(self.adapters.verify(live))
+            except (DilmError, OSError, ValueError) as e:
+                log.error("reward model %s unusable (%s); candidates keep their order", live.version, e)
+                return candidates
+        scores = model.score(self.retriever.embedder, question, [c.text for c in candidates])
+        order = sorted(range(len(candidates)), key=lambda i: -scores[i])
+        meta.setdefault("guard", {})["reward"] = {
+            "version": live.version,
+            "scores": [round(s, 3) for s in scores],
+            "chosen": order[0],
+        }
+        return [candidates[i] for i in order]
 
     # -- asking -----------------------------------------------------------------------------------
     def _mode(self, profile: dict[str, Any]) -> str:
@@ -413,8 +440,8 @@ class Assistant:
     def _guard(self, rules, question, messages, decoding, candidates, meta, cancel, extra) -> list[Candidate]:  # type: ignore[no-untyped-def]
         """Deployment rules on the candidates: the first that keeps every hard rule wins; if none does, one
         regeneration with the broken rules stated; if that fails too, an honest refusal that says why."""
-        report: dict[str, Any] = {"rules": [r.name for r in rules], "action": "ok"}
-        meta["guard"] = report
+        report: dict[str, Any] = meta.setdefault("guard", {})
+        report.update(rules=[r.name for r in rules], action="ok")
 
         def hard_broken(c: Candidate) -> list[guard_rules.Violation]:
             return [v for v in guard_rules.check(rules, question, c.text) if v.hard]
@@ -488,7 +515,9 @@ class Assistant:
         from dilm.learning.train import train
 
         if (scope is None) == (user is None):
-            raise InvalidInputError("give exactly one of scope ('global' or 'user:<name>') or user")
+            raise InvalidInputError("give exactly one of scope ('global', 'user:<name>' or 'reward') or user")
+        if scope == reward.REWARD_SCOPE:
+            return reward.train(self.data_dir, self.settings, self.store, self.retriever.embedder, force)
         return train(self.data_dir, self.settings, self.store, scope or user_scope(_check_user(user)), progress, force)
 
     def _history(self, session_id: str) -> list[dict[str, str]]:

@@ -436,7 +436,9 @@ def export(
 
 
 # -- training and adapters ----------------------------------------------------------------------------
-ScopeOpt = Annotated[str | None, typer.Option("--scope", help="'global' or 'user:<name>'")]
+ScopeOpt = Annotated[
+    str | None, typer.Option("--scope", help="'global', 'user:<name>', or 'reward' (the reward model)")
+]
 
 
 def _scope(user: str | None, scope: str | None, default: str | None = None) -> str:
@@ -459,7 +461,8 @@ def train(
     as_json: AsJson = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Train a new LoRA adapter version from feedback not yet trained on; the gate decides if it goes live."""
+    """Train a new LoRA adapter version from feedback not yet trained on (or, with --scope reward, a reward-model
+    version from every preference pair in the log); the gate decides if it goes live."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with _open(data_dir) as bot:

@@ -96,6 +96,17 @@ class Interaction(BaseModel):
     )
 
 
+class Guard(BaseModel):
+    """Checks on every answer: see `dilm.guard`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reward: bool = Field(True, description="rank candidates (decoding n > 1) with the live reward model")
+    min_reward_accuracy: float = Field(
+        0.6, ge=0, le=1, description="gate: held-out pairwise accuracy a reward-model version needs to go live"
+    )
+
+
 class Settings(BaseSettings):
     """Everything a deployment can set. Env vars: DILM_<FIELD>, nested with '__' (DILM_DECODING__STRATEGY)."""
 
@@ -125,6 +136,7 @@ class Settings(BaseSettings):
     adapters: bool = Field(True, description="answer with the live LoRA adapter of the user (else global)")
     train: Training = Field(default_factory=Training)
     policy: Interaction = Field(default_factory=Interaction)
+    guard: Guard = Field(default_factory=Guard)
     consensus_users: int = Field(
         3, ge=0, description="distinct users who must state a fact to make it global; 0: never"
     )
