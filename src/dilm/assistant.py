@@ -213,21 +213,27 @@ class Assistant:
             lang = language(text)
             hits = self.retriever.search(question, scopes, k=self.settings.memory_k) if self.settings.memory else []
             known = self.answers.find(question, scopes, hits) if self.settings.memory else None
+            t0 = time.perf_counter()
             ask = self._clarify(mode, question, bool(history), hits, scopes, lang) if known is None else None
+            checked = time.perf_counter() - t0
             if ask is not None:  # ask before answering: no generation
                 final = ask.text
                 meta["policy"] = ask.record()
                 emit(final)
             else:
+                t0 = time.perf_counter()
                 final, candidates, prompt_tokens, adapter = self._generate(
                     question, text, user, history, hits, known, profile, decoding, meta, emit, on_text, cancel
                 )
                 refused = meta.get("guard", {}).get("action") == "refused"
                 follow = None if refused else self._follow_up(mode, user, hits, known, meta, lang)
+                # Guard time: everything after retrieval that is not generation (checks, rerank, repair, policy).
                 if follow is not None:  # a confirmation or "is that right?" follows the answer
                     final = f"{final}\n\n{follow.text}"
                     meta["policy"] = follow.record()
                     emit(f"\n\n{follow.text}")
+                checked += time.perf_counter() - t0 - meta["generate_ms"] / 1000 - meta.pop("prepare_s")
+            meta["guard_ms"] = round(checked * 1000, 1)
             learned = self.writer.statement(scope, text, user_msg_id, self_only=True) if self.settings.memory else None
             if learned and learned.effects:
                 meta["effects"] = learned.effects
@@ -276,7 +282,18 @@ class Assistant:
             decoding=decoding.model_dump(),
             adapter_version=adapter.version if adapter else None,
             checks={
-                k: meta[k] for k in ("known_answer", "effects", "model_text", "adapter", "guard", "policy") if k in meta
+                k: meta[k]
+                for k in (
+                    "known_answer",
+                    "effects",
+                    "model_text",
+                    "adapter",
+                    "guard",
+                    "policy",
+                    "generate_ms",
+                    "guard_ms",
+                )
+                if k in meta
             },
         )
 
@@ -287,6 +304,7 @@ class Assistant:
         if self._context is None or self._context.backend is not backend:
             self._context = ContextBuilder(backend)
         system = profile_rules.system_prompt(self.settings.system_prompt, profile)
+        t0 = time.perf_counter()
         messages, prompt_tokens, dropped = self._context.build(
             system, history, with_notes(question, [h.memory.text for h in hits]), decoding.max_new_tokens
         )
@@ -294,8 +312,11 @@ class Assistant:
         # With a known answer or hard rules to check, the raw model text may still change: it is sent once, final.
         stream_to = emit if on_text is not None and known is None and not any(r.hard for r in rules) else None
         adapter = self._adapter_for(user, question, meta)
+        meta["prepare_s"] = time.perf_counter() - t0  # prompt and adapter choice: not guard time
         extra = {"adapter": self.adapters.ref(adapter)} if adapter is not None else {}
+        t0 = time.perf_counter()
         candidates = backend.generate(messages, decoding, on_text=stream_to, cancel=cancel, **extra)
+        meta["generate_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         if len(candidates) > 1 and self.settings.guard.reward:
             candidates = self._rerank(question, candidates, meta)
         if rules:
@@ -354,7 +375,7 @@ class Assistant:
         """A clarifying question instead of an answer (active and hybrid): an ambiguous or dangling reference."""
         if mode == "passive":
             return None
-        options = policy.ambiguous_subjects(self.store, scopes, question, [h.memory.id for h in hits])
+        options = policy.ambiguous_subjects(self.store, scopes, question)
         if options:
             return policy.Ask(
                 "clarify", "ambiguous", policy.clarification("ambiguous", lang, options), data={"options": options}

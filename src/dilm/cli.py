@@ -158,6 +158,8 @@ def feedback(
         out.print(f"stored {result.kind} feedback {result.id} on {result.message_id}")
         for effect in result.effects:
             out.print(f"  · {effect}")
+        if result.question:  # a confirmation: the user's next message ("yes" / "no") answers it
+            out.print(f"question: {result.question}", markup=False)
 
 
 @app.command()
@@ -274,14 +276,21 @@ def config_decoding(
 # -- profile --------------------------------------------------------------------------------------------
 @profile_app.command("show")
 def profile_show(user: User = DEFAULT_USER, data_dir: DataDir = None) -> None:
-    """A user's profile (learned from what they said, or set here) as JSON."""
+    """A user's profile (learned from what they said, or set here) and what the log shows, as JSON."""
     with _open(data_dir) as bot:
-        out.print_json(json.dumps(bot.profiles.get(user), ensure_ascii=False))
+        shown = {**bot.profiles.get(user), "learned": bot.profiles.learned(user)}
+        out.print_json(json.dumps(shown, ensure_ascii=False))
 
 
 @profile_app.command("set")
 def profile_set(
-    values: Annotated[list[str], typer.Argument(help="KEY=VALUE (language=en|zh, verbosity=short|long); KEY= removes")],
+    values: Annotated[
+        list[str],
+        typer.Argument(
+            help="KEY=VALUE: language=en|zh, verbosity=short|long, tone=formal|casual, format=plain|list, "
+            "policy=passive|active|hybrid, avoid=TERMS; KEY= removes"
+        ),
+    ],
     user: User = DEFAULT_USER,
     data_dir: DataDir = None,
 ) -> None:
@@ -718,6 +727,79 @@ def eval_adapters(
         for name, f in langs.items():
             table.add_row(path, name, pct(f["reliability"]), pct(f["generalization"]), pct(f.get("locality")))
     out.print(table)
+
+
+@eval_app.command("guard")
+def eval_guard(
+    edits_file: Annotated[
+        Path | None, typer.Option("--edits", help="Edits JSONL (default: the bundled dev set)")
+    ] = None,
+    traps: Annotated[Path | None, typer.Option(help="Trap conversations JSONL")] = None,
+    quiz: Annotated[Path | None, typer.Option(help="Quiz questions with answers JSONL")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N edits")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Answer length during the run")] = 32,
+    as_json: AsJson = False,
+) -> None:
+    """Guard and interaction policies: contradictions before/after the guard, reward-model accuracy, ask rate
+    vs error rate per policy, guard latency against generation."""
+    from dilm.eval import edits as edits_eval
+    from dilm.eval import guard
+
+    items, trap_items, quiz_items = guard.load(edits_file, traps, quiz)
+    if limit is not None:
+        items = items[:limit]
+    with _progress("guard") as tick:
+        report = guard.run(
+            items,
+            trap_items,
+            quiz_items,
+            lambda d, mode: Assistant.open(d, decoding={"max_new_tokens": max_new_tokens}, policy={"mode": mode}),
+            progress=tick,
+        )
+    edits_eval.dump(report, _results_path("eval_guard.json"))
+    if as_json:
+        out.print_json(json.dumps(report, ensure_ascii=False))
+        return
+    c = report["contradictions"]
+    pct = lambda x: "—" if x is None else f"{100 * x:.1f} %"  # noqa: E731
+    table = Table(title=f"guard ({len(items)} edits, {len(trap_items)} traps, {len(quiz_items)} quiz questions)")
+    for col in ("measure", "value"):
+        table.add_column(col, justify="right")
+    table.add_row("answers checked", str(c["answers"]))
+    table.add_row("contradictions before guard", f"{c['before']} ({pct(c['before_rate'])})")
+    table.add_row("contradictions after guard", f"{c['after']} ({pct(c['after_rate'])})")
+    rm = report["reward_model"]
+    table.add_row(
+        "reward model held-out accuracy",
+        f"{pct(rm.get('accuracy'))} on {rm.get('held_out', 0)} pairs ({rm.get('pairs', 0)} trained)",
+    )
+    table.add_row("  baseline: shorter answer wins", pct(rm.get("shorter_wins")))
+    if rm.get("rerank"):
+        rr = rm["rerank"]
+        table.add_row(
+            f"quiz, {rr['n']} sampled candidates: right",
+            f"first {rr['first_right']}/{rr['questions']} · reward pick {rr['chosen_right']} · any {rr['any_right']}",
+        )
+        table.add_row(f"  generation / guard p95 (n={rr['n']})", f"{rr['generate_p95']:.0f} / {rr['guard_p95']:.1f} ms")
+    lat = report["latency_ms"]
+    table.add_row("generation p50 / p95", f"{lat['generate_p50']:.0f} / {lat['generate_p95']:.0f} ms")
+    table.add_row("guard p50 / p95", f"{lat['guard_p50']:.1f} / {lat['guard_p95']:.1f} ms")
+    table.add_row("guard p95 / generation p95", pct(lat["guard_share_p95"]))
+    out.print(table)
+    ptable = Table(title="interaction policies (simulated user)")
+    for col in ("policy", "questions", "asks", "ask rate", "needed asks", "errors (corrections)", "error rate"):
+        ptable.add_column(col, justify="right")
+    for mode, p in report["policies"].items():
+        ptable.add_row(
+            mode,
+            str(p["questions"]),
+            str(p["asks"]),
+            pct(p["ask_rate"]),
+            str(p["needed_asks"]),
+            str(p["errors"]),
+            pct(p["error_rate"]),
+        )
+    out.print(ptable)
 
 
 @contextmanager

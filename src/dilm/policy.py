@@ -50,7 +50,8 @@ _DUMMY_IT = re.compile(
     r"true|ok|okay|worth|necessary|important|better|best|easy|hard|likely|safe|normal|going to)",
     re.I,
 )
-_PRONOUN_ZH = re.compile(r"(?<![其吉])(?:他们|她们|它们|他|她|它)|^(?:这个|那个|这家|那家|这位|那位|该)")
+# A pronoun in subject position: "他的生日是哪天？"; "陈墨白给他的猫…" names its referent first.
+_PRONOUN_ZH = re.compile(r"^(?:请问|那|那么)?[，,\s]*(?:他们|她们|它们|他|她|它|这个|那个|这家|那家|这位|那位|该)")
 _QUESTION_WORDS = frozenset("what who whom whose which where when why how much many long old".split())
 
 
@@ -59,8 +60,8 @@ def dangling_reference(question: str, has_history: bool) -> str | None:
     if has_history:
         return None
     if is_cjk(question):
-        m = _PRONOUN_ZH.search(question)
-        return m.group() if m and len(question) <= 24 else None
+        m = _PRONOUN_ZH.search(question.strip())
+        return m.group().lstrip("请问那么，, ") if m and len(question) <= 24 else None
     if _DUMMY_IT.search(question) or _named(question):
         return None
     m = _PRONOUN_EN.search(question)
@@ -73,28 +74,45 @@ def _named(text: str) -> bool:
     return any(w[0].isdigit() or (w[0].isupper() and w != "I") for w in words[1:])
 
 
-def ambiguous_subjects(store, scopes: list[str], question: str, memory_ids: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+def ambiguous_subjects(store, scopes: list[str], question: str) -> list[str]:  # type: ignore[no-untyped-def]
     """Subjects of known facts whose relation the question asks about while naming none of them; two or more
     mean the question is ambiguous ("What's the hotline?" when Acme and Globex both have one)."""
     parsed = parse_question(question)
-    if parsed is not None and not _generic(parsed[0], parsed[1]):
-        return []  # the question names its own subject ("What is the hotline of Initech?")
-    asked = content_terms(question)
+    asked = content_terms(question) | (content_terms(parsed[1]) if parsed else set())
+    stems = sorted({t[:4] if not is_cjk(t) and len(t) >= 4 else t for t in asked})
     found: dict[str, str] = {}
-    for mid in memory_ids:
-        for f in store.facts(scopes, memory_id=mid):
-            if f.subject == USER or mentions(f.subject, question):
-                continue
-            rel = content_terms(f.relation)
-            if rel & asked or (is_cjk(f.relation) and normalize(f.relation) in normalize(question)):
-                found.setdefault(normalize(f.subject), f.subject)
-    return list(found.values()) if len(found) >= 2 else []
+    covered: set[str] = set()
+    for f in store.facts_about(scopes, stems):
+        if f.subject == USER:
+            continue
+        if mentions(f.subject, question):
+            return []  # the question names one of them
+        hit = {t for t in asked if any(_same_word(t, r) for r in content_terms(f.relation))}
+        if hit:
+            covered |= hit
+            found.setdefault(normalize(f.subject), f.subject)
+    if len(found) < 2 or len(covered) / len(asked) < 0.5:
+        return []
+    if parsed is not None and not _generic(parsed[0], covered):
+        return []  # the question names its own subject ("What is the hotline of Initech?")
+    return list(found.values())
 
 
-def _generic(subject: str, relation: str) -> bool:
-    """A parsed 'subject' that is only a common noun phrase or pronoun ("the hotline number", "its address")."""
+def _same_word(a: str, b: str) -> bool:
+    """Equal, or sharing a 4-letter stem ("open" / "opening")."""
+    return a == b or (not is_cjk(a) and len(a) >= 4 and len(b) >= 4 and a[:4] == b[:4])
+
+
+def _generic(subject: str, relation_terms: set[str]) -> bool:
+    """A parsed 'subject' that names nothing of its own: a common noun phrase, a pronoun, or only the words of
+    the relation asked about ("the hotline number", "its address", "Wi-Fi" of "Wi-Fi password", "校长")."""
+    own = {t for t in content_terms(subject) if not any(_same_word(t, r) for r in relation_terms)}
+    if not own:
+        return True
+    if is_cjk(subject):
+        return False
     s = re.sub(r"^(?:the|a|an|this|that|its|his|her|their|our|your|my)\s+", "", subject.strip(), flags=re.I)
-    return not _named(f"x {s}") and not is_cjk(s) or bool(_PRONOUN_EN.fullmatch(subject.strip()))
+    return not _named(f"x {s}")
 
 
 def conflict(store, user_scope: str, fact: Fact | None) -> dict[str, Any] | None:  # type: ignore[no-untyped-def]

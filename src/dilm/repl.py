@@ -119,6 +119,8 @@ class Repl:
                 rating = 1 if name == "/good" else -1
                 result = self.bot.feedback(self.last.id, rating=rating, reason=arg or None, user=self.user)
             c.print(f"[dim]thanks: stored {result.kind} ({'; '.join(result.effects)})[/dim]")
+            if result.question:  # a confirmation: the user's next message answers it
+                c.print(result.question, markup=False)
         elif name == "/why":
             self.why()
         else:
@@ -145,9 +147,25 @@ class Repl:
         if known:
             what = f"repaired: {known['repaired']}" if known.get("repaired") else "the model's answer stated it"
             self.console.print(f"known answer {known['value']!r} ({known['how']}); {what}", markup=False)
-        guard = r.checks.get("guard")
-        if guard:
+        guard = r.checks.get("guard", {})
+        if guard.get("rules"):
             broken = ", ".join(f"{v['rule']} ({v['reason']})" for v in guard.get("violations", [])) or "none broken"
             self.console.print(f"rules checked: {', '.join(guard['rules'])}; {broken}; {guard['action']}", markup=False)
+        if guard.get("reward"):
+            rw = guard["reward"]
+            self.console.print(
+                f"reward model {rw['version']}: scores {rw['scores']}, chose #{rw['chosen']}", markup=False
+            )
+        for c in guard.get("contradictions", []):
+            self.console.print(f"contradiction repaired: {c}", markup=False)
+        pol = r.checks.get("policy")
+        if pol:
+            what = f"asked ({pol.get('kind')}, {pol.get('signal')})" if pol.get("action") == "ask" else pol["action"]
+            self.console.print(f"policy: {what}", markup=False)
+        if "guard_ms" in r.checks:
+            self.console.print(
+                f"generation {r.checks.get('generate_ms', 0):.0f} ms · guard {r.checks['guard_ms']:.1f} ms",
+                markup=False,
+            )
         for effect in r.checks.get("effects", []):
             self.console.print(f"  learned: {effect}", markup=False)

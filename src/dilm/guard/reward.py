@@ -120,7 +120,7 @@ def fit(
         loss = (torch.nn.functional.softplus(-(diff @ head)) * w).sum() / w.sum() + l2 * head.square().sum()
         loss.backward()
         opt.step()
-    return RewardModel(head.detach().numpy(), 0.0, {"pairs": len(pairs), "final_loss": float(loss)})
+    return RewardModel(head.detach().numpy(), 0.0, {"pairs": len(pairs), "final_loss": loss.item()})
 
 
 def split(pairs: list[Pair], held_out: float = 0.25) -> tuple[list[Pair], list[Pair]]:

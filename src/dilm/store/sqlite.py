@@ -437,6 +437,20 @@ class SQLiteStore:
         rows = self._all(f"SELECT * FROM facts WHERE {' AND '.join(where)} ORDER BY rowid LIMIT ?", (*args, limit))
         return [self._fact(r) for r in rows]
 
+    def facts_about(self, scopes: list[str], words: list[str], limit: int = 50) -> list[Fact]:
+        """Current facts whose relation contains any of `words` (case-insensitive), newest first."""
+        if not words:
+            return []
+        marks = ",".join("?" * len(scopes))
+        like = " OR ".join("relation_key LIKE ? ESCAPE '\\'" for _ in words)
+        patterns = ["%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for w in words]
+        rows = self._all(
+            f"""SELECT * FROM facts WHERE scope IN ({marks}) AND invalid_at IS NULL AND expired_at IS NULL
+                AND ({like}) ORDER BY rowid DESC LIMIT ?""",
+            (*scopes, *patterns, limit),
+        )
+        return [self._fact(r) for r in rows]
+
     def fact(self, fact_id: str, scopes: list[str]) -> Fact:
         marks = ",".join("?" * len(scopes))
         row = self._one(f"SELECT * FROM facts WHERE id = ? AND scope IN ({marks})", (fact_id, *scopes))

@@ -1,0 +1,68 @@
+"""The reward model: trained from a small real log, versioned in the registry, reranking candidates."""
+
+from __future__ import annotations
+
+from dilm.guard import reward
+from dilm.memory.embed import shared_embedder
+
+FACTS = [
+    ("What is the support hotline of Quillmere Robotics?", "The support hotline of Quillmere Robotics is 555-0199."),
+    ("Who is the CEO of Vantrelle Foods?", "Vantrelle Foods's CEO is Mira Quell."),
+    ("Where does Dr. Ysolde Marrick live?", "Dr. Ysolde Marrick lives in Port Averly."),
+    ("What is the capital of Australia?", "The capital of Australia is Canberra."),
+    ("Who wrote the novel Tidewater Hymn?", "Tidewater Hymn was written by Oren Vasquez."),
+    ("What is the Wi-Fi password of Hotel Drummond?", "The Wi-Fi password of Hotel Drummond is tidal-kite-97."),
+    ("蓝鲸书店的老板是谁？", "蓝鲸书店的老板是陈静。"),
+    ("云栖湖书店几点开门？", "云栖湖书店早上九点半开门。"),
+    ("北辰大学的校训是什么？", "北辰大学的校训是笃行。"),
+    ("翠谷公园的门票是多少？", "翠谷公园的门票是三十元。"),
+    ("How many moons does the planet Verdance have?", "The planet Verdance has three moons."),
+    ("When was Larkfield School founded?", "Larkfield School was founded in 1911."),
+]
+
+
+def test_the_head_learns_preferences_and_generalizes_to_held_out_questions():
+    emb = shared_embedder()
+    pairs = []
+    for q, good in FACTS:
+        pairs.append(reward.Pair(q, good, "I'm sorry, I am not able to help with that request right now."))
+        pairs.append(reward.Pair(q, good, good.split()[0] + " " + " ".join(["and so on"] * 12)))
+    train, test = pairs[:16], pairs[16:]
+    model = reward.fit(emb, train)
+    assert model.accuracy(emb, train) == 1.0
+    assert model.accuracy(emb, test) >= 0.75  # questions it never saw
+    flipped = [reward.Pair(p.question, p.rejected, p.chosen) for p in test]
+    assert model.accuracy(emb, flipped) <= 0.25  # it is not guessing: swap the pair and it disagrees
+
+
+def test_split_keeps_each_question_on_one_side():
+    pairs = [reward.Pair(q, f"a{i}", f"b{i}") for i, (q, _) in enumerate(FACTS * 3)]
+    train, test = reward.split(pairs)
+    assert train and test and not {p.question for p in train} & {p.question for p in test}
+
+
+def test_training_from_the_log_versioning_rollback_and_rerank(bot):
+    for q, good in FACTS:
+        r = bot.chat(q, user="ann")
+        bot.feedback(r.id, correction=good)
+    result = bot.train(scope="reward", force=True)
+    assert result.status in ("accepted", "rejected") and result.version is not None
+    report = result.report
+    assert report["pairs"] + report["held_out"] == len(FACTS) and report["held_out"] >= 1
+    assert 0.0 <= report["accuracy"] <= 1.0 and "held-out pairwise accuracy" in result.message
+    (v,) = bot.adapters.list(scope="reward")
+    assert v.scope == "reward" and v.base_model == "all-MiniLM-L6-v2"
+    assert bot.train(scope="reward").status == "nothing"  # no feedback since: nothing new to learn
+    if result.status != "accepted":
+        return
+    r = bot.chat("Tell me a fun fact.", user="bob", strategy="sample", n=3, seed=1)
+    scores = r.checks["guard"]["reward"]["scores"]
+    assert len(scores) == 3 and r.checks["guard"]["reward"]["version"] == v.version
+    model = reward.RewardModel.load(bot.adapters.verify(v))
+    again = model.score(shared_embedder(), "Tell me a fun fact.", [c.text for c in r.candidates])
+    assert again == sorted(again, reverse=True)  # served best first
+    assert r.text == r.candidates[0].text or r.candidates[0].text == ""
+    # adversarial refresh: the answer it chose is corrected, so it becomes a hard negative next time
+    bot.feedback(r.id, correction="Octopuses have three hearts.")
+    assert reward.hard_negatives(bot.store) == {("Tell me a fun fact.", r.text)}
+    assert bot.adapters.rollback("reward") is None and bot.adapters.live(["reward"]) is None
