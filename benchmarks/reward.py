@@ -1,8 +1,8 @@
 """Which reward model? Held-out pairwise accuracy and training time, side by side in one run:
 
-- dilm's choice: a linear head over a joint MiniLM encoding + five features (`dilm.guard.reward`);
+- dilm's choice: a linear head over a joint MiniLM encoding, a cosine and five features (`dilm.guard.reward`);
 - TRL's RewardTrainer: the embedded SmolLM2-135M with a sequence-classification head and LoRA (r=16);
-- baselines: "the shorter answer wins", and the five features alone (no MiniLM).
+- baselines: "the shorter answer wins", and the five hand features alone (no MiniLM).
 
 The pairs come from a real log built like `dilm eval guard` builds its own: the edit dev set's corrections on
 the assistant's real answers, and quiz answers (greedy and sampled) rated up when right, corrected or rated
@@ -42,7 +42,7 @@ def build_pairs(data: Path) -> list[reward.Pair]:
 
 
 def features_only(train: list[reward.Pair], test: list[reward.Pair]) -> float:
-    """The head on the five features alone: what MiniLM adds."""
+    """The head on the five hand features alone: what MiniLM adds."""
     import torch
 
     def rows(ps: list[reward.Pair], pick: str) -> np.ndarray:

@@ -668,7 +668,11 @@ def eval_edits(
         items, local = items[:limit], local[:limit]
     with _progress("edits") as tick:
         report = edits.run(
-            items, local, lambda d: Assistant.open(d, decoding={"max_new_tokens": max_new_tokens}), progress=tick
+            items,
+            local,
+            # passive: the memory path is measured, not the policy (an "is that right?" would change answers)
+            lambda d: Assistant.open(d, decoding={"max_new_tokens": max_new_tokens}, policy={"mode": "passive"}),
+            progress=tick,
         )
     edits.dump(report, _results_path("eval_edits.json"))
     if as_json:
@@ -709,7 +713,9 @@ def eval_adapters(
         report = adapters.run(
             items,
             local,
-            lambda d, **kw: Assistant.open(d, decoding={"max_new_tokens": max_new_tokens}, **kw),
+            lambda d, **kw: Assistant.open(
+                d, decoding={"max_new_tokens": max_new_tokens}, policy={"mode": "passive"}, **kw
+            ),
             progress=tick,
         )
     edits.dump(report, _results_path("eval_adapters.json"))

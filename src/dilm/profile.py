@@ -52,14 +52,23 @@ _RULES: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"正式一点|正式一些|正式的语气|礼貌一点"), "tone", "formal"),
     (re.compile(r"\b(?:more casual|be casual|casually|less formal|relaxed tone)\b", re.I), "tone", "casual"),
     (re.compile(r"随意一点|轻松一点|口语化|别那么正式"), "tone", "casual"),
+    # negated formats first: "no bullet points" and "不要分点" are plain, not lists
+    (
+        re.compile(
+            r"\b(?:no (?:bullet points|lists)|(?:don't|do not|never) use (?:bullet points|lists)|plain text|"
+            r"in prose|full sentences)\b",
+            re.I,
+        ),
+        "format",
+        "plain",
+    ),
+    (re.compile(r"不要列表|不要分点|用段落"), "format", "plain"),
     (
         re.compile(r"\b(?:bullet points?|bulleted|as a list|in a list|numbered list|step by step)\b", re.I),
         "format",
         "list",
     ),
     (re.compile(r"列表|分点|要点形式|一条一条|分步骤"), "format", "list"),
-    (re.compile(r"\b(?:no (?:bullet points|lists)|plain text|in prose|full sentences)\b", re.I), "format", "plain"),
-    (re.compile(r"不要列表|不要分点|用段落"), "format", "plain"),
 ]
 _AVOID = [
     re.compile(
@@ -86,7 +95,7 @@ def stated_preferences(text: str) -> dict[str, str]:
             found[key] = value
     for pattern in _AVOID:
         m = pattern.search(text)
-        if m and m.group(1).strip():
+        if m and m.group(1).strip() and "format" not in found:  # "don't use bullet points" is a format
             found["avoid"] = m.group(1).strip()
             break
     return found
@@ -168,7 +177,7 @@ def guard_rules(profile: dict[str, Any]) -> list[Rule]:
             out.append(
                 Rule(
                     name="profile-avoid",
-                    reason=f"the user asked never to mention {', '.join(terms)}",
+                    reason="you asked me never to mention certain terms (see your profile)",
                     kind="keyword",
                     keywords=terms,
                 )

@@ -1,12 +1,14 @@
 """The reward model (the discriminator): scores (question, answer) pairs; higher is what users prefer.
 
 A cross-encoder head on MiniLM: the question and the answer are encoded together ("q [SEP] a", one pass of
-the bundled all-MiniLM-L6-v2, mean-pooled) and joined with a few language-independent features (answer in the
-question's language, length, share of the question's terms it takes up, repetition, a cut-off ending); a
-linear head on top is trained with the Bradley-Terry pairwise loss on the log's preference pairs (corrections
-and preferred answers vs the original, thumbs-up vs thumbs-down answers to one question). MiniLM stays frozen,
-so training takes seconds on a CPU and a version is a few kilobytes. `benchmarks/reward.py` compares it with
-TRL's RewardTrainer on the embedded model over the same held-out pairs (the reason for this choice).
+the bundled all-MiniLM-L6-v2, mean-pooled) and joined with the cosine of their separate embeddings and a few
+language-independent features (answer in the question's language, length, share of the question's terms it
+takes up, repetition, a cut-off ending); a linear head on top is trained with the Bradley-Terry pairwise loss
+(L2 0.03: chosen by mean held-out accuracy over six question splits of the dev log) on the log's preference
+pairs (corrections and preferred answers vs the original, thumbs-up vs thumbs-down answers to one question).
+MiniLM stays frozen, so training takes seconds on a CPU and a version is a few kilobytes.
+`benchmarks/reward.py` compares it with TRL's RewardTrainer on the embedded model over the same held-out
+pairs (the reason for this choice).
 
 Adversarial refresh: answers the reward model ranked first and the user then rejected (corrected or rated
 down) are hard negatives, weighted up in the next version's training.
@@ -58,11 +60,14 @@ def features(question: str, answer: str) -> list[float]:
 
 
 def encode(embedder: Embedder, question: str | list[str], answers: list[str]) -> np.ndarray:
-    """Rows of [joint MiniLM encoding of question and answer, features]."""
+    """Rows of [joint MiniLM encoding of question and answer, features, cosine of their own embeddings]."""
     qs = [question] * len(answers) if isinstance(question, str) else question
     joint = embedder.encode([f"{q} [SEP] {a}" for q, a in zip(qs, answers, strict=True)])
+    unique = list(dict.fromkeys([*qs, *answers]))
+    alone = dict(zip(unique, embedder.encode(unique), strict=True))
+    cos = np.array([[float(alone[q] @ alone[a])] for q, a in zip(qs, answers, strict=True)], dtype=np.float32)
     extra = np.array([features(q, a) for q, a in zip(qs, answers, strict=True)], dtype=np.float32)
-    return np.concatenate([joint, extra.reshape(len(answers), N_FEATURES)], axis=1)
+    return np.concatenate([joint, extra.reshape(len(answers), N_FEATURES), cos], axis=1)
 
 
 class RewardModel:
@@ -104,7 +109,7 @@ def _encode_pairs(embedder: Embedder, pairs: list[Pair]) -> tuple[np.ndarray, np
 
 
 def fit(
-    embedder: Embedder, pairs: list[Pair], epochs: int = 300, learning_rate: float = 0.05, l2: float = 1e-3
+    embedder: Embedder, pairs: list[Pair], epochs: int = 300, learning_rate: float = 0.05, l2: float = 0.03
 ) -> RewardModel:
     """Train the head with the pairwise (Bradley-Terry) loss: -log sigmoid(score(chosen) - score(rejected))."""
     import torch

@@ -137,7 +137,12 @@ def edits_score(model, tokenizer, name: str, folder: Path, system: str, sample: 
         with (
             tempfile.TemporaryDirectory(prefix="dilm-gate-") as tmp,
             Assistant.open(
-                tmp, backend=backend, system_prompt=system, adapters=False, decoding={"max_new_tokens": 16}
+                tmp,
+                backend=backend,
+                system_prompt=system,
+                adapters=False,
+                decoding={"max_new_tokens": 16},
+                policy={"mode": "passive"},
             ) as bot,
         ):
             for item in chosen:
