@@ -158,3 +158,16 @@ def test_signals_without_the_model():
     assert t is not None and -2.8 < t < -2.6  # below it, every logged answer was corrected
     assert policy.tune(outcomes[:10], budget=0.15) is None  # too few outcomes: do not ask on confidence
     assert policy.tune([policy.Outcome(-1.0, False)] * 40, budget=0.15) is None
+
+
+def test_the_scripted_conversations_hold_through_the_cli(tmp_path):
+    """scripts/guard_demo.sh: a confirmation question for a correction against global knowledge, and a
+    clarifying question for an ambiguous one under active and hybrid but not passive."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "scripts" / "guard_demo.sh"
+    done = subprocess.run(["bash", str(script), str(tmp_path / "demo")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Is York right for you?" in done.stdout and "== all steps held" in done.stdout
+    assert done.stdout.count("Which one do you mean") == 2

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dilm.guard import reward
-from dilm.memory.embed import shared_embedder
 
 FACTS = [
     ("What is the support hotline of Quillmere Robotics?", "The support hotline of Quillmere Robotics is 555-0199."),
@@ -21,18 +22,25 @@ FACTS = [
 ]
 
 
-def test_the_head_learns_preferences_and_generalizes_to_held_out_questions():
-    emb = shared_embedder()
+def test_the_reward_trainer_learns_preferences_and_generalizes(tmp_path):
+    from dilm.config import Settings
+    from dilm.models.bundled import resolve_model_dir
+
+    settings = Settings.load(None)
+    _, base = resolve_model_dir(settings.model, settings.resolved_cache_dir())
     pairs = []
     for q, good in FACTS:
         pairs.append(reward.Pair(q, good, "I'm sorry, I am not able to help with that request right now."))
         pairs.append(reward.Pair(q, good, good.split()[0] + " " + " ".join(["and so on"] * 12)))
     train, test = pairs[:16], pairs[16:]
-    model = reward.fit(emb, train)
-    assert model.accuracy(emb, train) == 1.0
-    assert model.accuracy(emb, test) >= 0.75  # questions it never saw
+    model, losses = reward.fit(base, train, tmp_path / "rm")
+    assert losses[-1] < losses[0]
+    assert model.accuracy(test) >= 0.75  # questions it never saw, English and Chinese
     flipped = [reward.Pair(p.question, p.rejected, p.chosen) for p in test]
-    assert model.accuracy(emb, flipped) <= 0.25  # it is not guessing: swap the pair and it disagrees
+    assert model.accuracy(flipped) <= 0.25  # it is not guessing: swap the pair and it disagrees
+    reloaded = reward.RewardModel.load(base, tmp_path / "rm")  # a plain PEFT folder
+    q, a = test[0].question, [test[0].chosen, test[0].rejected]
+    assert reloaded.score(q, a) == pytest.approx(model.score(q, a), abs=1e-4)
 
 
 def test_split_keeps_each_question_on_one_side():
@@ -51,15 +59,16 @@ def test_training_from_the_log_versioning_rollback_and_rerank(bot):
     assert 8 <= report["pairs"] + report["held_out"] <= len(FACTS) and report["held_out"] >= 1
     assert 0.0 <= report["accuracy"] <= 1.0 and "held-out pairwise accuracy" in result.message
     (v,) = bot.adapters.list(scope="reward")
-    assert v.scope == "reward" and v.base_model == "all-MiniLM-L6-v2"
+    assert v.scope == "reward" and (bot.adapters.folder(v) / "adapter_config.json").is_file()
     assert bot.train(scope="reward").status == "nothing"  # no feedback since: nothing new to learn
     if result.status != "accepted":
         return
     r = bot.chat("Tell me a fun fact.", user="bob", strategy="sample", n=3, seed=1)
     scores = r.checks["guard"]["reward"]["scores"]
     assert len(scores) == 3 and r.checks["guard"]["reward"]["version"] == v.version
-    model = reward.RewardModel.load(bot.adapters.verify(v))
-    again = model.score(shared_embedder(), "Tell me a fun fact.", [c.text for c in r.candidates])
+    assert scores[r.checks["guard"]["reward"]["chosen"]] == max(scores)
+    model = bot._reward_models[v.version]
+    again = model.score("Tell me a fun fact.", [c.text for c in r.candidates])
     assert again == sorted(again, reverse=True)  # served best first
     assert r.text == r.candidates[0].text or r.candidates[0].text == ""
     # adversarial refresh: the answer it chose is corrected, so it becomes a hard negative next time

@@ -28,7 +28,7 @@ from dilm.memory.api import Facts, Memories, scopes_for
 from dilm.memory.embed import shared_embedder
 from dilm.memory.retrieve import Hit, Retriever
 from dilm.memory.writer import Learned, MemoryWriter
-from dilm.models import BUNDLED, Backend, load_backend
+from dilm.models import BUNDLED, Backend, load_backend, resolve_model_dir
 from dilm.store import Store
 from dilm.text import language
 from dilm.types import (
@@ -73,10 +73,8 @@ class Assistant:
         self.profiles = profile_rules.Profiles(self)
         self.rules = guard_rules.RulesFile(data_dir)  # a bad rules.toml fails the open, naming line and column
         self._thresholds = policy.Thresholds(store, settings.policy.max_ask_rate)
-        self._routers: dict[str, Router] = {}
-        self._reward_models: dict[
-            str, reward.RewardModel
-        ] = {}  # adapter version -> its trained questions (checked once)
+        self._routers: dict[str, Router] = {}  # adapter version -> its trained questions (checked once)
+        self._reward_models: dict[str, reward.RewardModel] = {}  # reward-model version -> its head
 
     @classmethod
     def open(
@@ -226,12 +224,12 @@ class Assistant:
                     question, text, user, history, hits, known, profile, decoding, meta, emit, on_text, cancel
                 )
                 refused = meta.get("guard", {}).get("action") == "refused"
-                follow = None if refused else self._follow_up(mode, user, hits, known, meta, lang)
-                # Guard time: everything after retrieval that is not generation (checks, rerank, repair, policy).
+                follow = None if refused else self._follow_up(mode, user, hits, known, meta, lang, decoding)
                 if follow is not None:  # a confirmation or "is that right?" follows the answer
                     final = f"{final}\n\n{follow.text}"
                     meta["policy"] = follow.record()
                     emit(f"\n\n{follow.text}")
+                # Guard time: everything after retrieval that is not generation (checks, rerank, repair, policy).
                 checked += time.perf_counter() - t0 - meta["generate_ms"] / 1000 - meta.pop("prepare_s")
             meta["guard_ms"] = round(checked * 1000, 1)
             learned = self.writer.statement(scope, text, user_msg_id, self_only=True) if self.settings.memory else None
@@ -354,11 +352,12 @@ class Assistant:
         model = self._reward_models.get(live.version)
         if model is None:
             try:
-                model = self._reward_models[live.version] = reward.RewardModel.load(self.adapters.verify(live))
+                _, base = resolve_model_dir(live.base_model, self.settings.resolved_cache_dir())
+                model = self._reward_models[live.version] = reward.RewardModel.load(base, self.adapters.verify(live))
             except (DilmError, OSError, ValueError) as e:
                 log.error("reward model %s unusable (%s); candidates keep their order", live.version, e)
                 return candidates
-        scores = model.score(self.retriever.embedder, question, [c.text for c in candidates])
+        scores = model.score(question, [c.text for c in candidates])
         order = sorted(range(len(candidates)), key=lambda i: -scores[i])
         meta.setdefault("guard", {})["reward"] = {
             "version": live.version,
@@ -385,7 +384,7 @@ class Assistant:
             return policy.Ask("clarify", "reference", policy.clarification("reference", lang, pronoun=pronoun))
         return None
 
-    def _follow_up(self, mode, user, hits, known, meta, lang) -> policy.Ask | None:  # type: ignore[no-untyped-def]
+    def _follow_up(self, mode, user, hits, known, meta, lang, decoding) -> policy.Ask | None:  # type: ignore[no-untyped-def]
         """A question after the answer: confirm a genuine conflict (once per fact), or say the answer is unsure."""
         if mode == "passive":
             return None
@@ -397,8 +396,8 @@ class Assistant:
                 return ask
             return None
         lp = meta.get("mean_logprob")
-        if known is not None or hits or lp is None:
-            return None
+        if known is not None or hits or lp is None or decoding.strategy == "sample":
+            return None  # backed by memory, or a sampled answer (its log-probability says little)
         threshold = self.settings.policy.min_logprob if mode == "active" else self._thresholds.current()
         if threshold is not None and lp < threshold:
             meta["pending"] = {"kind": "unsure"}
@@ -538,7 +537,7 @@ class Assistant:
         if (scope is None) == (user is None):
             raise InvalidInputError("give exactly one of scope ('global', 'user:<name>' or 'reward') or user")
         if scope == reward.REWARD_SCOPE:
-            return reward.train(self.data_dir, self.settings, self.store, self.retriever.embedder, force)
+            return reward.train(self.data_dir, self.settings, self.store, force, progress)
         return train(self.data_dir, self.settings, self.store, scope or user_scope(_check_user(user)), progress, force)
 
     def _history(self, session_id: str) -> list[dict[str, str]]:

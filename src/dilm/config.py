@@ -92,7 +92,7 @@ class Interaction(BaseModel):
     )
     max_ask_rate: float = Field(0.15, ge=0, le=1, description="hybrid: share of answers it may ask about at most")
     min_logprob: float = Field(
-        -1.6, le=0, description="active: ask when an unbacked answer's mean token log-probability is below this"
+        -0.9, le=0, description="active: ask when an unbacked answer's mean token log-probability is below this"
     )
 
 
