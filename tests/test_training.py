@@ -268,7 +268,7 @@ def test_worker_trains_a_scope_when_enough_examples_wait_or_time_passed(bot):
     assert due_scopes(bot.store, settings, now) == []  # 1 example waits for auto_every (2)...
     assert due_scopes(bot.store, settings, now + timedelta(hours=2)) == [("user:alice", 1)]  # ...or the timer
     correct(bot, "alice", FACTS[1:2])
-    assert due_scopes(bot.store, settings, now) == [("user:alice", 2)]
+    assert due_scopes(bot.store, settings, now) == [("user:alice", 2), ("reward", 2)]  # 2 new pieces of feedback
 
 
 def test_an_update_chain_trains_only_its_newest_value(bot):

@@ -69,21 +69,22 @@ class RewardModel:
             tokenizer.pad_token = tokenizer.eos_token
         model = AutoModelForSequenceClassification.from_pretrained(str(base_folder), num_labels=1, dtype=torch.float32)
         model.config.pad_token_id = tokenizer.pad_token_id
-        if adapter_folder is not None:
-            model = PeftModel.from_pretrained(model, str(adapter_folder))
+        if adapter_folder is not None:  # merged: scoring only, and a plain model runs faster than LoRA layers
+            model = PeftModel.from_pretrained(model, str(adapter_folder)).merge_and_unload()
         return cls(model, tokenizer)
 
     def score(self, question: str, answers: list[str]) -> list[float]:
-        # One sequence at a time: no padding, so the score is read at the same token as in training.
+        """One batch; the score is read at the last non-padding token, as in training."""
         import torch
 
-        out = []
+        if not answers:
+            return []
+        texts = [self.tokenizer.apply_chat_template(_conversation(question, a), tokenize=False) for a in answers]
         with self._lock, torch.inference_mode():
-            for a in answers:
-                text = self.tokenizer.apply_chat_template(_conversation(question, a), tokenize=False)
-                batch = self.tokenizer(text, return_tensors="pt", truncation=True, max_length=MAX_LENGTH)
-                out.append(float(self.model(**batch).logits[0, 0]))
-        return out
+            batch = self.tokenizer(
+                texts, return_tensors="pt", padding=True, truncation=True, max_length=MAX_LENGTH, padding_side="right"
+            )
+            return [float(x) for x in self.model(**batch).logits[:, 0]]
 
     def accuracy(self, pairs: list[Pair]) -> float:
         """Share of pairs where the chosen answer scores above the rejected one."""

@@ -4,7 +4,8 @@ in a child process (`dilm train --scope …`), one at a time.
 A child process keeps training off the chat process (no shared interpreter lock, no shared model), and a
 crash or kill of it changes nothing that is live (see registry). A scope is due when `train.auto_every` new
 examples wait, or when any wait and `train.interval_s` has passed since its last version (or first waiting
-feedback). Global adapters train only on request (`dilm train --scope global`): an admin action.
+feedback). Global adapters train only on request (`dilm train --scope global`): an admin action. The reward
+model is refreshed once `train.auto_every` new pieces of feedback arrived since its last version.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from dilm.config import Settings
+from dilm.guard.reward import REWARD_SCOPE
 from dilm.learning.train import pending
 from dilm.types import user_scope
 
@@ -39,6 +41,12 @@ def due_scopes(store, settings: Settings, now: datetime) -> list[tuple[str, int]
         since = versions[-1].created_at if versions else _first_waiting(store, user, scope)
         if since and (now - datetime.fromisoformat(since)).total_seconds() >= cfg.interval_s:
             out.append((scope, n))
+    # The reward model learns from everyone's preferences: refreshed once auto_every new pieces of feedback
+    # arrived since its last version (rejected answers it had picked become its hard negatives).
+    versions = store.adapters(REWARD_SCOPE, deleted=True)
+    waiting = store.feedback_high_water() - (versions[-1].data_to if versions else 0)
+    if waiting >= cfg.auto_every:
+        out.append((REWARD_SCOPE, waiting))
     return out
 
 
