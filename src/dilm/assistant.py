@@ -391,7 +391,7 @@ class Assistant:
         if known is not None and known.fact is not None:
             found = policy.conflict(self.store, user_scope(user), known.fact)
             if found and self._first_time_asked(user, found["fact"]):
-                ask = policy.Ask("confirm", found["signal"], policy.confirmation(known.fact, found, lang), True, found)
+                ask = policy.Ask("confirm", found["signal"], policy.confirmation(known.fact, found, lang), found)
                 meta["pending"] = {"kind": "confirm", "value": known.fact.object, "scope": known.fact.scope, **found}
                 return ask
             return None
@@ -401,7 +401,7 @@ class Assistant:
         threshold = self.settings.policy.min_logprob if mode == "active" else self._thresholds.current()
         if threshold is not None and lp < threshold:
             meta["pending"] = {"kind": "unsure"}
-            return policy.Ask("confirm", "confidence", policy.unsure(lang), True, {"threshold": round(threshold, 3)})
+            return policy.Ask("confirm", "confidence", policy.unsure(lang), {"threshold": round(threshold, 3)})
         return None
 
     def _first_time_asked(self, user: str, fact_id: str) -> bool:

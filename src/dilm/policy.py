@@ -24,7 +24,6 @@ from dilm.knowledge.extract import USER, canonical_relation, parse_question
 from dilm.text import content_terms, is_cjk, mentions, normalize
 from dilm.types import GLOBAL_SCOPE, Fact
 
-Mode = Literal["passive", "active", "hybrid"]
 MODES: tuple[str, ...] = ("passive", "active", "hybrid")
 
 
@@ -34,8 +33,7 @@ class Ask:
 
     kind: Literal["clarify", "confirm"]
     signal: str  # which uncertainty signal asked: ambiguous | reference | conflict | reverted | confidence
-    text: str
-    with_answer: bool = False  # confirmations follow the answer; clarifications replace it
+    text: str  # a clarification replaces the answer; a confirmation follows it
     data: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
@@ -52,7 +50,6 @@ _DUMMY_IT = re.compile(
 )
 # A pronoun in subject position: "他的生日是哪天？"; "陈墨白给他的猫…" names its referent first.
 _PRONOUN_ZH = re.compile(r"^(?:请问|那|那么)?[，,\s]*(?:他们|她们|它们|他|她|它|这个|那个|这家|那家|这位|那位|该)")
-_QUESTION_WORDS = frozenset("what who whom whose which where when why how much many long old".split())
 
 
 def dangling_reference(question: str, has_history: bool) -> str | None:
