@@ -171,3 +171,23 @@ def test_the_scripted_conversations_hold_through_the_cli(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Is York right for you?" in done.stdout and "== all steps held" in done.stdout
     assert done.stdout.count("Which one do you mean") == 2
+
+
+def test_eval_guard_runs_on_a_small_slice(backend):
+    from dilm.eval import guard
+
+    edits, traps, quiz = guard.load()
+    traps = [t for t in traps if t.id in ("amb-en-1", "con-zh-1")]
+    report = guard.run(
+        edits[:1],
+        traps,
+        quiz[:4],
+        lambda d, mode: Assistant.open(d, backend=backend, decoding={"max_new_tokens": 12}, policy={"mode": mode}),
+    )
+    p = report["policies"]
+    assert p["passive"]["asks"] == 0 and p["passive"]["questions"] == p["hybrid"]["questions"] == 3 + 2 + 2
+    assert p["hybrid"]["by_kind"]["ambiguous"] == {"questions": 1, "asks": 1, "errors": 0}
+    assert p["active"]["by_kind"]["conflict"]["asks"] == 1
+    assert report["contradictions"]["after"] == 0 and report["contradictions"]["answers"] > 0
+    assert "nothing to train" in report["reward_model"]["message"]  # too few pairs in so small a log
+    assert report["latency_ms"]["guard_p95"] >= 0
