@@ -189,5 +189,7 @@ def test_eval_guard_runs_on_a_small_slice(backend):
     assert p["hybrid"]["by_kind"]["ambiguous"] == {"questions": 1, "asks": 1, "errors": 0}
     assert p["active"]["by_kind"]["conflict"]["asks"] == 1
     assert report["contradictions"]["after"] == 0 and report["contradictions"]["answers"] > 0
-    assert "nothing to train" in report["reward_model"]["message"]  # too few pairs in so small a log
+    rm = report["reward_model"]  # trained on whatever pairs so small a log holds, gated on held-out accuracy
+    assert rm["message"].startswith(("reward model v", "nothing to train"))
+    assert "version" not in rm or (0 <= rm["accuracy"] <= 1 and rm["held_out"] >= 1)
     assert report["latency_ms"]["guard_p95"] >= 0
