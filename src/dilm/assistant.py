@@ -163,7 +163,8 @@ class Assistant:
         backend = self.backend  # loaded (once) before the clock starts
         started = time.perf_counter()
         sess = None if session is None else self.store.session(session, user)
-        history = self._history(sess.id) if sess else []
+        logged = self.store.session_messages(sess.id) if sess else []
+        history = self._history(logged)
         scope, scopes = user_scope(user), scopes_for(user)
         user_msg_id = new_id("msg")
         profile = self.store.user_settings(user).get("profile", {})
@@ -182,7 +183,7 @@ class Assistant:
 
         mode = self._mode(profile)
         pending = self._take_pending(user)
-        clarified = self._clarified(sess, text) if sess else None
+        clarified = self._clarified(logged, text)
         question = f"{clarified} {text}" if clarified else text  # a reply to a clarifying question completes it
         if clarified:
             meta["policy"] = {"action": "answer", "clarified": clarified}
@@ -427,15 +428,14 @@ class Assistant:
             self._set_pending(user, None)
         return pending
 
-    def _clarified(self, sess, text: str) -> str | None:  # type: ignore[no-untyped-def]
-        """The question a clarifying question was asked about, when `text` answers it."""
-        msgs = self.store.session_messages(sess.id)
+    @staticmethod
+    def _clarified(msgs: list[Message], text: str) -> str | None:
+        """The question a clarifying question was asked about, when `text` (the next message) answers it."""
         last = msgs[-1] if msgs else None
         if last is None or last.role != "assistant" or last.meta.get("policy", {}).get("kind") != "clarify":
             return None
-        if not policy.is_clarification_reply(text) or not last.parent_id:
-            return None
-        return self.store.message(last.parent_id).content
+        asked = next((m for m in msgs if m.id == last.parent_id), None)
+        return asked.content if asked is not None and policy.is_clarification_reply(text) else None
 
     def _resolve(self, pending: dict[str, Any], said: str, text: str, lang: str, meta: dict[str, Any]) -> str:
         """A yes or no to a confirmation question: keep the user's value, or retract it."""
@@ -540,9 +540,8 @@ class Assistant:
             return reward.train(self.data_dir, self.settings, self.store, force, progress)
         return train(self.data_dir, self.settings, self.store, scope or user_scope(_check_user(user)), progress, force)
 
-    def _history(self, session_id: str) -> list[dict[str, str]]:
+    def _history(self, msgs: list[Message]) -> list[dict[str, str]]:
         """The session so far, minus answers the user rated bad or corrected (never reused) and their questions."""
-        msgs = self.store.session_messages(session_id)
         fbs = self.store.feedback_for([m.id for m in msgs if m.role == "assistant"])
         bad = {
             m.id
