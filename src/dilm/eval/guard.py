@@ -1,7 +1,8 @@
 """`dilm eval guard`: the guard and the interaction policies, measured in one run.
 
 1. A shared log is built once: the edit dev set's corrections (one user), and a tuning half of a quiz set, each
-   answer rated up when right or corrected when wrong (what the hybrid policy tunes its threshold from).
+   greedy answer rated up when right or corrected when wrong (what the hybrid policy tunes its threshold from),
+   plus sampled answers thumbed up or down (preference pairs of two model answers for the reward model).
 2. For each policy (passive, active, hybrid), on a copy of that log, a simulated user asks: every edited question
    and a paraphrase, the same as another user (leak traps), trap conversations (ambiguous questions, dangling
    references, corrections that contradict global knowledge, values changed and changed back) and the other
