@@ -461,6 +461,31 @@ def _scope(user: str | None, scope: str | None, default: str | None = None) -> s
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (loopback only until API keys exist)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve the OpenAI-compatible HTTP API (chat completions, models, feedback) on this machine."""
+    import ipaddress
+
+    import uvicorn
+
+    from dilm.server.app import create_app
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise InvalidInputError(f"{host} is not a loopback address: without API keys dilm serves this machine only")
+    with _open(data_dir) as bot:
+        _ = bot.backend  # load the model before the first request, not during it
+        err.print(f"dilm serves {bot.model_name} on http://{host}:{port}/v1 (data dir {bot.data_dir})")
+        uvicorn.run(create_app(bot), host=host, port=port, log_level="warning")
+
+
+@app.command()
 def train(
     user: OptUser = None,
     scope: ScopeOpt = None,
