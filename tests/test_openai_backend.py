@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
@@ -16,12 +13,7 @@ from dilm import Assistant
 from dilm.config import Decoding
 from dilm.errors import BackendUnavailableError
 from dilm.models.openai import OpenAIBackend
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.serving import free_port, serving
 
 
 def make_app(backend) -> FastAPI:
@@ -89,16 +81,9 @@ def make_app(backend) -> FastAPI:
 
 @pytest.fixture(scope="module")
 def server(backend):
-    port = free_port()
     app = make_app(backend)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1", app
-    srv.should_exit = True
-    thread.join(10)
+    with serving(app) as url:
+        yield f"{url}/v1", app
 
 
 MSGS = [{"role": "user", "content": "What is the capital of France?"}]

@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from dilm import Assistant
 from dilm.server.app import create_app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.serving import serving
 
 
 @pytest.fixture
 def server(data_dir, backend):
-    with Assistant.open(data_dir, backend=backend, decoding={"max_new_tokens": 24}) as bot:
-        port = free_port()
-        srv = uvicorn.Server(uvicorn.Config(create_app(bot), host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=srv.run, daemon=True)
-        thread.start()
-        while not srv.started:
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", bot
-        srv.should_exit = True
-        thread.join(10)
+    with (
+        Assistant.open(data_dir, backend=backend, decoding={"max_new_tokens": 24}) as bot,
+        serving(create_app(bot)) as url,
+    ):
+        yield url, bot
 
 
 def test_the_openai_client_works_unchanged_and_feedback_teaches(server):
