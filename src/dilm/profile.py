@@ -9,6 +9,7 @@ from typing import Any
 
 from dilm.errors import InvalidInputError
 from dilm.guard.rules import Rule
+from dilm.policy import MODES
 from dilm.text import content_terms
 
 # What a profile may hold, and the values each key takes (`dilm profile set`); None: free text.
@@ -17,7 +18,7 @@ KEYS: dict[str, tuple[str, ...] | None] = {
     "verbosity": ("short", "long"),
     "tone": ("formal", "casual"),
     "format": ("plain", "list"),
-    "policy": ("passive", "active", "hybrid"),
+    "policy": MODES,
     "avoid": None,  # terms the user does not want in answers, comma-separated: a hard guard rule
 }
 MAX_FREE_CHARS = 200
