@@ -2,22 +2,43 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import openai
 import pytest
 
 from dilm import Assistant
 from dilm.server.app import create_app
+from dilm.server.auth import create_key
+from dilm.types import AdapterVersion
 from tests.serving import serving
 
 
 @pytest.fixture
 def server(data_dir, backend):
+    """Local mode: no keys needed (every request is admin)."""
     with (
         Assistant.open(data_dir, backend=backend, decoding={"max_new_tokens": 24}) as bot,
-        serving(create_app(bot)) as url,
+        serving(create_app(bot, local=True)) as url,
     ):
         yield url, bot
+
+
+@pytest.fixture
+def keyed(data_dir, backend):
+    """Keys required; yields (url, bot, {"admin": key, "alice": key, "bob": key})."""
+    with Assistant.open(data_dir, backend=backend, decoding={"max_new_tokens": 16}) as bot:
+        keys = {"admin": create_key(bot.store, "admin")[1]}
+        for name in ("alice", "bob"):
+            keys[name] = create_key(bot.store, "user", name)[1]
+        with serving(create_app(bot)) as url:
+            yield url, bot, keys
+
+
+def client(url: str, key: str) -> httpx.Client:
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120)
 
 
 def test_the_openai_client_works_unchanged_and_feedback_teaches(server):
@@ -77,7 +98,227 @@ def test_bad_requests_get_json_errors_and_the_server_keeps_serving(server, body,
     bad_json = httpx.post(
         f"{url}/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
     )
-    assert bad_json.status_code == 422 and "error" in bad_json.json()
+    assert bad_json.status_code == 400 and "JSON" in bad_json.json()["error"]["message"]
     unknown = httpx.post(f"{url}/v1/feedback", json={"message_id": "msg_nope", "rating": 1})
     assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "MessageNotFoundError"
     assert httpx.get(f"{url}/healthz").json()["status"] == "ok"
+
+
+def test_bad_bytes_big_bodies_and_unknown_routes_get_json_errors(server):
+    url, bot = server
+    headers = {"content-type": "application/json"}
+    bad_utf8 = b'{"messages": [{"role": "user", "content": "caf\xe9"}]}'
+    r = httpx.post(f"{url}/v1/chat/completions", content=bad_utf8, headers=headers)
+    assert r.status_code == 400 and r.json()["error"]["message"]
+    huge = httpx.post(f"{url}/v1/memories", json={"text": "x" * (2 << 20)})
+    assert huge.status_code == 413 and "larger" in huge.json()["error"]["message"]
+    assert httpx.get(f"{url}/v1/nowhere").json()["error"]["code"] == 404
+    wrong_type = httpx.post(f"{url}/v1/feedback", json={"message_id": "m", "rating": 5})
+    assert wrong_type.status_code == 422 and "rating" in wrong_type.json()["error"]["message"]
+    assert bot.memories.list("default") == []  # nothing half-written
+
+
+def test_keys_bind_a_user_key_to_its_user(keyed):
+    url, bot, keys = keyed
+    assert httpx.get(f"{url}/v1/memories").status_code == 401
+    assert httpx.get(f"{url}/v1/memories", headers={"Authorization": "Bearer dilm-wrong"}).status_code == 401
+    alice, bob, admin = client(url, keys["alice"]), client(url, keys["bob"]), client(url, keys["admin"])
+    assert alice.get("/v1/whoami").json() == {"role": "user", "user": "alice", "local": False}
+    assert alice.post("/v1/memories", json={"text": "Alice's dog is called Rex."}).status_code == 200
+    assert bob.post("/v1/memories", json={"text": "鲍勃的猫叫咪咪。"}).status_code == 200
+    mine = alice.get("/v1/memories").json()["data"]
+    assert [m["text"] for m in mine] == ["Alice's dog is called Rex."]
+    denied = alice.get("/v1/memories", params={"user": "bob"})
+    assert denied.status_code == 403 and "alice" in denied.json()["error"]["message"]
+    bobs = bob.get("/v1/memories").json()["data"]
+    assert alice.delete(f"/v1/memories/{bobs[0]['id']}").status_code == 404  # not even its existence
+    assert alice.post("/v1/memories", json={"text": "Everyone likes tea.", "global": True}).status_code == 403
+    assert alice.post("/v1/adapters/rollback", json={"scope": "global"}).status_code == 403
+    assert alice.get("/v1/stats/satisfaction").status_code == 403
+    assert alice.get("/v1/users/bob/export").status_code == 403
+    # the admin acts for anyone and changes global knowledge
+    assert [m["text"] for m in admin.get("/v1/memories", params={"user": "bob"}).json()["data"]] == ["鲍勃的猫叫咪咪。"]
+    assert admin.post("/v1/memories", json={"text": "The office opens at 9.", "global": True}).status_code == 200
+    hits = alice.get("/v1/memories", params={"q": "when does the office open"}).json()["data"]
+    assert hits and hits[0]["scope"] == "global"
+    # chat and feedback as alice; bob cannot rate alice's answer
+    r = alice.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi!"}], "user": "alice"})
+    assert r.status_code == 200 and r.json()["dilm"]["user"] == "alice"
+    assert (
+        alice.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}], "user": "bob"}
+        ).status_code
+        == 403
+    )
+    msg = r.json()["id"]
+    assert bob.post("/v1/feedback", json={"message_id": msg, "rating": 1}).status_code == 404
+    assert alice.post("/v1/feedback", json={"message_id": msg, "rating": 1}).status_code == 200
+    session = r.json()["dilm"]["session_id"]
+    assert bob.get(f"/v1/sessions/{session}/messages").status_code == 403
+    assert [s["id"] for s in alice.get("/v1/sessions").json()["data"]] == [session]
+    # revoking a key locks it out
+    key_id = next(k["id"] for k in bot.store.api_keys() if k["user_id"] == "bob")
+    bot.store.revoke_api_key(key_id)
+    assert bob.get("/v1/memories").status_code == 401
+
+
+def test_facts_profile_adapters_and_stats_over_http(keyed):
+    url, bot, keys = keyed
+    admin = client(url, keys["admin"])
+    f1 = admin.post("/v1/facts", json={"subject": "Acme", "relation": "CEO", "object": "Ann Lee", "user": "alice"})
+    f2 = admin.post("/v1/facts", json={"subject": "Acme", "relation": "CEO", "object": "Bo Chen", "user": "alice"})
+    assert f1.status_code == f2.status_code == 200
+    now = admin.get("/v1/facts", params={"user": "alice", "subject": "Acme"}).json()["data"]
+    assert [f["object"] for f in now] == ["Bo Chen"]
+    history = admin.get("/v1/facts", params={"user": "alice", "subject": "Acme", "history": True}).json()["data"]
+    assert {f["object"] for f in history} == {"Ann Lee", "Bo Chen"}  # superseded, never deleted
+    gone = admin.delete(f"/v1/facts/{f2.json()['id']}", params={"user": "alice"})
+    assert gone.status_code == 200 and gone.json()["expired_at"]
+    p = admin.patch("/v1/profile", json={"user": "alice", "language": "zh", "verbosity": "short"})
+    assert p.status_code == 200 and p.json()["profile"] == {"language": "zh", "verbosity": "short"}
+    p = admin.patch("/v1/profile", json={"user": "alice", "language": None})
+    assert p.json()["profile"] == {"verbosity": "short"}
+    assert admin.patch("/v1/profile", json={"user": "alice", "verbosity": "enormous"}).status_code == 400
+    assert admin.get("/v1/adapters").json()["data"] == []
+    nothing = admin.post("/v1/adapters/rollback", json={"scope": "global"})
+    assert nothing.status_code == 400 and "base model" in nothing.json()["error"]["message"]
+    assert admin.post("/v1/adapters/v404/activate").status_code == 404
+    r = admin.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hello"}], "user": "alice"})
+    admin.post("/v1/feedback", json={"message_id": r.json()["id"], "rating": -1, "reason": ["too long"]})
+    admin.post("/v1/feedback", json={"message_id": r.json()["id"], "rating": 1})  # the latest rating counts
+    stats = admin.get("/v1/stats/satisfaction").json()
+    assert stats["by_adapter"] == [{"key": "base", "rated": 1, "positive": 1, "satisfaction": 1.0}]
+    assert stats["by_day"][0]["rated"] == 1
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'dilm_http_requests_total{method="POST",route="/v1/feedback",status="200"} 2.0' in metrics
+    assert 'dilm_feedback_total{kind="rating"} 2.0' in metrics
+
+
+def test_export_and_forget_a_user_removes_everything_of_theirs_only(keyed):
+    url, bot, keys = keyed
+    alice, admin = client(url, keys["alice"]), client(url, keys["admin"])
+    r = alice.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Who runs Acme?"}]})
+    alice.post("/v1/feedback", json={"message_id": r.json()["id"], "correction": "Acme is run by Ann Lee."})
+    bot.memories.add("Bob likes jazz.", user="bob")
+    record = AdapterVersion(  # a personal adapter version (files and record), to be forgotten too
+        version="pending",
+        scope="user:alice",
+        status="accepted",
+        base_model=bot.model_name,
+        path="",
+        checksum="",
+        data_from=0,
+        data_to=1,
+        created_at="2026-01-01T00:00:00+00:00",
+    )
+    with bot.adapters.job("user:alice", "test") as staging:
+        (staging / "adapter_model.safetensors").write_bytes(b"weights")
+        version = bot.adapters.publish(staging, record, make_live=True)
+    exported = alice.get("/v1/users/alice/export").json()
+    assert exported["user"] == "alice" and len(exported["messages"]) == 2 and exported["feedback"]
+    assert any("Ann Lee" in m["text"] for m in exported["memories"]) and exported["facts"]
+    assert [a["version"] for a in exported["adapters"]] == [version.version]
+    gone = alice.delete("/v1/users/alice")
+    assert gone.status_code == 200 and gone.json()["deleted"]["messages"] == 2
+    assert not (bot.data_dir / version.path).exists()
+    assert alice.get("/v1/memories").status_code == 401  # forgetting a user revokes their keys
+    after = admin.get("/v1/users/alice/export").json()
+    assert after["messages"] == after["memories"] == after["facts"] == after["adapters"] == []
+    ask = admin.post(
+        "/v1/chat/completions", json={"messages": [{"role": "user", "content": "Who runs Acme?"}], "user": "alice"}
+    )
+    assert "Ann Lee" not in ask.json()["choices"][0]["message"]["content"]
+    assert [m.text for m in bot.memories.list("bob")] == ["Bob likes jazz."]
+
+
+def test_rate_limit_answers_429_with_retry_after(data_dir, backend):
+    with Assistant.open(data_dir, backend=backend, server={"rate_per_minute": 3}) as bot:
+        key = create_key(bot.store, "user", "carol")[1]
+        with serving(create_app(bot)) as url:
+            c = client(url, key)
+            codes = [c.get("/v1/memories").status_code for _ in range(4)]
+            assert codes == [200, 200, 200, 429]
+            r = c.get("/v1/memories")
+            assert (
+                r.status_code == 429
+                and int(r.headers["retry-after"]) >= 1
+                and "rate limit" in r.json()["error"]["message"]
+            )
+            assert c.get("/healthz").status_code == 200  # health checks are not rate limited
+
+
+def test_a_client_leaving_mid_stream_stops_the_generation_and_logs_nothing(server):
+    url, bot = server
+    body = {
+        "messages": [{"role": "user", "content": "Write a long story about a lighthouse."}],
+        "stream": True,
+        "max_tokens": 400,
+        "user": "dora",
+    }
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        assert next(line for line in lines if line.startswith("data:"))
+    started = time.perf_counter()
+    ok = httpx.post(
+        f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}], "user": "dora"}, timeout=60
+    )
+    assert ok.status_code == 200
+    assert time.perf_counter() - started < 30  # the abandoned 400-token generation did not hold the model
+    assert len(bot.history("dora")) == 2  # only the finished turn was logged
+
+
+def test_concurrent_chats_and_feedback_all_land(server):
+    url, bot = server
+
+    def turn(i: int) -> str:
+        with httpx.Client(base_url=url, timeout=120) as c:
+            r = c.post(
+                "/v1/chat/completions",
+                json={
+                    "messages": [{"role": "user", "content": f"Say the number {i}."}],
+                    "user": f"u{i % 3}",
+                    "max_tokens": 8,
+                },
+            )
+            assert r.status_code == 200
+            fb = c.post(
+                "/v1/feedback", json={"message_id": r.json()["id"], "rating": 1 if i % 2 else -1, "user": f"u{i % 3}"}
+            )
+            assert fb.status_code == 200
+            return fb.json()["id"]
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(turn, range(12)))
+    stored = {f["id"] for u in ("u0", "u1", "u2") for m in bot.history(u) for f in m["feedback"]}
+    assert set(ids) <= stored and len(ids) == 12
+
+
+def test_openapi_schema_lists_every_endpoint(server):
+    url, _ = server
+    schema = httpx.get(f"{url}/openapi.json").json()
+    paths = schema["paths"]
+    for path, method in [
+        ("/v1/chat/completions", "post"),
+        ("/v1/models", "get"),
+        ("/v1/feedback", "post"),
+        ("/v1/memories", "get"),
+        ("/v1/memories", "post"),
+        ("/v1/memories/{memory_id}", "delete"),
+        ("/v1/facts", "get"),
+        ("/v1/profile", "patch"),
+        ("/v1/adapters", "get"),
+        ("/v1/adapters/rollback", "post"),
+        ("/v1/users/{user_id}/export", "get"),
+        ("/v1/users/{user_id}", "delete"),
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+        ("/v1/stats/satisfaction", "get"),
+    ]:
+        assert method in paths[path], (method, path)
+    chat = paths["/v1/chat/completions"]["post"]
+    assert "text/event-stream" in chat["responses"]["200"]["content"]
+    assert chat["responses"]["401"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
+    assert "HTTPBearer" in schema["components"]["securitySchemes"]
+    page = httpx.get(url)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]

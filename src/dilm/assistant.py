@@ -43,6 +43,7 @@ from dilm.types import (
     user_scope,
     utcnow,
 )
+from dilm.users import Users
 
 log = logging.getLogger(__name__)
 DEFAULT_USER = "default"
@@ -71,6 +72,7 @@ class Assistant:
         self.facts = Facts(self)
         self.adapters = Registry(data_dir, store)
         self.profiles = profile_rules.Profiles(self)
+        self.users = Users(self)
         self.rules = guard_rules.RulesFile(data_dir)  # a bad rules.toml fails the open, naming line and column
         self._thresholds = policy.Thresholds(store, settings.policy.max_ask_rate)
         self._routers: dict[str, Router] = {}  # adapter version -> its trained questions (checked once)

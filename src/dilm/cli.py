@@ -34,6 +34,10 @@ profile_app = typer.Typer(help="What dilm knows of a user's preferences (languag
 app.add_typer(profile_app, name="profile")
 adapters_app = typer.Typer(help="LoRA adapter versions: what is live, history, rollback.", no_args_is_help=True)
 app.add_typer(adapters_app, name="adapters")
+keys_app = typer.Typer(help="API keys of the HTTP server (stored hashed).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+users_app = typer.Typer(help="All of one user's data: export it or forget it.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 eval_app = typer.Typer(help="Measure dilm.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 out = Console(highlight=False, soft_wrap=True)
@@ -462,11 +466,14 @@ def _scope(user: str | None, scope: str | None, default: str | None = None) -> s
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind (loopback only until API keys exist)")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8000,
+    local: Annotated[
+        bool, typer.Option("--local", help="No API keys: every request is admin (loopback addresses only)")
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Serve the OpenAI-compatible HTTP API (chat completions, models, feedback) on this machine."""
+    """Serve the HTTP API (OpenAI-compatible chat, feedback, memories, adapters) and the web page at /."""
     import ipaddress
 
     import uvicorn
@@ -477,12 +484,103 @@ def serve(
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
-    if not loopback:
-        raise InvalidInputError(f"{host} is not a loopback address: without API keys dilm serves this machine only")
+    if local and not loopback:
+        raise InvalidInputError(f"--local serves without keys, so only on a loopback address, not {host}")
     with _open(data_dir) as bot:
+        if not local and not any(k["role"] == "admin" and not k["revoked_at"] for k in bot.store.api_keys()):
+            raise InvalidInputError("no admin API key yet: create one with `dilm keys create --admin`, or use --local")
         _ = bot.backend  # load the model before the first request, not during it
-        err.print(f"dilm serves {bot.model_name} on http://{host}:{port}/v1 (data dir {bot.data_dir})")
-        uvicorn.run(create_app(bot), host=host, port=port, log_level="warning")
+        where = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+        err.print(f"dilm serves {bot.model_name} at {where}/ (API {where}/v1; data dir {bot.data_dir})")
+        if local:
+            err.print("local mode: no API keys, every request acts as admin")
+        uvicorn.run(create_app(bot, local=local), host=host, port=port, log_level="warning")
+
+
+@keys_app.command("create")
+def keys_create(
+    admin: Annotated[
+        bool, typer.Option("--admin", help="A key for everything: any user, global data, adapters")
+    ] = False,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="A key that acts only as this user")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a key and print it once (only its hash is kept)."""
+    from dilm.server.auth import create_key
+    from dilm.store import Store
+
+    if admin == (user is not None):
+        raise InvalidInputError("give exactly one of --admin or --user NAME")
+    store = Store.open(data_dir or default_data_dir())
+    try:
+        key_id, secret = create_key(store, "admin" if admin else "user", user)
+    finally:
+        store.close()
+    err.print(f"created {key_id} ({'admin' if admin else f'user {user}'}); the key is shown only now:")
+    out.print(secret)
+
+
+@keys_app.command("list")
+def keys_list(as_json: AsJson = False, data_dir: DataDir = None) -> None:
+    """Keys (never their secrets): id, role, user, created, last used, revoked."""
+    from dilm.store import Store
+
+    store = Store.open(data_dir or default_data_dir())
+    try:
+        keys = [{k: v for k, v in row.items() if k != "hash"} for row in store.api_keys()]
+    finally:
+        store.close()
+    if as_json:
+        out.print_json(json.dumps(keys))
+        return
+    table = Table()
+    for col in ("id", "role", "user", "created", "last used", "revoked"):
+        table.add_column(col)
+    for k in keys:
+        table.add_row(
+            k["id"],
+            k["role"],
+            k["user_id"] or "",
+            k["created_at"][:19],
+            (k["last_used_at"] or "")[:19],
+            (k["revoked_at"] or "")[:19],
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    from dilm.store import Store
+
+    store = Store.open(data_dir or default_data_dir())
+    try:
+        store.revoke_api_key(key_id)
+    finally:
+        store.close()
+    out.print(f"revoked {key_id}")
+
+
+@users_app.command("export")
+def users_export(user: Annotated[str, typer.Argument(help="The user")], data_dir: DataDir = None) -> None:
+    """Print everything stored about a user as JSON."""
+    with _open(data_dir) as bot:
+        data = bot.users.export(user)
+    out.print_json(json.dumps(data, ensure_ascii=False))
+
+
+@users_app.command("forget")
+def users_forget(
+    user: Annotated[str, typer.Argument(help="The user")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Delete everything stored for a user: messages, feedback, memories, facts, profile, personal adapters."""
+    if not yes and not typer.confirm(f"forget everything about {user}?"):
+        raise typer.Exit(1)
+    with _open(data_dir) as bot:
+        counts = bot.users.forget(user)
+    out.print(f"forgot {user}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
 @app.command()

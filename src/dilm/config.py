@@ -107,6 +107,17 @@ class Guard(BaseModel):
     )
 
 
+class Server(BaseModel):
+    """`dilm serve`: limits of the HTTP API (see docs/http.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="larger request bodies get 413")
+    rate_per_minute: int = Field(600, ge=0, description="requests a minute per key (or client in local mode); 0: off")
+    generation_workers: int = Field(4, ge=1, le=64, description="turns generated at once; more requests queue")
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS (empty: CORS off)")
+
+
 class Settings(BaseSettings):
     """Everything a deployment can set. Env vars: DILM_<FIELD>, nested with '__' (DILM_DECODING__STRATEGY)."""
 
@@ -137,6 +148,7 @@ class Settings(BaseSettings):
     train: Training = Field(default_factory=Training)
     policy: Interaction = Field(default_factory=Interaction)
     guard: Guard = Field(default_factory=Guard)
+    server: Server = Field(default_factory=Server)
     consensus_users: int = Field(
         3, ge=0, description="distinct users who must state a fact to make it global; 0: never"
     )

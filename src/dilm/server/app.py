@@ -1,48 +1,49 @@
-"""The HTTP API (FastAPI): OpenAI-compatible chat completions plus dilm's feedback endpoint.
+"""The HTTP API (FastAPI): OpenAI-compatible chat completions, dilm's feedback, memory, fact, profile, adapter
+and user endpoints, metrics, and the web page. The contract is docs/http.md.
 
-First slice of the server: `/v1/chat/completions` (JSON or SSE), `/v1/models`, `/v1/feedback`, `/healthz`.
-Generation runs in worker threads, never on the event loop. Errors are JSON bodies in OpenAI's shape
-(`{"error": {"message", "type", "code"}}`) with the matching status code. There are no API keys yet, so
-`dilm serve` binds to loopback only.
+Interfaces only: every endpoint checks who is asking (`auth.Principal`) and calls the `Assistant`. Blocking work
+runs in worker threads, never on the event loop; at most `server.generation_workers` turns generate at once and
+the rest queue. Errors are JSON in OpenAI's shape (`{"error": {"message", "type", "code"}}`).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from fastapi import FastAPI, Request
-from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
+import anyio
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dilm.assistant import DEFAULT_USER, Assistant
-from dilm.errors import (
-    DilmError,
-    InvalidInputError,
-    NotFoundError,
-    PermissionDeniedError,
-    TrainingBusyError,
-)
-from dilm.types import Reply
+from dilm.assistant import Assistant
+from dilm.errors import DilmError, InvalidInputError, MessageNotFoundError, PermissionDeniedError
+from dilm.server.auth import Principal, RateLimitedError, RateLimiter, authenticate
+from dilm.server.limits import BodyLimit
+from dilm.server.metrics import Metrics
+from dilm.types import GLOBAL_SCOPE, AdapterVersion, Fact, FeedbackResult, Memory, Reply, Session, user_scope
 
-STATUS: list[tuple[type[DilmError], int]] = [
-    (InvalidInputError, 400),
-    (PermissionDeniedError, 403),
-    (NotFoundError, 404),
-    (TrainingBusyError, 409),
-]
+T = TypeVar("T")
+WEB = resources.files("dilm") / "web"
 
 
+# -- request and response bodies ------------------------------------------------------------------
 class ChatMessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "user", "assistant"]
     content: str = Field(max_length=64_000)
-    name: str | None = None
+    name: str | None = Field(None, max_length=128)
 
 
 class ChatRequest(BaseModel):
@@ -51,35 +52,199 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     messages: list[ChatMessageIn] = Field(min_length=1, max_length=1000)
-    model: str | None = None
+    model: str | None = Field(None, max_length=200)
     user: str | None = Field(None, description="the end user: memories, facts and adapters are theirs")
-    session_id: str | None = Field(None, description="dilm: continue this session (its history is dilm's)")
+    session_id: str | None = Field(None, max_length=100, description="dilm: continue this session")
     temperature: float | None = Field(None, ge=0, le=5)
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1, le=8192)
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)
     n: int | None = Field(None, ge=1, le=16)
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    stop: str | list[str] | None = Field(None, description="up to 4 stop strings")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Extras(BaseModel):
+    """dilm's additions to a completion (OpenAI clients ignore the key)."""
+
+    session_id: str
+    user: str
+    citations: list[dict[str, Any]]
+    adapter_version: str | None
+    checks: dict[str, Any]
+
+
+class ChatCompletion(BaseModel):
+    id: str = Field(description="the dilm message id: send feedback on it")
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    dilm: Extras
 
 
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     message_id: str = Field(min_length=1, max_length=100)
-    rating: int | None = None
+    rating: Literal[1, -1] | None = None
     correction: str | None = None
     supplement: str | None = None
-    preferred: str | None = None
+    preferred: str | None = Field(None, description="a better answer than the message's")
     comment: str | None = None
-    reason: str | list[str] | None = None
+    reason: str | list[str] | None = Field(None, description="tags such as 'not factually correct'")
     user: str | None = None
 
 
-def _error(status: int, message: str, kind: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
+class MemoryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1)
+    user: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    global_: bool = Field(False, alias="global", description="global knowledge (admin)")
+
+
+class FactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = Field(min_length=1)
+    relation: str = Field(min_length=1)
+    object: str = Field(min_length=1)
+    user: str | None = None
+    global_: bool = Field(False, alias="global", description="global knowledge (admin)")
+
+
+class ProfileIn(BaseModel):
+    """Keys to set; null removes one. See `dilm profile set --help` for the values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = None
+    language: str | None = None
+    verbosity: str | None = None
+    tone: str | None = None
+    format: str | None = None
+    policy: str | None = None
+    avoid: str | None = None
+
+
+class RollbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scope: str = Field(GLOBAL_SCOPE, description="global or user:NAME")
+
+
+class Listing(BaseModel, Generic[T]):
+    object: Literal["list"] = "list"
+    data: list[T]
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model: str
+
+
+class WhoAmI(BaseModel):
+    role: Literal["admin", "user"]
+    user: str | None
+    local: bool
+
+
+class MessageOut(BaseModel):
+    id: str
+    session_id: str
+    role: str
+    content: str
+    created_at: str
+    adapter_version: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+    feedback: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ProfileOut(BaseModel):
+    user: str
+    profile: dict[str, str]
+    learned: dict[str, Any]
+
+
+class Rollback(BaseModel):
+    scope: str
+    live: AdapterVersion | None = Field(description="the version now live (null: the base model)")
+
+
+class Rate(BaseModel):
+    key: str
+    rated: int
+    positive: int
+    satisfaction: float
+
+
+class Satisfaction(BaseModel):
+    by_day: list[Rate]
+    by_adapter: list[Rate]
+
+
+class Forgotten(BaseModel):
+    user: str
+    deleted: dict[str, int]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: int
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        400: "bad input",
+        401: "missing or invalid API key",
+        403: "not allowed for this key",
+        404: "unknown id",
+        413: "body too large",
+        422: "wrong types or unknown fields",
+        429: "rate limit (see Retry-After)",
+    }.items()
+}
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "code": status}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _decoding(body: ChatRequest) -> dict[str, Any]:
@@ -95,7 +260,10 @@ def _decoding(body: ChatRequest) -> dict[str, Any]:
     if body.n is not None:
         d["n"] = body.n
     if body.stop is not None:
-        d["stop"] = [body.stop] if isinstance(body.stop, str) else body.stop
+        stops = [body.stop] if isinstance(body.stop, str) else body.stop
+        if len(stops) > 4 or any(not s or len(s) > 200 for s in stops):
+            raise InvalidInputError("stop: at most 4 non-empty strings of at most 200 characters")
+        d["stop"] = stops
     if body.seed is not None:
         d["seed"] = body.seed
     return d
@@ -109,96 +277,321 @@ def _question(body: ChatRequest) -> str:
     return last.content
 
 
-def _completion(reply: Reply, created: int) -> dict[str, Any]:
-    choices = [{"index": 0, "message": {"role": "assistant", "content": reply.text}, "finish_reason": "stop"}]
-    for i, c in enumerate(reply.candidates[1:], 1):  # the other candidates, as OpenAI's n > 1 choices
-        choices.append({"index": i, "message": {"role": "assistant", "content": c.text}, "finish_reason": "stop"})
-    return {
-        "id": reply.id,
-        "object": "chat.completion",
-        "created": created,
-        "model": reply.model,
-        "choices": choices,
-        "usage": {
-            "prompt_tokens": reply.prompt_tokens,
-            "completion_tokens": reply.completion_tokens,
-            "total_tokens": reply.prompt_tokens + reply.completion_tokens,
-        },
-        "dilm": _extras(reply),
-    }
+def _extras(reply: Reply) -> Extras:
+    return Extras(
+        session_id=reply.session_id,
+        user=reply.user_id,
+        citations=reply.citations,
+        adapter_version=reply.adapter_version,
+        checks=reply.checks,
+    )
 
 
-def _extras(reply: Reply) -> dict[str, Any]:
-    return {
-        "session_id": reply.session_id,
-        "user": reply.user_id,
-        "citations": reply.citations,
-        "adapter_version": reply.adapter_version,
-        "checks": reply.checks,
-    }
-
-
-def create_app(bot: Assistant) -> FastAPI:
-    app = FastAPI(title="dilm", version="0.1", description="An assistant that learns from its users' feedback.")
-
-    @app.exception_handler(DilmError)
-    async def dilm_error(request: Request, e: DilmError) -> JSONResponse:
-        status = next((code for cls, code in STATUS if isinstance(e, cls)), 500)
-        return _error(status, str(e), type(e).__name__)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
-        first = e.errors()[0] if e.errors() else {}
-        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
-        return _error(422, f"{where + ': ' if where else ''}{first.get('msg', 'invalid request')}", "invalid_request")
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "model": bot.model_name}
-
-    @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
-        now = int(time.time())
-        data = [{"id": bot.model_name, "object": "model", "created": now, "owned_by": "dilm"}]
-        for a in bot.adapters.list():
-            if a.status == "accepted" and not a.deleted_at and a.scope != "reward":
-                data.append({"id": a.version, "object": "model", "created": now, "owned_by": a.scope})
-        return {"object": "list", "data": data}
-
-    @app.post("/v1/chat/completions", response_model=None)
-    async def chat(body: ChatRequest) -> dict[str, Any] | StreamingResponse:
-        text, user, decoding = _question(body), body.user or DEFAULT_USER, _decoding(body)
-        created = int(time.time())
-        if not body.stream:
-            reply = await run_in_threadpool(bot.chat, text, user, body.session_id, **decoding)
-            return _completion(reply, created)
-        stream = bot.stream(text, user, body.session_id, **decoding)
-
-        def events() -> Iterator[str]:
-            chunk = {"object": "chat.completion.chunk", "created": created, "model": bot.model_name}
-            try:
-                for delta in stream:
-                    yield _sse({**chunk, "id": "pending", "choices": [{"index": 0, "delta": {"content": delta}}]})
-            except DilmError as e:  # the status line is out already: the error goes in the stream
-                yield _sse({"error": {"message": str(e), "type": type(e).__name__}})
-                return
-            reply = stream.reply
-            assert reply is not None
-            done = {**chunk, "id": reply.id, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-            yield _sse({**done, "dilm": _extras(reply)})
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(iterate_in_threadpool(events()), media_type="text/event-stream")
-
-    @app.post("/v1/feedback")
-    async def feedback(body: FeedbackRequest) -> dict[str, Any]:
-        values = body.model_dump()
-        message_id = values.pop("message_id")
-        result = await run_in_threadpool(lambda: bot.feedback(message_id, **values))
-        return result.model_dump()
-
-    return app
+def _completion(reply: Reply, created: int) -> ChatCompletion:
+    texts = [reply.text] + [c.text for c in reply.candidates[1:]]  # other candidates: OpenAI's n > 1 choices
+    return ChatCompletion(
+        id=reply.id,
+        created=created,
+        model=reply.model,
+        choices=[
+            Choice(index=i, message=AssistantMessage(content=t), finish_reason="stop") for i, t in enumerate(texts)
+        ],
+        usage=Usage(
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            total_tokens=reply.prompt_tokens + reply.completion_tokens,
+        ),
+        dilm=_extras(reply),
+    )
 
 
 def _sse(data: dict[str, Any]) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _scopes(who: Principal, user: str | None, global_: bool) -> str | None:
+    """The user a memory/fact change applies to, or None for global knowledge (admin only)."""
+    if global_:
+        who.require_admin("changing global knowledge")
+        return None
+    return who.acting(user)
+
+
+# -- who is asking ---------------------------------------------------------------------------------
+@dataclass
+class _Gate:
+    bot: Assistant
+    local: bool
+    limiter: RateLimiter
+    seen: dict[str, float] = field(default_factory=dict)  # key id -> when last_used_at was last written
+
+
+_bearer = HTTPBearer(auto_error=False, description="an API key from `dilm keys create`")
+
+
+async def _principal(request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+    gate: _Gate = request.app.state.dilm
+    header = f"Bearer {cred.credentials}" if cred else request.headers.get("authorization")
+    who = await run_in_threadpool(authenticate, gate.bot.store, header, gate.local, gate.seen)
+    client = request.client.host if request.client else "?"
+    gate.limiter.take(who.key_id or f"addr:{client}")
+    return who
+
+
+Who = Annotated[Principal, Depends(_principal)]
+
+
+# -- the app --------------------------------------------------------------------------------------
+def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
+    """The API over `bot`. `local`: no keys needed (every request is admin); only bind it to loopback."""
+    cfg = bot.settings.server
+    app = FastAPI(
+        title="dilm",
+        version="0.1",
+        description="An assistant that learns from its users' feedback. Contract: docs/http.md.",
+        responses=ERRORS,
+    )
+    metrics = Metrics()
+    slots = anyio.CapacityLimiter(cfg.generation_workers)
+    app.state.dilm = _Gate(bot, local, RateLimiter(cfg.rate_per_minute))
+
+    async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await run_in_threadpool(fn, *args, **kwargs)
+
+    # -- errors ---------------------------------------------------------------------------------
+    @app.exception_handler(DilmError)
+    async def dilm_error(request: Request, e: DilmError) -> JSONResponse:
+        headers = {"Retry-After": str(e.retry_after)} if isinstance(e, RateLimitedError) else None
+        return _error(e.status, str(e), type(e).__name__, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        errors = e.errors()
+        first = errors[0] if errors else {}
+        if first.get("type") == "json_invalid":
+            return _error(400, f"the body is not valid JSON: {first.get('ctx', {}).get('error', '')}", "invalid_json")
+        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+        return _error(422, f"{where + ': ' if where else ''}{first.get('msg', 'invalid request')}", "invalid_request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        message = "the body is not valid JSON or not UTF-8" if e.status_code == 400 else str(e.detail)
+        return _error(e.status_code, message, "http_error", dict(e.headers or {}))
+
+    # -- public -----------------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(str(WEB / "index.html"), media_type="text/html; charset=utf-8")
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        return Health(status="ok", model=bot.model_name)
+
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.get("/v1/whoami", response_model=WhoAmI)
+    async def whoami(who: Who) -> WhoAmI:
+        return WhoAmI(role=who.role, user=who.user, local=who.local)
+
+    # -- chat -----------------------------------------------------------------------------------
+    @app.get("/v1/models", response_model=Listing[ModelCard])
+    async def models(who: Who) -> Listing[ModelCard]:
+        now = int(time.time())
+        data = [ModelCard(id=bot.model_name, created=now, owned_by="dilm")]
+        for a in await call(bot.adapters.list):
+            if a.status == "accepted" and a.scope != "reward" and (who.admin or a.scope in _readable(who)):
+                data.append(ModelCard(id=a.version, created=now, owned_by=a.scope))
+        return Listing(data=data)
+
+    @app.post(
+        "/v1/chat/completions",
+        response_model=ChatCompletion,
+        responses={200: {"content": {"text/event-stream": {"description": "with stream: true"}}}},
+    )
+    async def chat(body: ChatRequest, who: Who, request: Request) -> Any:
+        text, user, decoding = _question(body), who.acting(body.user), _decoding(body)
+        created = int(time.time())
+        if not body.stream:
+            reply = await anyio.to_thread.run_sync(
+                lambda: bot.chat(text, user, body.session_id, **decoding), limiter=slots
+            )
+            metrics.generated(reply.completion_tokens)
+            return _completion(reply, created)
+        # Bad input (text, user, decoding) fails here, before the 200 goes out.
+        stream = await call(lambda: bot.stream(text, user, body.session_id, **decoding))
+        return StreamingResponse(_events(stream, created), media_type="text/event-stream")
+
+    async def _events(stream: Any, created: int) -> AsyncIterator[str]:
+        chunk = {"object": "chat.completion.chunk", "created": created, "model": bot.model_name}
+        done = object()
+        async with slots:  # queue behind other generations
+            deltas = iter(stream)
+            try:
+                while (delta := await anyio.to_thread.run_sync(next, deltas, done)) is not done:
+                    yield _sse({**chunk, "id": "pending", "choices": [{"index": 0, "delta": {"content": delta}}]})
+            except DilmError as e:  # the status line is out already: the error goes in the stream
+                yield _sse({"error": {"message": str(e), "type": type(e).__name__, "code": e.status}})
+                return
+            finally:
+                if stream.reply is None:  # client gone (cancelled) or failed: stop generating, log nothing
+                    stream.cancel()
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(deltas.close)  # type: ignore[attr-defined]
+        reply = stream.reply
+        metrics.generated(reply.completion_tokens)
+        last = {**chunk, "id": reply.id, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        yield _sse({**last, "dilm": _extras(reply).model_dump()})
+        yield "data: [DONE]\n\n"
+
+    @app.post("/v1/feedback", response_model=FeedbackResult)
+    async def feedback(body: FeedbackRequest, who: Who) -> FeedbackResult:
+        values = body.model_dump(exclude={"message_id", "user"})
+        # An admin naming no user gives feedback as the message's owner; anyone else only on their own.
+        user = None if who.admin and body.user is None else who.acting(body.user)
+
+        def run() -> FeedbackResult:
+            msg = bot.store.message(body.message_id)
+            if user is not None and msg.user_id != user:  # another user's message: as if it did not exist
+                raise MessageNotFoundError(f"no message {body.message_id!r} of user {user!r}")
+            return bot.feedback(body.message_id, user=user, **values)
+
+        result = await call(run)
+        metrics.feedback(result.kind)
+        return result
+
+    # -- sessions -------------------------------------------------------------------------------
+    @app.get("/v1/sessions", response_model=Listing[Session])
+    async def sessions(who: Who, user: str | None = None, limit: int = Query(50, ge=1, le=1000)) -> Listing[Session]:
+        return Listing(data=await call(bot.store.sessions, who.acting(user), limit))
+
+    @app.get("/v1/sessions/{session_id}/messages", response_model=Listing[MessageOut])
+    async def session_messages(
+        session_id: str, who: Who, user: str | None = None, limit: int = Query(500, ge=1, le=10_000)
+    ) -> Listing[MessageOut]:
+        rows = await call(bot.history, who.acting(user), session_id, limit)
+        return Listing(data=[MessageOut(**r) for r in rows])
+
+    # -- memories and facts ---------------------------------------------------------------------
+    @app.get("/v1/memories", response_model=Listing[Memory])
+    async def memories(
+        who: Who,
+        user: str | None = None,
+        q: str | None = Query(None, description="search the user's and global memories"),
+        k: int = Query(5, ge=1, le=100),
+        limit: int = Query(100, ge=1, le=10_000),
+        global_: bool = Query(False, alias="global", description="list global memories"),
+    ) -> Listing[Memory]:
+        acting = who.acting(user)
+        if q is not None:
+            return Listing(data=await call(bot.memories.search, q, acting, k))
+        return Listing(data=await call(bot.memories.list, acting, limit=limit, global_only=global_))
+
+    @app.post("/v1/memories", response_model=Memory)
+    async def add_memory(body: MemoryIn, who: Who) -> Memory:
+        user = _scopes(who, body.user, body.global_)
+        return await call(bot.memories.add, body.text, user, body.metadata, global_=user is None)
+
+    @app.delete("/v1/memories/{memory_id}", response_model=Memory)
+    async def delete_memory(
+        memory_id: str, who: Who, user: str | None = None, global_: bool = Query(False, alias="global")
+    ) -> Memory:
+        return await call(bot.memories.delete, memory_id, _scopes(who, user, global_))
+
+    @app.get("/v1/facts", response_model=Listing[Fact])
+    async def facts(
+        who: Who,
+        user: str | None = None,
+        subject: str | None = None,
+        history: bool = Query(False, description="superseded and retracted facts too"),
+    ) -> Listing[Fact]:
+        acting = who.acting(user)
+        if history:
+            scopes = [user_scope(acting), GLOBAL_SCOPE]
+            found = await call(bot.store.facts, scopes, subject, False)
+        else:
+            found = await call(bot.facts.current, subject, acting)
+        return Listing(data=found)
+
+    @app.post("/v1/facts", response_model=Fact)
+    async def add_fact(body: FactIn, who: Who) -> Fact:
+        user = _scopes(who, body.user, body.global_)
+        return await call(bot.facts.add, body.subject, body.relation, body.object, user, global_=user is None)
+
+    @app.delete("/v1/facts/{fact_id}", response_model=Fact)
+    async def retract_fact(
+        fact_id: str, who: Who, user: str | None = None, global_: bool = Query(False, alias="global")
+    ) -> Fact:
+        return await call(bot.facts.retract, fact_id, _scopes(who, user, global_))
+
+    # -- profile --------------------------------------------------------------------------------
+    @app.get("/v1/profile", response_model=ProfileOut)
+    async def profile(who: Who, user: str | None = None) -> ProfileOut:
+        acting = who.acting(user)
+        return ProfileOut(
+            user=acting, profile=await call(bot.profiles.get, acting), learned=await call(bot.profiles.learned, acting)
+        )
+
+    @app.patch("/v1/profile", response_model=ProfileOut)
+    async def set_profile(body: ProfileIn, who: Who) -> ProfileOut:
+        acting = who.acting(body.user)
+        values = body.model_dump(exclude={"user"}, exclude_unset=True)
+        saved = await call(lambda: bot.profiles.set(acting, **values))
+        return ProfileOut(user=acting, profile=saved, learned=await call(bot.profiles.learned, acting))
+
+    @app.delete("/v1/profile", response_model=ProfileOut)
+    async def reset_profile(who: Who, user: str | None = None) -> ProfileOut:
+        acting = who.acting(user)
+        await call(bot.profiles.reset, acting)
+        return ProfileOut(user=acting, profile={}, learned=await call(bot.profiles.learned, acting))
+
+    # -- adapters -------------------------------------------------------------------------------
+    def _readable(who: Principal) -> set[str]:
+        return {GLOBAL_SCOPE} | ({user_scope(who.user)} if who.user else set())
+
+    @app.get("/v1/adapters", response_model=Listing[AdapterVersion])
+    async def adapters(who: Who, scope: str | None = None) -> Listing[AdapterVersion]:
+        if scope is not None and not who.admin and scope not in _readable(who):
+            raise PermissionDeniedError(f"this key cannot read the adapters of {scope}")
+        found = await call(bot.adapters.list, scope)
+        return Listing(data=[a for a in found if who.admin or a.scope in _readable(who)])
+
+    @app.post("/v1/adapters/{version}/activate", response_model=AdapterVersion)
+    async def activate(version: str, who: Who) -> AdapterVersion:
+        who.require_admin("activating an adapter")
+        return await call(bot.adapters.activate, version)
+
+    @app.post("/v1/adapters/rollback", response_model=Rollback)
+    async def rollback(body: RollbackIn, who: Who) -> Rollback:
+        who.require_admin("rolling back an adapter")
+        return Rollback(scope=body.scope, live=await call(bot.adapters.rollback, body.scope))
+
+    @app.delete("/v1/adapters/{version}", response_model=AdapterVersion)
+    async def delete_adapter(version: str, who: Who) -> AdapterVersion:
+        who.require_admin("deleting an adapter")
+        return await call(bot.adapters.delete, version)
+
+    @app.get("/v1/stats/satisfaction", response_model=Satisfaction)
+    async def satisfaction(who: Who) -> Satisfaction:
+        who.require_admin("satisfaction statistics")
+        return Satisfaction(**await call(bot.store.satisfaction))
+
+    # -- users ----------------------------------------------------------------------------------
+    @app.get("/v1/users/{user_id}/export", response_model=dict[str, Any])
+    async def export(user_id: str, who: Who) -> dict[str, Any]:
+        return await call(bot.users.export, who.acting(user_id))
+
+    @app.delete("/v1/users/{user_id}", response_model=Forgotten)
+    async def forget(user_id: str, who: Who) -> Forgotten:
+        acting = who.acting(user_id)
+        return Forgotten(user=acting, deleted=await call(bot.users.forget, acting))
+
+    app.mount("/web", StaticFiles(directory=str(WEB)), name="web")
+    if cfg.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=cfg.cors_origins, allow_methods=["*"], allow_headers=["*"], max_age=600
+        )
+    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
+    app.add_middleware(metrics.middleware)
+    return app

@@ -159,9 +159,29 @@ def m0004_adapters(db: sqlite3.Connection) -> None:
     )
 
 
+def m0005_api_keys(db: sqlite3.Connection) -> None:
+    """HTTP API keys: only a SHA-256 hash of each secret is kept."""
+    run_script(
+        db,
+        """
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            hash TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'user')),
+            user_id TEXT,
+            created_at TEXT NOT NULL,
+            last_used_at TEXT,
+            revoked_at TEXT,
+            CHECK ((role = 'user') = (user_id IS NOT NULL))
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m0001_turns_and_feedback,
     m0002_reasons_titles_meta,
     m0003_memories_and_facts,
     m0004_adapters,
+    m0005_api_keys,
 ]

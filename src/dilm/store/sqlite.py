@@ -15,6 +15,7 @@ from dilm.errors import (
     FactNotFoundError,
     MemoryNotFoundError,
     MessageNotFoundError,
+    NotFoundError,
     PermissionDeniedError,
     SessionNotFoundError,
     StorageError,
@@ -573,3 +574,130 @@ class SQLiteStore:
     def feedback_high_water(self) -> int:
         row = self._one("SELECT max(rowid) AS m FROM feedback")
         return int(row["m"] or 0) if row else 0
+
+    # -- API keys ---------------------------------------------------------------------------------
+    def add_api_key(self, key_id: str, digest: str, role: str, user_id: str | None) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO api_keys (id, hash, role, user_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                (key_id, digest, role, user_id, utcnow()),
+            )
+
+    def api_key(self, digest: str) -> dict[str, Any] | None:
+        """The live (not revoked) key with this hash, if any."""
+        row = self._one("SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL", (digest,))
+        return dict(row) if row else None
+
+    def api_keys(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._all("SELECT * FROM api_keys ORDER BY created_at, id")]
+
+    def touch_api_key(self, key_id: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (utcnow(), key_id))
+
+    def revoke_api_key(self, key_id: str) -> dict[str, Any]:
+        with self.tx() as db:
+            db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (utcnow(), key_id))
+        row = self._one("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+        if row is None:
+            raise NotFoundError(f"no API key {key_id!r}: see `dilm keys list`")
+        return dict(row)
+
+    # -- a user's data as a whole -----------------------------------------------------------------
+    def export_user(self, user_id: str) -> dict[str, Any]:
+        """Everything stored about one user (their scope's memories, facts and adapters included)."""
+        scope = f"user:{user_id}"
+        with self._lock:  # one consistent snapshot
+            self._db.execute("BEGIN")
+            try:
+                user = self._one("SELECT created_at, settings FROM users WHERE id = ?", (user_id,))
+                sessions = [
+                    dict(r) for r in self._all("SELECT * FROM sessions WHERE user_id = ? ORDER BY rowid", (user_id,))
+                ]
+                messages = [
+                    self._message(r).model_dump()
+                    for r in self._all("SELECT * FROM messages WHERE user_id = ? ORDER BY rowid", (user_id,))
+                ]
+                feedback = [
+                    {**dict(r), "reasons": json.loads(r["reasons"])}
+                    for r in self._all("SELECT * FROM feedback WHERE user_id = ? ORDER BY rowid", (user_id,))
+                ]
+                memories = [m.model_dump() for m in self.memories([scope], include_superseded=True, limit=1_000_000)]
+                facts = [f.model_dump() for f in self.facts([scope], current_only=False, limit=1_000_000)]
+                adapters = [a.model_dump() for a in self.adapters(scope, deleted=True)]
+            finally:
+                self._db.execute("COMMIT")
+        return {
+            "user": user_id,
+            "created_at": user["created_at"] if user else None,
+            "settings": json.loads(user["settings"]) if user else {},
+            "sessions": sessions,
+            "messages": messages,
+            "feedback": feedback,
+            "memories": list(reversed(memories)),
+            "facts": facts,
+            "adapters": adapters,
+        }
+
+    def forget_user(self, user_id: str) -> tuple[dict[str, int], list[str]]:
+        """Delete one user's messages, feedback, sessions, settings, memories, facts and adapter records in one
+        transaction. Returns (counts, adapter folders relative to the data dir, for the caller to remove)."""
+        scope = f"user:{user_id}"
+        with self.tx() as db:
+
+            def count(sql: str, *args: Any) -> int:
+                return int(db.execute(sql, args).fetchone()[0])
+
+            counts = {
+                "sessions": count("SELECT count(*) FROM sessions WHERE user_id = ?", user_id),
+                "messages": count("SELECT count(*) FROM messages WHERE user_id = ?", user_id),
+                "feedback": count("SELECT count(*) FROM feedback WHERE user_id = ?", user_id),
+                "memories": count("SELECT count(*) FROM memories WHERE scope = ?", scope),
+                "facts": count("SELECT count(*) FROM facts WHERE scope = ?", scope),
+                "adapters": count("SELECT count(*) FROM adapters WHERE scope = ?", scope),
+                "api_keys": count("SELECT count(*) FROM api_keys WHERE user_id = ? AND revoked_at IS NULL", user_id),
+            }
+            folders = [r[0] for r in db.execute("SELECT path FROM adapters WHERE scope = ?", (scope,)).fetchall()]
+            db.execute("DELETE FROM feedback WHERE user_id = ?", (user_id,))
+            db.execute(
+                "DELETE FROM feedback WHERE message_id IN (SELECT id FROM messages WHERE user_id = ?)", (user_id,)
+            )
+            db.execute("DELETE FROM messages WHERE user_id = ?", (user_id,))
+            db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+            db.execute("DELETE FROM users WHERE id = ?", (user_id,))
+            db.execute("DELETE FROM memories_fts WHERE scope = ?", (scope,))
+            db.execute("DELETE FROM memories WHERE scope = ?", (scope,))
+            db.execute("DELETE FROM facts WHERE scope = ?", (scope,))
+            db.execute("DELETE FROM adapter_live WHERE scope = ?", (scope,))
+            db.execute("DELETE FROM adapters WHERE scope = ?", (scope,))
+            db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", (utcnow(), user_id)
+            )
+            self._bump(db, scope)
+        return counts, folders
+
+    # -- statistics -------------------------------------------------------------------------------
+    def satisfaction(self) -> dict[str, list[dict[str, Any]]]:
+        """Share of rated answers rated positive (the latest rating per answer counts), per day and per adapter
+        version that produced the answer ("base": none)."""
+        latest = """SELECT f.rating, substr(m.created_at, 1, 10) AS day, coalesce(m.adapter_version, 'base') AS adapter,
+                           m.rowid AS seq
+                    FROM feedback f JOIN messages m ON m.id = f.message_id
+                    WHERE f.kind = 'rating' AND f.rowid = (
+                        SELECT max(rowid) FROM feedback g WHERE g.message_id = f.message_id AND g.kind = 'rating')"""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name, column in (("by_day", "day"), ("by_adapter", "adapter")):
+            rows = self._all(
+                f"""SELECT {column} AS key, count(*) AS rated, sum(rating > 0) AS positive FROM ({latest})
+                    GROUP BY {column} ORDER BY min(seq)"""
+            )
+            out[name] = [
+                {
+                    "key": r["key"],
+                    "rated": r["rated"],
+                    "positive": r["positive"],
+                    "satisfaction": r["positive"] / r["rated"],
+                }
+                for r in rows
+            ]
+        return out
