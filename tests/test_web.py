@@ -1,0 +1,234 @@
+"""The web page at `/` in a real headless Chromium (Playwright) against a real server and the embedded model.
+
+The `bot` fixture (conftest) is `Assistant.open(data_dir, backend=backend, decoding={"max_new_tokens": 24})`.
+
+Needs Debian's chromium at /usr/bin/chromium (`scripts/setup-browser.sh` installs it); skipped without it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dilm.server.app import create_app
+from dilm.server.auth import create_key
+from tests.serving import serving
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip("no /usr/bin/chromium: run scripts/setup-browser.sh to install it", allow_module_level=True)
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+ANSWER = 60_000  # ms: a CPU answer takes a second or two; a loaded machine, more
+UI = 15_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(locale="en-US")
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def sign_in(page: Page, url: str, key: str) -> None:
+    page.goto(url)
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#app")).to_be_visible(timeout=UI)
+
+
+def send(page: Page, text: str, box_label: str = "Message"):  # type: ignore[no-untyped-def]
+    """Type a message, press Enter, wait for the streamed answer to finish; the answer's locator."""
+    before = page.locator("article.answer").count()
+    box = page.get_by_label(box_label, exact=True)
+    box.fill(text)
+    box.press("Enter")
+    answer = page.locator("article.answer").nth(before)
+    expect(answer).to_have_attribute("aria-busy", "false", timeout=ANSWER)
+    expect(answer.locator(".text")).not_to_be_empty()
+    expect(answer).not_to_have_class(re.compile("failed"))
+    return answer
+
+
+def test_chat_streams_a_correction_teaches_and_a_new_chat_cites_it(bot, page):
+    _, admin = create_key(bot.store, role="admin")
+    with serving(create_app(bot)) as url:
+        page.goto(url)  # no key yet: the key form
+        expect(page.get_by_label("API key")).to_be_visible(timeout=UI)
+        sign_in(page, url, admin)
+        expect(page.locator("#who")).to_contain_text("Admin")
+        expect(page.get_by_role("heading", name="Administration")).to_be_visible()
+        page.get_by_label("Act as user").fill("carol")
+        page.get_by_label("Act as user").press("Enter")
+
+        # The answer streams in: the SSE body is read piece by piece into an aria-live region.
+        page.evaluate(
+            """() => { window.__pieces = [];
+                 new MutationObserver(() => {
+                   const t = document.querySelector('article.answer .text');
+                   if (t) window.__pieces.push(t.textContent);
+                 }).observe(document.getElementById('messages'), {subtree: true, childList: true,
+                                                                  characterData: true}); }"""
+        )
+        answer = send(page, "What is the support hotline of Quillmere Robotics?")
+        assert len(set(page.evaluate("window.__pieces"))) > 2, "the answer did not arrive in pieces"
+        assert answer.locator(".text").get_attribute("aria-live") == "polite"
+        guess = answer.locator(".text").inner_text()
+
+        # Correct it in the editor (prefilled with the answer).
+        answer.get_by_role("button", name="Correct this answer").click()
+        editor = answer.get_by_label("Your correction")
+        expect(editor).to_have_value(guess)
+        editor.fill("The support hotline of Quillmere Robotics is 555-0199.")
+        answer.get_by_role("button", name="Save correction").click()
+        expect(answer.locator(".note")).to_contain_text("555-0199", timeout=UI)
+        expect(page.locator("#memories")).to_contain_text("555-0199", timeout=UI)  # the panel refreshed
+
+        # A new chat, a paraphrase: the corrected answer, with its citation under it.
+        page.get_by_role("button", name="New chat").click()
+        expect(page.locator("#messages article")).to_have_count(0)
+        again = send(page, "Which number do I call for Quillmere Robotics support?")
+        expect(again.locator(".text")).to_contain_text("555-0199")
+        expect(again.locator(".citations")).to_contain_text("555-0199")
+
+        # Both chats are in the sidebar; opening the first shows its question and the original answer.
+        sessions = page.locator("#sessions button.session")
+        expect(sessions).to_have_count(2, timeout=UI)
+        sessions.nth(1).click()
+        expect(page.locator("#messages .msg.user")).to_contain_text("What is the support hotline")
+        expect(page.locator("#messages article.answer")).to_have_count(1)
+        assert bot.history("carol", limit=10)  # it all happened as carol, the admin's choice
+
+
+def test_deleting_a_memory_in_the_panel(bot, page):
+    _, admin = create_key(bot.store, role="admin")
+    bot.memories.add("The gate code of Birchwood Depot is 4417.", user="default")
+    keep = bot.memories.add("My cat is called Pixel.", user="default")
+    with serving(create_app(bot)) as url:
+        sign_in(page, url, admin)
+        memories = page.locator("#memories")
+        expect(memories).to_contain_text("4417", timeout=UI)
+        expect(page.locator("#facts")).to_contain_text("4417")  # facts extracted from it
+        page.get_by_role("button", name="Delete memory: The gate code of Birchwood Depot is 4417.").click()
+        expect(memories).not_to_contain_text("4417", timeout=UI)
+        expect(memories).to_contain_text("Pixel")
+        r = httpx.get(f"{url}/v1/memories", params={"user": "default"}, headers={"Authorization": f"Bearer {admin}"})
+        assert r.status_code == 200
+        assert [m["id"] for m in r.json()["data"]] == [keep.id]
+        expect(page.locator("#errors")).to_be_empty()
+
+
+def test_feedback_controls_regenerate_and_admin_charts(bot, page):
+    _, admin = create_key(bot.store, role="admin")
+    with serving(create_app(bot)) as url:
+        sign_in(page, url, admin)
+        first = send(page, "Tell me about the moon.")
+        # Thumbs down opens the reason tags; the rating and its reasons are sent together.
+        first.get_by_role("button", name="Bad answer").click()
+        first.get_by_label("too long").check()
+        first.get_by_role("button", name="Send feedback").click()
+        expect(first.get_by_role("button", name="Bad answer")).to_have_attribute("aria-pressed", "true", timeout=UI)
+        expect(first.locator(".note")).not_to_be_empty()
+
+        # Regenerate: a second answer to the same question in the same session, then pick the better one.
+        first.get_by_role("button", name="Regenerate").click()
+        second = page.locator("article.answer").nth(1)
+        expect(second).to_have_attribute("aria-busy", "false", timeout=ANSWER)
+        page.get_by_role("button", name="The second answer is better").click()
+        expect(page.locator(".compare .note")).not_to_be_empty(timeout=UI)
+        expect(second).to_have_class(re.compile("preferred"))
+        first_id, second_id = first.get_attribute("data-id"), second.get_attribute("data-id")
+        assert first_id and second_id and first_id != second_id
+        rows = {r["id"]: r for r in bot.history("default", limit=10)}
+        assert len({r["session_id"] for r in rows.values()}) == 1  # the same session
+        kinds = {f["kind"]: f for f in rows[first_id]["feedback"]}
+        assert kinds["rating"]["rating"] == -1 and kinds["rating"]["reasons"] == ["too long"]
+        assert kinds["preference"]["text"] == second.locator(".text").inner_text()  # the worse one gets the better
+
+        # The admin view: satisfaction charts drawn from the rating (as inline SVG), the adapter table.
+        page.get_by_role("button", name="Refresh").last.click()
+        expect(page.locator("#sat-adapter svg[role=img]")).to_be_visible(timeout=UI)
+        expect(page.locator("#sat-overall")).to_contain_text("0%")
+        expect(page.locator("#adapters")).to_contain_text("No adapter versions yet.")
+
+
+def test_a_user_key_sees_only_its_own_user(bot, page):
+    _, alice = create_key(bot.store, role="user", user="alice")
+    bot.memories.add("Alice's locker number is 12.", user="alice")
+    bot.memories.add("Bob's locker number is 98.", user="bob")
+    with serving(create_app(bot)) as url:
+        page.goto(url)
+        page.get_by_label("API key").fill("dilm-not-a-key")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("alert")).to_contain_text("401", timeout=UI)  # shown; the form stays
+        expect(page.get_by_label("API key")).to_be_visible()
+        assert page.evaluate("localStorage.getItem('dilm.key')") is None
+        sign_in(page, url, alice)
+        page.reload()  # the key is remembered
+        expect(page.locator("#app")).to_be_visible(timeout=UI)
+        expect(page.locator("#who")).to_contain_text("alice")
+        expect(page.get_by_label("Act as user")).to_be_hidden()  # a user key's user is fixed
+        expect(page.get_by_role("heading", name="Administration")).to_be_hidden()
+        expect(page.locator("#memories")).to_contain_text("locker number is 12", timeout=UI)
+        expect(page.locator("#memories")).not_to_contain_text("98")
+
+        # A direct fetch from the page with its key: bob's memories are refused.
+        status, body = page.evaluate(
+            """async () => {
+                 const r = await fetch('/v1/memories?user=bob',
+                                       {headers: {Authorization: 'Bearer ' + localStorage.getItem('dilm.key')}});
+                 return [r.status, await r.json()];
+               }"""
+        )
+        assert status == 403 and "alice" in body["error"]["message"] and "98" not in str(body)
+        # …and the page shows such an error to the user.
+        page.evaluate("() => window.dilm.guarded(() => window.dilm.api('GET', '/v1/memories?user=bob'))")
+        expect(page.get_by_role("alert")).to_contain_text("403")
+
+        answer = send(page, "What is my locker number?")
+        expect(answer.locator(".text")).not_to_contain_text("98")
+
+
+def test_chinese_ui_and_a_chinese_conversation_in_local_mode(bot, page):
+    with serving(create_app(bot, local=True)) as url:
+        page.goto(url)  # local mode: no key needed
+        expect(page.locator("#app")).to_be_visible(timeout=UI)
+        expect(page.locator("#who")).to_contain_text("Local mode")
+        page.get_by_label("Language").select_option("zh")
+        expect(page.get_by_role("button", name="新对话")).to_be_visible()
+        assert page.evaluate("document.documentElement.lang") == "zh-CN"
+        page.reload()  # the choice is remembered
+        expect(page.get_by_role("button", name="新对话")).to_be_visible(timeout=UI)
+
+        box = page.get_by_label("消息", exact=True)
+        box.fill("记住：蓝鲸书店的老板是陈静。")
+        box.press("Shift+Enter")  # a newline, not a send
+        expect(page.locator("article.answer")).to_have_count(0)
+        assert box.input_value().endswith("\n")
+        box.press("Enter")
+        taught = page.locator("article.answer").first
+        expect(taught).to_have_attribute("aria-busy", "false", timeout=ANSWER)
+        expect(page.locator("#memories")).to_contain_text("陈静", timeout=UI)
+
+        page.get_by_role("button", name="新对话").click()
+        answer = send(page, "蓝鲸书店的老板是谁？", "消息")
+        expect(answer.locator(".text")).to_contain_text("陈静")
+        expect(page.locator("#messages .msg.user")).to_contain_text("蓝鲸书店的老板是谁？")
+        expect(answer.get_by_role("button", name="更正这个回答")).to_be_visible()
