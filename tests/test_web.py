@@ -8,6 +8,7 @@ Needs Debian's chromium at /usr/bin/chromium (`scripts/setup-browser.sh` install
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 
 from dilm.server.app import create_app
 from dilm.server.auth import create_key
+from dilm.types import AdapterVersion, utcnow
 from tests.serving import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -65,6 +67,27 @@ def send(page: Page, text: str, box_label: str = "Message"):  # type: ignore[no-
     expect(answer.locator(".text")).not_to_be_empty()
     expect(answer).not_to_have_class(re.compile("failed"))
     return answer
+
+
+def publish_version(bot, scope: str, status: str, live: bool, parent: str | None, info: dict) -> str:  # type: ignore[no-untyped-def]
+    """A version record through the real registry (a stand-in file, not trained weights: training takes a minute)."""
+    bot.adapters.root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=bot.adapters.root))
+    (staging / "adapter_model.safetensors").write_bytes(b"not weights")
+    a = AdapterVersion(
+        version="pending",
+        scope=scope,
+        status=status,
+        parent=parent,
+        base_model=bot.model_name,
+        path="",
+        checksum="",
+        data_from=0,
+        data_to=1,
+        info=info,
+        created_at=utcnow(),
+    )
+    return bot.adapters.publish(staging, a, make_live=live).version
 
 
 def test_chat_streams_a_correction_teaches_and_a_new_chat_cites_it(bot, page):
@@ -163,10 +186,32 @@ def test_feedback_controls_regenerate_and_admin_charts(bot, page):
         assert kinds["preference"]["text"] == second.locator(".text").inner_text()  # the worse one gets the better
 
         # The admin view: satisfaction charts drawn from the rating (as inline SVG), the adapter table.
+        expect(page.locator("#adapters")).to_contain_text("No adapter versions yet.")
+        gate = {"accepted": True, "reasons": [], "before": {"locality": 1.0}, "after": {"locality": 0.96}}
+        v1 = publish_version(bot, "user:zed", "accepted", True, None, {"gate": gate, "losses": {"sft": [2.3, 0.4]}})
+        v2 = publish_version(bot, "user:zed", "accepted", False, v1, {"gate": gate, "losses": {"sft": [1.0, 0.5]}})
+        bad = {"accepted": False, "reasons": ["locality 0.71 < 0.9"], "before": {"locality": 1.0}, "after": {}}
+        v3 = publish_version(bot, "global", "rejected", False, None, {"gate": bad, "losses": {"kto": [0.5, 0.4]}})
         page.get_by_role("button", name="Refresh").last.click()
         expect(page.locator("#sat-adapter svg[role=img]")).to_be_visible(timeout=UI)
-        expect(page.locator("#sat-overall")).to_contain_text("0%")
-        expect(page.locator("#adapters")).to_contain_text("No adapter versions yet.")
+        expect(page.locator("#sat-day svg[role=img]")).to_be_visible()
+        expect(page.locator("#sat-overall")).to_contain_text("0% positive of 1 rated")
+        table = page.locator("#adapters")
+        row = {v: table.locator(f"tr[data-version={v}]") for v in (v1, v2, v3)}
+        expect(row[v3]).to_contain_text("locality 0.71 < 0.9", timeout=UI)
+        expect(row[v3]).to_contain_text("rejected")
+        expect(row[v1]).to_contain_text("1 → 0.960")  # the gate's before → after
+        expect(row[v1].locator("svg[role=img] polyline")).to_have_count(1)  # the learning curve
+        expect(row[v1].get_by_role("button", name=re.compile("Activate"))).to_have_count(0)  # live already
+        expect(row[v3].get_by_role("button", name=re.compile("Activate"))).to_have_count(0)  # rejected
+        row[v2].get_by_role("button", name=f"Activate {v2}").click()
+        expect(page.locator("#admin-note")).to_contain_text(f"{v2} is live for user:zed", timeout=UI)
+        assert bot.adapters.live(["user:zed"]).version == v2
+        page.get_by_role("button", name="Roll back user:zed").click()
+        expect(page.locator("#admin-note")).to_contain_text(f"user:zed now uses {v1}", timeout=UI)
+        assert bot.adapters.live(["user:zed"]).version == v1
+        page.get_by_role("button", name="Roll back global").click()  # nothing live there: the error is shown
+        expect(page.get_by_role("alert")).to_contain_text("400", timeout=UI)
 
 
 def test_a_user_key_sees_only_its_own_user(bot, page):
@@ -211,7 +256,7 @@ def test_chinese_ui_and_a_chinese_conversation_in_local_mode(bot, page):
         page.goto(url)  # local mode: no key needed
         expect(page.locator("#app")).to_be_visible(timeout=UI)
         expect(page.locator("#who")).to_contain_text("Local mode")
-        page.get_by_label("Language").select_option("zh")
+        page.get_by_label("Language", exact=True).select_option("zh")
         expect(page.get_by_role("button", name="新对话")).to_be_visible()
         assert page.evaluate("document.documentElement.lang") == "zh-CN"
         page.reload()  # the choice is remembered

@@ -89,6 +89,9 @@ const STRINGS = {
     yes: "yes",
     no: "no",
     passed: "passed",
+    st_accepted: "accepted",
+    st_rejected: "rejected",
+    st_deleted: "files deleted",
     noLosses: "no losses logged",
     noData: "No rated answers yet.",
     overall: "Overall: {pct} positive of {rated} rated answers.",
@@ -184,6 +187,9 @@ const STRINGS = {
     yes: "是",
     no: "否",
     passed: "通过",
+    st_accepted: "已通过",
+    st_rejected: "被拒绝",
+    st_deleted: "文件已删除",
     noLosses: "没有记录损失",
     noData: "还没有被评价的回答。",
     overall: "总体：{rated} 个被评价的回答中 {pct} 为好评。",
@@ -640,8 +646,8 @@ function answerView({ id = null, question, sessionId }) {
     });
 
   // Thumbs up / down; thumbs down opens the reason tags.
-  const up = aria(h("button", { type: "button", class: "icon", "aria-pressed": "false", text: "👍" }), "good");
-  const down = aria(h("button", { type: "button", class: "icon", "aria-pressed": "false", text: "👎" }), "bad");
+  const up = aria(h("button", { type: "button", class: "icon", "aria-pressed": "false" }, thumb(false)), "good");
+  const down = aria(h("button", { type: "button", class: "icon", "aria-pressed": "false" }, thumb(true)), "bad");
   up.addEventListener("click", async () => {
     if (await send({ rating: 1 })) view.setRated(1);
   });
@@ -710,6 +716,21 @@ function answerView({ id = null, question, sessionId }) {
   const actions = h("div", { class: "actions", role: "group" }, up, down, fix, again);
   aria(actions, "feedbackGroup");
   return view;
+}
+
+// A thumb drawn inline (no emoji font needed); the button's aria-label names it.
+function thumb(down) {
+  const svg = s("svg", { viewBox: "0 0 24 24", width: 18, height: 18, "aria-hidden": "true", focusable: "false" });
+  if (down) svg.setAttribute("style", "transform: rotate(180deg)");
+  svg.append(
+    s("path", {
+      fill: "currentColor",
+      d:
+        "M1 21h4V9H1v12zm22-11c0-1.1-.9-2-2-2h-6.31l.95-4.57.03-.32c0-.41-.17-.79-.44-1.06L14.17 1 " +
+        "7.59 7.59C7.22 7.95 7 8.45 7 9v10c0 1.1.9 2 2 2h9c.83 0 1.54-.5 1.84-1.22l3.02-7.05c.09-.23.14-.47.14-.73v-2z",
+    }),
+  );
+  return svg;
 }
 
 function citationText(c) {
@@ -968,7 +989,7 @@ async function loadAdapters() {
         { "data-version": a.version },
         h("th", { scope: "row", text: a.version }),
         h("td", { text: a.scope }),
-        h("td", { class: `status ${a.status}`, text: a.status + (a.deleted_at ? " (deleted)" : "") }),
+        statusCell(a),
         live,
         gateCell,
         lossCell,
@@ -994,7 +1015,13 @@ async function loadAdapters() {
       ),
     );
   }
-  box.append(h("p", { id: "admin-note", class: "note", role: "status" }));
+}
+
+function statusCell(a) {
+  const td = h("td", { class: `status ${a.status}` });
+  td.append(STRINGS.en[`st_${a.status}`] ? tx(h("span"), `st_${a.status}`) : h("span", { text: a.status }));
+  if (a.deleted_at) td.append(" (", tx(h("span"), "st_deleted"), ")");
+  return td;
 }
 
 function adminNote(text) {
