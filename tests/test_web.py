@@ -144,6 +144,7 @@ def test_deleting_a_memory_in_the_panel(bot, page):
     _, admin = create_key(bot.store, role="admin")
     bot.memories.add("The gate code of Birchwood Depot is 4417.", user="default")
     keep = bot.memories.add("My cat is called Pixel.", user="default")
+    bot.profiles.set("default", verbosity="short", language="en")
     with serving(create_app(bot)) as url:
         sign_in(page, url, admin)
         memories = page.locator("#memories")
@@ -155,6 +156,17 @@ def test_deleting_a_memory_in_the_panel(bot, page):
         r = httpx.get(f"{url}/v1/memories", params={"user": "default"}, headers={"Authorization": f"Bearer {admin}"})
         assert r.status_code == 200
         assert [m["id"] for m in r.json()["data"]] == [keep.id]
+
+        expect(page.locator("#facts")).not_to_contain_text("4417")  # the facts it stated went with it
+
+        # A fact is retracted, a preference removed (PATCH /v1/profile with the key set to null).
+        page.get_by_role("button", name=re.compile(r"^Delete fact: .*Pixel")).click()
+        expect(page.locator("#facts")).not_to_contain_text("Pixel", timeout=UI)
+        assert not bot.facts.current(user="default")
+        page.get_by_role("button", name="Remove preference: verbosity: short").click()
+        expect(page.locator("#profile")).not_to_contain_text("verbosity", timeout=UI)
+        expect(page.locator("#profile")).to_contain_text("language: en")
+        assert bot.profiles.get("default") == {"language": "en"}
         expect(page.locator("#errors")).to_be_empty()
 
 
@@ -256,6 +268,16 @@ def test_chinese_ui_and_a_chinese_conversation_in_local_mode(bot, page):
         page.goto(url)  # local mode: no key needed
         expect(page.locator("#app")).to_be_visible(timeout=UI)
         expect(page.locator("#who")).to_contain_text("Local mode")
+        # Keyboard: Tab reaches the controls and the focused one is visibly outlined.
+        page.locator("body").press("Tab")
+        page.keyboard.press("Tab")
+        focus = page.evaluate(
+            """() => { const e = document.activeElement;
+                       return [e.tagName, e.matches(':focus-visible'), getComputedStyle(e).outlineStyle,
+                               parseFloat(getComputedStyle(e).outlineWidth)]; }"""
+        )
+        assert focus[0] in {"A", "BUTTON", "SELECT", "INPUT", "TEXTAREA"} and focus[1:3] == [True, "solid"]
+        assert focus[3] >= 2
         page.get_by_label("Language", exact=True).select_option("zh")
         expect(page.get_by_role("button", name="新对话")).to_be_visible()
         assert page.evaluate("document.documentElement.lang") == "zh-CN"

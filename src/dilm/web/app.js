@@ -47,6 +47,7 @@ const STRINGS = {
     assistant: "dilm",
     answer: "Answer",
     sources: "Sources",
+    checks: "Why this answer",
     feedbackGroup: "Feedback on this answer",
     good: "Good answer",
     bad: "Bad answer",
@@ -145,6 +146,7 @@ const STRINGS = {
     assistant: "dilm",
     answer: "回答",
     sources: "来源",
+    checks: "为什么这样回答",
     feedbackGroup: "对这个回答的反馈",
     good: "回答得好",
     bad: "回答得不好",
@@ -578,6 +580,7 @@ async function openSession(id) {
       const a = answerView({ id: m.id, question, sessionId: id });
       a.setText(m.content);
       a.setCitations(m.meta?.citations || []);
+      a.setChecks(m.meta?.checks);
       const ratings = (m.feedback || []).filter((f) => f.kind === "rating" && f.rating);
       if (ratings.length) a.setRated(ratings[ratings.length - 1].rating);
       a.finish();
@@ -622,6 +625,13 @@ function answerView({ id = null, question, sessionId }) {
     for (const c of list) ul.append(h("li", { dir: "auto", text: citationText(c) }));
     cites.append(tx(h("h4"), "sources"), ul);
     cites.hidden = false;
+  };
+  view.setChecks = (checks) => {
+    el.querySelector("details.checks")?.remove();
+    if (!checks || typeof checks !== "object" || !Object.keys(checks).length) return;
+    const details = h("details", { class: "checks" }, tx(h("summary"), "checks"));
+    details.append(h("pre", { text: JSON.stringify(checks, null, 2) }));
+    cites.after(details);
   };
   view.setRated = (rating) => {
     up.setAttribute("aria-pressed", String(rating > 0));
@@ -761,6 +771,7 @@ async function ask(question, sessionId, extra) {
     view.id = last.id;
     view.sessionId = last.dilm?.session_id || sessionId;
     view.setCitations(last.dilm?.citations || []);
+    view.setChecks(last.dilm?.checks);
     view.finish();
     return view;
   } catch (e) {
