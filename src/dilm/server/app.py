@@ -16,16 +16,18 @@ from importlib import resources
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import anyio
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dilm import profile as profile_rules
 from dilm.assistant import Assistant
 from dilm.errors import DilmError, InvalidInputError, MessageNotFoundError, PermissionDeniedError
 from dilm.server.auth import Principal, RateLimitedError, RateLimiter, authenticate
@@ -35,25 +37,35 @@ from dilm.types import GLOBAL_SCOPE, AdapterVersion, Fact, FeedbackResult, Memor
 
 T = TypeVar("T")
 WEB = resources.files("dilm") / "web"
+# What the schema can say about text (the Assistant checks it again, with the configured maximum lengths).
+USER_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+UserName = Annotated[str, Field(min_length=1, max_length=128, pattern=USER_PATTERN, description="an end user")]
+Text = Annotated[str, Field(min_length=1, max_length=16_000, pattern=r"\S", description="non-blank text")]
+Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"\S")]
+Short = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+PathUser = Annotated[str, Path(min_length=1, max_length=128, pattern=USER_PATTERN)]
+UserQuery = Annotated[UserName | None, Query(description="the user to act as (a user key: its own; default `default`)")]
 
 
 # -- request and response bodies ------------------------------------------------------------------
-class ChatMessageIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Body(BaseModel):
+    """A request body: unknown fields are refused, and JSON must be typed right (no "1" for 1, no 0 for false)."""
 
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ChatMessageIn(Body):
     role: Literal["system", "user", "assistant"]
-    content: str = Field(max_length=64_000)
+    content: str = Field(max_length=32_000)
     name: str | None = Field(None, max_length=128)
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(Body):
     """OpenAI's chat-completions body (the fields dilm uses), plus `session_id` to continue a dilm session."""
-
-    model_config = ConfigDict(extra="forbid")
 
     messages: list[ChatMessageIn] = Field(min_length=1, max_length=1000)
     model: str | None = Field(None, max_length=200)
-    user: str | None = Field(None, description="the end user: memories, facts and adapters are theirs")
+    user: UserName | None = Field(None, description="the end user: memories, facts and adapters are theirs")
     session_id: str | None = Field(None, max_length=100, description="dilm: continue this session")
     temperature: float | None = Field(None, ge=0, le=5)
     top_p: float | None = Field(None, gt=0, le=1)
@@ -103,55 +115,47 @@ class ChatCompletion(BaseModel):
     dilm: Extras
 
 
-class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FeedbackRequest(Body):
+    """Feedback on an answer: exactly one of rating, correction, supplement, preferred or comment (plus reasons)."""
 
     message_id: str = Field(min_length=1, max_length=100)
     rating: Literal[1, -1] | None = None
-    correction: str | None = None
-    supplement: str | None = None
-    preferred: str | None = Field(None, description="a better answer than the message's")
-    comment: str | None = None
-    reason: str | list[str] | None = Field(None, description="tags such as 'not factually correct'")
-    user: str | None = None
+    correction: Text | None = None
+    supplement: Text | None = None
+    preferred: Text | None = Field(None, description="a better answer than the message's")
+    comment: Text | None = None
+    reason: Tag | list[Tag] | None = Field(None, description="tags such as 'not factually correct'", max_length=10)
+    user: UserName | None = None
 
 
-class MemoryIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    text: str = Field(min_length=1)
-    user: str | None = None
+class MemoryIn(Body):
+    text: Text
+    user: UserName | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     global_: bool = Field(False, alias="global", description="global knowledge (admin)")
 
 
-class FactIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    subject: str = Field(min_length=1)
-    relation: str = Field(min_length=1)
-    object: str = Field(min_length=1)
-    user: str | None = None
+class FactIn(Body):
+    subject: Short
+    relation: Short
+    object: Short
+    user: UserName | None = None
     global_: bool = Field(False, alias="global", description="global knowledge (admin)")
 
 
-class ProfileIn(BaseModel):
-    """Keys to set; null removes one. See `dilm profile set --help` for the values."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    user: str | None = None
-    language: str | None = None
-    verbosity: str | None = None
-    tone: str | None = None
-    format: str | None = None
-    policy: str | None = None
-    avoid: str | None = None
+ProfileIn = create_model(  # one field per profile key, with the values `dilm.profile.KEYS` allows
+    "ProfileIn",
+    __base__=Body,
+    __doc__="Profile keys to set; null removes one.",
+    user=(UserName | None, None),
+    **{
+        key: ((Literal[allowed] if allowed else Short) | None, None)  # type: ignore[valid-type]
+        for key, allowed in profile_rules.KEYS.items()
+    },
+)
 
 
-class RollbackIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RollbackIn(Body):
     scope: str = Field(GLOBAL_SCOPE, description="global or user:NAME")
 
 
@@ -376,7 +380,13 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
         message = "the body is not valid JSON or not UTF-8" if e.status_code == 400 else str(e.detail)
-        return _error(e.status_code, message, "http_error", dict(e.headers or {}))
+        headers = dict(e.headers or {})
+        if e.status_code == 405:  # Starlette names only the first matching route's methods; name them all
+            routes = [r for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(request.url.path)]
+            exact = [r for r in routes if not r.param_convertors]  # /v1/adapters/rollback, not /{version}
+            methods = {m for r in exact or routes for m in r.methods}
+            headers["Allow"] = ", ".join(sorted(methods))
+        return _error(e.status_code, message, "http_error", headers)
 
     # -- public -----------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
@@ -463,12 +473,12 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
 
     # -- sessions -------------------------------------------------------------------------------
     @app.get("/v1/sessions", response_model=Listing[Session])
-    async def sessions(who: Who, user: str | None = None, limit: int = Query(50, ge=1, le=1000)) -> Listing[Session]:
+    async def sessions(who: Who, user: UserQuery = None, limit: int = Query(50, ge=1, le=1000)) -> Listing[Session]:
         return Listing(data=await call(bot.store.sessions, who.acting(user), limit))
 
     @app.get("/v1/sessions/{session_id}/messages", response_model=Listing[MessageOut])
     async def session_messages(
-        session_id: str, who: Who, user: str | None = None, limit: int = Query(500, ge=1, le=10_000)
+        session_id: str, who: Who, user: UserQuery = None, limit: int = Query(500, ge=1, le=10_000)
     ) -> Listing[MessageOut]:
         rows = await call(bot.history, who.acting(user), session_id, limit)
         return Listing(data=[MessageOut(**r) for r in rows])
@@ -477,8 +487,8 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
     @app.get("/v1/memories", response_model=Listing[Memory])
     async def memories(
         who: Who,
-        user: str | None = None,
-        q: str | None = Query(None, description="search the user's and global memories"),
+        user: UserQuery = None,
+        q: str | None = Query(None, min_length=1, max_length=16_000, pattern=r"\S", description="search them"),
         k: int = Query(5, ge=1, le=100),
         limit: int = Query(100, ge=1, le=10_000),
         global_: bool = Query(False, alias="global", description="list global memories"),
@@ -495,14 +505,14 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
 
     @app.delete("/v1/memories/{memory_id}", response_model=Memory)
     async def delete_memory(
-        memory_id: str, who: Who, user: str | None = None, global_: bool = Query(False, alias="global")
+        memory_id: str, who: Who, user: UserQuery = None, global_: bool = Query(False, alias="global")
     ) -> Memory:
         return await call(bot.memories.delete, memory_id, _scopes(who, user, global_))
 
     @app.get("/v1/facts", response_model=Listing[Fact])
     async def facts(
         who: Who,
-        user: str | None = None,
+        user: UserQuery = None,
         subject: str | None = None,
         history: bool = Query(False, description="superseded and retracted facts too"),
     ) -> Listing[Fact]:
@@ -521,13 +531,13 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
 
     @app.delete("/v1/facts/{fact_id}", response_model=Fact)
     async def retract_fact(
-        fact_id: str, who: Who, user: str | None = None, global_: bool = Query(False, alias="global")
+        fact_id: str, who: Who, user: UserQuery = None, global_: bool = Query(False, alias="global")
     ) -> Fact:
         return await call(bot.facts.retract, fact_id, _scopes(who, user, global_))
 
     # -- profile --------------------------------------------------------------------------------
     @app.get("/v1/profile", response_model=ProfileOut)
-    async def profile(who: Who, user: str | None = None) -> ProfileOut:
+    async def profile(who: Who, user: UserQuery = None) -> ProfileOut:
         acting = who.acting(user)
         return ProfileOut(
             user=acting, profile=await call(bot.profiles.get, acting), learned=await call(bot.profiles.learned, acting)
@@ -541,7 +551,7 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
         return ProfileOut(user=acting, profile=saved, learned=await call(bot.profiles.learned, acting))
 
     @app.delete("/v1/profile", response_model=ProfileOut)
-    async def reset_profile(who: Who, user: str | None = None) -> ProfileOut:
+    async def reset_profile(who: Who, user: UserQuery = None) -> ProfileOut:
         acting = who.acting(user)
         await call(bot.profiles.reset, acting)
         return ProfileOut(user=acting, profile={}, learned=await call(bot.profiles.learned, acting))
@@ -579,11 +589,11 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
 
     # -- users ----------------------------------------------------------------------------------
     @app.get("/v1/users/{user_id}/export", response_model=dict[str, Any])
-    async def export(user_id: str, who: Who) -> dict[str, Any]:
+    async def export(user_id: PathUser, who: Who) -> dict[str, Any]:
         return await call(bot.users.export, who.acting(user_id))
 
     @app.delete("/v1/users/{user_id}", response_model=Forgotten)
-    async def forget(user_id: str, who: Who) -> Forgotten:
+    async def forget(user_id: PathUser, who: Who) -> Forgotten:
         acting = who.acting(user_id)
         return Forgotten(user=acting, deleted=await call(bot.users.forget, acting))
 
