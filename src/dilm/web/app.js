@@ -413,14 +413,18 @@ async function streamChat(text, sessionId, onDelta, extra = {}) {
     if (chunk.dilm || (chunk.id && chunk.id !== "pending")) last = chunk;
     return false;
   };
-  for (;;) {
-    const { value, done } = await reader.read();
-    buffer += decoder.decode(value || new Uint8Array(), { stream: !done });
-    const lines = buffer.split(/\r?\n/);
-    buffer = done ? "" : lines.pop();
-    let finished = false;
-    for (const line of lines) if (handle(line)) finished = true;
-    if (finished || done) break;
+  let finished = false;
+  try {
+    while (!finished) {
+      const { value, done } = await reader.read();
+      buffer += decoder.decode(value || new Uint8Array(), { stream: !done });
+      const lines = buffer.split(/\r?\n/);
+      buffer = done ? "" : lines.pop();
+      for (const line of lines) if (handle(line)) finished = true;
+      if (done) break;
+    }
+  } finally {
+    if (!finished) reader.cancel().catch(() => {}); // an error chunk or a bad line: stop reading
   }
   if (!last) throw new ApiError(0, "the stream ended without a final chunk");
   return last;
@@ -800,6 +804,7 @@ async function sendMessage() {
     if (!input.value) input.value = text; // not lost: the user can send it again
     return;
   }
+  if (!view.el.isConnected) return; // the user moved on (new chat, other user) while it streamed
   const isNew = state.sessionId !== view.sessionId;
   state.sessionId = view.sessionId;
   if (isNew) await loadSessions();
@@ -816,7 +821,7 @@ async function regenerate(first, btn) {
     seed: Math.floor(Math.random() * 2 ** 31),
   });
   btn.disabled = false;
-  if (!second) return;
+  if (!second || !second.el.isConnected) return;
   state.sessionId = second.sessionId;
   const box = h("section", { class: "compare" });
   const title = tx(h("h4"), "compareTitle");
