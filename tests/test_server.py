@@ -178,7 +178,8 @@ def test_facts_profile_adapters_and_stats_over_http(keyed):
     assert p.status_code == 200 and p.json()["profile"] == {"language": "zh", "verbosity": "short"}
     p = admin.patch("/v1/profile", json={"user": "alice", "language": None})
     assert p.json()["profile"] == {"verbosity": "short"}
-    assert admin.patch("/v1/profile", json={"user": "alice", "verbosity": "enormous"}).status_code == 400
+    bad = admin.patch("/v1/profile", json={"user": "alice", "verbosity": "enormous"})
+    assert bad.status_code == 422 and "verbosity" in bad.json()["error"]["message"]
     assert admin.get("/v1/adapters").json()["data"] == []
     nothing = admin.post("/v1/adapters/rollback", json={"scope": "global"})
     assert nothing.status_code == 400 and "base model" in nothing.json()["error"]["message"]
