@@ -11,12 +11,16 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from dilm import Assistant
-from dilm.errors import AdapterCorruptError, InvalidInputError, StorageError
+from dilm.errors import AdapterCorruptError, AdapterNotFoundError, InvalidInputError, StorageError
 from dilm.learning.registry import Registry
+from dilm.server.app import create_app
+from dilm.server.auth import create_key
 from tests.conftest import DILM
+from tests.serving import serving
 
 FACTS = [
     ("What is the door code of the Blue Heron lab?", "The door code of the Blue Heron lab is 4417.", "4417"),
@@ -300,3 +304,24 @@ def test_eval_adapters_scores_the_adapter_alone_next_to_memory_and_base(backend)
     assert paths["memory"]["overall"]["reliability"] == 1.0
     assert paths["adapter"]["overall"]["reliability"] >= 2 / 3 and paths["base"]["overall"]["reliability"] == 0.0
     assert paths["adapter"]["overall"]["locality"] == 1.0  # unrelated questions are routed to the base model
+
+
+def test_a_request_can_pin_an_adapter_version_or_the_base_model(copy, backend):
+    with open_bot(copy, backend, memory=False) as bot:
+        off_topic = "What is the capital of France?"  # routed to the base model when not pinned
+        assert bot.chat(off_topic, user="alice").adapter_version is None
+        assert bot.chat(off_topic, user="alice", adapter="v1").adapter_version == "v1"
+        assert bot.chat(FACTS[0][0], user="alice", adapter="base").adapter_version is None
+        with pytest.raises(AdapterNotFoundError):
+            bot.chat(off_topic, user="bob", adapter="v1")  # alice's adapter is hers
+        keys = {u: create_key(bot.store, "user", u)[1] for u in ("alice", "bob")}
+        with serving(create_app(bot)) as url:
+            alice = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {keys['alice']}"}, timeout=120)
+            bob = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {keys['bob']}"}, timeout=120)
+            assert "v1" in [m["id"] for m in alice.get("/v1/models").json()["data"]]
+            assert "v1" not in [m["id"] for m in bob.get("/v1/models").json()["data"]]
+            body = {"model": "v1", "messages": [{"role": "user", "content": off_topic}]}
+            assert alice.post("/v1/chat/completions", json=body).json()["dilm"]["adapter_version"] == "v1"
+            assert bob.post("/v1/chat/completions", json=body).status_code == 404
+            other = {**body, "model": "gpt-4o"}  # any other name: the live adapter, routed per question
+            assert alice.post("/v1/chat/completions", json=other).json()["dilm"]["adapter_version"] is None

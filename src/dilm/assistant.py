@@ -15,7 +15,7 @@ from dilm import policy
 from dilm import profile as profile_rules
 from dilm.config import Decoding, Settings, default_data_dir
 from dilm.context import ContextBuilder, with_notes
-from dilm.errors import DilmError, InvalidInputError, PermissionDeniedError
+from dilm.errors import AdapterNotFoundError, DilmError, InvalidInputError, PermissionDeniedError
 from dilm.guard import reward
 from dilm.guard import rules as guard_rules
 from dilm.guard.contradiction import contradictions, repaired
@@ -121,10 +121,15 @@ class Assistant:
         session: str | None = None,
         *,
         decoding: Decoding | dict[str, Any] | None = None,
+        adapter: str | None = None,
         **decoding_overrides: Any,
     ) -> Reply:
-        """Answer `text` as `user` in `session` (a new session when None); the turn is logged before returning."""
-        return self._turn(text, user, session, self.decoding_for(user, decoding, decoding_overrides), None, None)
+        """Answer `text` as `user` in `session` (a new session when None); the turn is logged before returning.
+
+        `adapter`: answer with this adapter version (one of the user's or a global one; "base": none) instead of
+        the live one, which is otherwise routed per question."""
+        d = self.decoding_for(user, decoding, decoding_overrides)
+        return self._turn(text, user, session, d, None, None, self._pin(user, adapter))
 
     def stream(
         self,
@@ -133,12 +138,25 @@ class Assistant:
         session: str | None = None,
         *,
         decoding: Decoding | dict[str, Any] | None = None,
+        adapter: str | None = None,
         **decoding_overrides: Any,
     ) -> ReplyStream:
         """Like `chat`, but iterate the returned object for text deltas; `.reply` holds the Reply at the end."""
         d = self.decoding_for(user, decoding, decoding_overrides)
         user, text = _check_user(user), self._check_text(text, "message", self.settings.max_message_chars)
-        return ReplyStream(lambda on_text, cancel: self._turn(text, user, session, d, on_text, cancel))
+        pin = self._pin(user, adapter)
+        return ReplyStream(lambda on_text, cancel: self._turn(text, user, session, d, on_text, cancel, pin))
+
+    def _pin(self, user: str, adapter: str | None) -> str | None:
+        """Check a requested adapter version (None: the live one; "base": none) before the turn starts."""
+        if adapter is None or adapter == "base":
+            return adapter
+        a = self.adapters.get(adapter)
+        if a.scope not in (user_scope(_check_user(user)), GLOBAL_SCOPE):
+            raise AdapterNotFoundError(f"no adapter version {adapter!r} for {user}: see GET /v1/models")
+        if a.status != "accepted" or a.deleted_at:
+            raise InvalidInputError(f"adapter {adapter} is {'deleted' if a.deleted_at else a.status}: it cannot answer")
+        return a.version
 
     def decoding_for(
         self, user: str, decoding: Decoding | dict[str, Any] | None = None, overrides: dict[str, Any] | None = None
@@ -159,7 +177,7 @@ class Assistant:
         self.store.set_user_settings(user, {**settings, "decoding": saved})
         return result
 
-    def _turn(self, text, user, session, decoding, on_text, cancel) -> Reply:  # type: ignore[no-untyped-def]
+    def _turn(self, text, user, session, decoding, on_text, cancel, pin=None) -> Reply:  # type: ignore[no-untyped-def]
         user = _check_user(user)
         text = self._check_text(text, "message", self.settings.max_message_chars)
         backend = self.backend  # loaded (once) before the clock starts
@@ -172,6 +190,8 @@ class Assistant:
         profile = self.store.user_settings(user).get("profile", {})
         decoding = decoding.merged(profile_rules.decoding_overrides(profile, decoding.max_new_tokens))
         meta: dict[str, Any] = {"citations": []}
+        if pin is not None:
+            meta["pinned_adapter"] = pin
         adapter: AdapterVersion | None = None
         candidates: list[Candidate] = []
         prompt_tokens = 0
@@ -503,8 +523,14 @@ class Assistant:
         """The live adapter serving `user` (theirs, else global) when `text` is in its territory.
 
         Looked up every turn, so a newly published or rolled-back version takes effect on the next turn."""
-        if not self.settings.adapters:
+        pinned = meta.get("pinned_adapter")
+        if pinned == "base" or (pinned is None and not self.settings.adapters):
             return None
+        if pinned is not None:
+            a = self.adapters.get(pinned)
+            self.adapters.verify(a)  # a damaged pinned version is an error, not a silent fallback
+            meta["adapter"] = {"version": a.version, "used": True, "pinned": True}
+            return a
         live = self.adapters.live([user_scope(user), GLOBAL_SCOPE])
         if live is None:
             return None

@@ -9,6 +9,7 @@ the rest queue. Errors are JSON in OpenAI's shape (`{"error": {"message", "type"
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from dilm.server.metrics import Metrics
 from dilm.types import GLOBAL_SCOPE, AdapterVersion, Fact, FeedbackResult, Memory, Reply, Session, user_scope
 
 T = TypeVar("T")
+ADAPTER_VERSION = re.compile(r"v\d+")
 WEB = resources.files("dilm") / "web"
 # What the schema can say about text (the Assistant checks it again, with the configured maximum lengths).
 USER_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
@@ -64,7 +66,9 @@ class ChatRequest(Body):
     """OpenAI's chat-completions body (the fields dilm uses), plus `session_id` to continue a dilm session."""
 
     messages: list[ChatMessageIn] = Field(min_length=1, max_length=1000)
-    model: str | None = Field(None, max_length=200)
+    model: str | None = Field(
+        None, max_length=200, description="an adapter version from /v1/models pins it; else the live one answers"
+    )
     user: UserName | None = Field(None, description="the end user: memories, facts and adapters are theirs")
     session_id: str | None = Field(None, max_length=100, description="dilm: continue this session")
     temperature: float | None = Field(None, ge=0, le=5)
@@ -422,15 +426,17 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
     )
     async def chat(body: ChatRequest, who: Who, request: Request) -> Any:
         text, user, decoding = _question(body), who.acting(body.user), _decoding(body)
+        # `model` naming an adapter version (from /v1/models) pins it; any other name: the live one, routed.
+        pin = body.model if body.model and ADAPTER_VERSION.fullmatch(body.model) else None
         created = int(time.time())
         if not body.stream:
             reply = await anyio.to_thread.run_sync(
-                lambda: bot.chat(text, user, body.session_id, **decoding), limiter=slots
+                lambda: bot.chat(text, user, body.session_id, adapter=pin, **decoding), limiter=slots
             )
             metrics.generated(reply.completion_tokens)
             return _completion(reply, created)
         # Bad input (text, user, decoding) fails here, before the 200 goes out.
-        stream = await call(lambda: bot.stream(text, user, body.session_id, **decoding))
+        stream = await call(lambda: bot.stream(text, user, body.session_id, adapter=pin, **decoding))
         return StreamingResponse(_events(stream, created), media_type="text/event-stream")
 
     async def _events(stream: Any, created: int) -> AsyncIterator[str]:
