@@ -128,7 +128,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=120, help="per phase (at most 300)")
     args = ap.parse_args()
     seconds = min(args.seconds, 300.0)
-    console = Console()
+    console = Console(width=140)
     data = Path(tempfile.mkdtemp(prefix="dilm-load-"))
     store = Store.open(data)
     create_key(store, "admin")  # `dilm serve` without --local wants one

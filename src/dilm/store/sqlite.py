@@ -203,9 +203,13 @@ class SQLiteStore:
     # -- feedback ---------------------------------------------------------------------------------
     def add_feedback(self, fb: Feedback) -> None:
         with self.tx() as db:
+            # The rowid is past every training window already consumed: after a user is forgotten, the freed
+            # top rowids must not be reused, or new feedback would look already trained on.
             db.execute(
-                """INSERT INTO feedback (id, message_id, user_id, kind, rating, text, reasons, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                """INSERT INTO feedback (rowid, id, message_id, user_id, kind, rating, text, reasons, created_at)
+                   VALUES (max(coalesce((SELECT max(rowid) FROM feedback), 0),
+                               coalesce((SELECT max(data_to) FROM adapters), 0)) + 1,
+                           ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     fb.id,
                     fb.message_id,
