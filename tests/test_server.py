@@ -323,3 +323,22 @@ def test_openapi_schema_lists_every_endpoint(server):
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
     page = httpx.get(url)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+
+
+def test_n_candidates_come_back_as_choices_and_cors_is_off_unless_configured(server, data_dir, backend):
+    url, _ = server
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="none")
+    r = client.chat.completions.create(
+        model="dilm", messages=[{"role": "user", "content": "Name a colour."}], n=2, max_tokens=8, seed=3
+    )
+    assert [c.index for c in r.choices] == [0, 1]
+    preflight = {"Origin": "https://example.com", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in httpx.options(f"{url}/v1/chat/completions", headers=preflight).headers
+    assert "access-control-allow-origin" not in httpx.get(f"{url}/healthz", headers={"Origin": "https://x"}).headers
+    allowed = {"cors_origins": ["https://example.com"]}
+    with (
+        Assistant.open(data_dir / "cors", backend=backend, server=allowed) as bot,
+        serving(create_app(bot, local=True)) as cors_url,
+    ):
+        ok = httpx.options(f"{cors_url}/v1/chat/completions", headers=preflight)
+        assert ok.headers["access-control-allow-origin"] == "https://example.com"

@@ -267,6 +267,8 @@ def _decoding(body: ChatRequest) -> dict[str, Any]:
         d["max_new_tokens"] = body.max_completion_tokens or body.max_tokens
     if body.n is not None:
         d["n"] = body.n
+        if body.n > 1 and body.temperature is None:  # OpenAI samples n answers at its default temperature
+            d["strategy"] = "sample"
     if body.stop is not None:
         stops = [body.stop] if isinstance(body.stop, str) else body.stop
         if len(stops) > 4 or any(not s or len(s) > 200 for s in stops):
