@@ -79,6 +79,20 @@ def test_streaming_and_chinese(server):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "陈静" in text
     assert chunks[-1].id.startswith("msg") and chunks[-1].choices[0].finish_reason == "stop"
+    counted = list(
+        client.chat.completions.create(
+            model="dilm",
+            messages=[{"role": "user", "content": "你好"}],
+            user="li",
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert counted[-1].choices == [] and counted[-1].usage.completion_tokens > 0
+    with pytest.raises(openai.NotFoundError):  # an unknown session fails before the stream starts
+        client.chat.completions.create(
+            model="dilm", messages=[{"role": "user", "content": "hi"}], stream=True, extra_body={"session_id": "ses_x"}
+        )
 
 
 @pytest.mark.parametrize(

@@ -297,6 +297,11 @@ def _extras(reply: Reply) -> Extras:
     )
 
 
+def _usage(reply: Reply) -> Usage:
+    total = reply.prompt_tokens + reply.completion_tokens
+    return Usage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens, total_tokens=total)
+
+
 def _completion(reply: Reply, created: int) -> ChatCompletion:
     texts = [reply.text] + [c.text for c in reply.candidates[1:]]  # other candidates: OpenAI's n > 1 choices
     return ChatCompletion(
@@ -306,11 +311,7 @@ def _completion(reply: Reply, created: int) -> ChatCompletion:
         choices=[
             Choice(index=i, message=AssistantMessage(content=t), finish_reason="stop") for i, t in enumerate(texts)
         ],
-        usage=Usage(
-            prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens,
-            total_tokens=reply.prompt_tokens + reply.completion_tokens,
-        ),
+        usage=_usage(reply),
         dilm=_extras(reply),
     )
 
@@ -426,7 +427,7 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
         response_model=ChatCompletion,
         responses={200: {"content": {"text/event-stream": {"description": "with stream: true"}}}},
     )
-    async def chat(body: ChatRequest, who: Who, request: Request) -> Any:
+    async def chat(body: ChatRequest, who: Who) -> Any:
         text, user, decoding = _question(body), who.acting(body.user), _decoding(body)
         # `model` naming an adapter version (from /v1/models) pins it; any other name: the live one, routed.
         pin = body.model if body.model and ADAPTER_VERSION.fullmatch(body.model) else None
@@ -437,11 +438,14 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
             )
             metrics.generated(reply.completion_tokens)
             return _completion(reply, created)
-        # Bad input (text, user, decoding) fails here, before the 200 goes out.
+        # Bad input (text, user, session, decoding, adapter) fails here, before the 200 goes out.
+        if body.session_id is not None:
+            await call(bot.store.session, body.session_id, user)
         stream = await call(lambda: bot.stream(text, user, body.session_id, adapter=pin, **decoding))
-        return StreamingResponse(_events(stream, created), media_type="text/event-stream")
+        usage = bool((body.stream_options or {}).get("include_usage"))
+        return StreamingResponse(_events(stream, created, usage), media_type="text/event-stream")
 
-    async def _events(stream: Any, created: int) -> AsyncIterator[str]:
+    async def _events(stream: Any, created: int, usage: bool) -> AsyncIterator[str]:
         chunk = {"object": "chat.completion.chunk", "created": created, "model": bot.model_name}
         done = object()
         async with slots:  # queue behind other generations
@@ -461,6 +465,8 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
         metrics.generated(reply.completion_tokens)
         last = {**chunk, "id": reply.id, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         yield _sse({**last, "dilm": _extras(reply).model_dump()})
+        if usage:  # as OpenAI does: one more chunk, no choices, the token counts
+            yield _sse({**chunk, "id": reply.id, "choices": [], "usage": _usage(reply).model_dump()})
         yield "data: [DONE]\n\n"
 
     @app.post("/v1/feedback", response_model=FeedbackResult)
