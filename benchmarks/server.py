@@ -101,8 +101,11 @@ async def probe(url: str, until: float, log: list[dict]) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=30) as c:
         while time.monotonic() < until:
             started = time.perf_counter()
-            r = await c.get("/healthz")
-            log.append({"kind": "healthz", "status": r.status_code, "s": time.perf_counter() - started})
+            try:
+                status: int | str = (await c.get("/healthz")).status_code
+            except httpx.HTTPError as e:
+                status = type(e).__name__
+            log.append({"kind": "healthz", "status": status, "s": time.perf_counter() - started})
             await asyncio.sleep(0.2)
 
 
@@ -136,10 +139,9 @@ def main() -> None:
     store.close()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    server_log = (data / "server.log").open("w")  # a file, not a pipe: a full pipe would stall the server
     server = subprocess.Popen(
-        [sys.executable, "-m", "dilm", "serve", "--port", str(port), "--data-dir", str(data)],
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "dilm", "serve", "--port", str(port), "--data-dir", str(data)], stderr=server_log
     )
     try:
         deadline = time.monotonic() + 300
@@ -150,7 +152,7 @@ def main() -> None:
             except httpx.HTTPError:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the server did not start: {server.stderr.read() if server.stderr else ''}")
+                raise SystemExit(f"the server did not start: see {data / 'server.log'}")
             time.sleep(0.5)
         results = {}
         all_acked: list[str] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -262,25 +263,48 @@ def test_rate_limit_answers_429_with_retry_after(data_dir, backend):
             assert c.get("/healthz").status_code == 200  # health checks are not rate limited
 
 
-def test_a_client_leaving_mid_stream_stops_the_generation_and_logs_nothing(server):
-    url, bot = server
+def test_clients_leaving_mid_stream_stop_their_generation_free_their_slot_and_log_nothing(data_dir, backend):
     body = {
         "messages": [{"role": "user", "content": "Write a long story about a lighthouse."}],
         "stream": True,
         "max_tokens": 400,
         "user": "dora",
     }
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
-        assert r.status_code == 200
-        lines = r.iter_lines()
-        assert next(line for line in lines if line.startswith("data:"))
-    started = time.perf_counter()
-    ok = httpx.post(
-        f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}], "user": "dora"}, timeout=60
-    )
-    assert ok.status_code == 200
-    assert time.perf_counter() - started < 30  # the abandoned 400-token generation did not hold the model
-    assert len(bot.history("dora")) == 2  # only the finished turn was logged
+    with (  # one generation slot: a leaked slot would hang the next request
+        Assistant.open(data_dir, backend=backend, server={"generation_workers": 1}) as bot,
+        serving(create_app(bot, local=True)) as url,
+    ):
+        for _ in range(2):
+            with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
+                assert r.status_code == 200
+                first = json.loads(next(line for line in r.iter_lines() if line.startswith("data:"))[6:])
+                assert first["id"].startswith("msg_")  # every chunk carries the message id, from the first
+        started = time.perf_counter()
+        ok = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "Hi"}], "user": "dora", "max_tokens": 8},
+            timeout=60,
+        )
+        assert ok.status_code == 200
+        assert time.perf_counter() - started < 30  # the abandoned 400-token generations did not hold the model
+        assert len(bot.history("dora")) == 2  # only the finished turn was logged
+
+
+def test_local_mode_refuses_other_sites_and_odd_text_gets_a_json_error(server):
+    url, bot = server
+    hi = {"text": "I like tea."}
+    evil = httpx.post(f"{url}/v1/memories", json=hi, headers={"Origin": "https://evil.example"})
+    assert evil.status_code == 403 and "local mode" in evil.json()["error"]["message"]
+    rebound = httpx.get(f"{url}/v1/memories", headers={"Host": "attacker.example"})
+    assert rebound.status_code == 403
+    assert bot.memories.list("default") == []
+    same = httpx.post(f"{url}/v1/memories", json=hi, headers={"Origin": url})
+    assert same.status_code == 200
+    escaped = b'{"message_id": "\\ud800", "rating": 1}'  # JSON may escape a lone surrogate; UTF-8 cannot hold it
+    lone = httpx.post(f"{url}/v1/feedback", content=escaped, headers={"content-type": "application/json"})
+    assert lone.status_code in (400, 422) and "unicode" in lone.json()["error"]["message"].lower()
+    odd_user = httpx.get(f"{url}/v1/memories", params={"user": "a\tb"})
+    assert odd_user.status_code == 422 and "user" in odd_user.json()["error"]["message"]
 
 
 def test_concurrent_chats_and_feedback_all_land(server):

@@ -144,8 +144,10 @@ class Assistant:
         """Like `chat`, but iterate the returned object for text deltas; `.reply` holds the Reply at the end."""
         d = self.decoding_for(user, decoding, decoding_overrides)
         user, text = _check_user(user), self._check_text(text, "message", self.settings.max_message_chars)
-        pin = self._pin(user, adapter)
-        return ReplyStream(lambda on_text, cancel: self._turn(text, user, session, d, on_text, cancel, pin))
+        pin, reply_id = self._pin(user, adapter), new_id("msg")
+        stream = ReplyStream(lambda on_text, cancel: self._turn(text, user, session, d, on_text, cancel, pin, reply_id))
+        stream.id = reply_id
+        return stream
 
     def _pin(self, user: str, adapter: str | None) -> str | None:
         """Check a requested adapter version (None: the live one; "base": none) before the turn starts."""
@@ -177,7 +179,7 @@ class Assistant:
         self.store.set_user_settings(user, {**settings, "decoding": saved})
         return result
 
-    def _turn(self, text, user, session, decoding, on_text, cancel, pin=None) -> Reply:  # type: ignore[no-untyped-def]
+    def _turn(self, text, user, session, decoding, on_text, cancel, pin=None, reply_id=None) -> Reply:  # type: ignore[no-untyped-def]
         user = _check_user(user)
         text = self._check_text(text, "message", self.settings.max_message_chars)
         backend = self.backend  # loaded (once) before the clock starts
@@ -268,7 +270,7 @@ class Assistant:
         )
         best_tokens = next((c.completion_tokens for c in candidates if c.text), 0)
         reply_msg = Message(
-            id=new_id("msg"),
+            id=reply_id or new_id("msg"),
             session_id=sess.id,
             user_id=user,
             role="assistant",
@@ -722,6 +724,7 @@ class ReplyStream:
 
     def __init__(self, run: Any) -> None:
         self._run = run
+        self.id: str | None = None  # the message id the reply will have, known before it is generated
         self.reply: Reply | None = None
         self.cancel_event = threading.Event()
 
@@ -801,7 +804,7 @@ def _check_user(user: object) -> str:
     if not isinstance(user, str) or not user.strip():
         raise InvalidInputError("the user name is empty")
     user = user.strip()
-    if len(user) > 128 or any(ord(c) < 32 for c in user):
+    if len(user) > 128 or any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in user):
         raise InvalidInputError("the user name must be at most 128 printable characters")
     return user
 

@@ -9,12 +9,14 @@ the rest queue. Errors are JSON in OpenAI's shape (`{"error": {"message", "type"
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Annotated, Any, Generic, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import anyio
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -37,6 +39,7 @@ from dilm.server.metrics import Metrics
 from dilm.types import GLOBAL_SCOPE, AdapterVersion, Fact, FeedbackResult, Memory, Reply, Session, user_scope
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 ADAPTER_VERSION = re.compile(r"v\d+")
 WEB = resources.files("dilm") / "web"
 # What the schema can say about text (the Assistant checks it again, with the configured maximum lengths).
@@ -328,6 +331,18 @@ def _scopes(who: Principal, user: str | None, global_: bool) -> str | None:
     return who.acting(user)
 
 
+class _Stream(StreamingResponse):
+    """Closes its body generator when the response ends in any way, so a client that leaves mid-stream stops
+    the generation at once (Starlette leaves the generator suspended when the send fails)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+
+
 # -- who is asking ---------------------------------------------------------------------------------
 @dataclass
 class _Gate:
@@ -344,12 +359,26 @@ async def _principal(request: Request, cred: HTTPAuthorizationCredentials | None
     gate: _Gate = request.app.state.dilm
     header = f"Bearer {cred.credentials}" if cred else request.headers.get("authorization")
     who = await run_in_threadpool(authenticate, gate.bot.store, header, gate.local, gate.seen)
+    if who.local and who.key_id is None and not _from_this_machine(request):
+        raise PermissionDeniedError(
+            "local mode answers only this machine's own pages and programs (Host and Origin must be loopback)"
+        )
     client = request.client.host if request.client else "?"
     gate.limiter.take(who.key_id or f"addr:{client}")
     return who
 
 
 Who = Annotated[Principal, Depends(_principal)]
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
+def _from_this_machine(request: Request) -> bool:
+    """Keyless requests must name a loopback host and come from a loopback origin, if any: otherwise any web page
+    the user visits could drive the server (cross-site POSTs, DNS rebinding)."""
+    host = urlsplit(f"//{request.headers.get('host', '')}").hostname or ""
+    origin = request.headers.get("origin")
+    from_page = origin is None or (urlsplit(origin).hostname or "") in LOOPBACK_NAMES
+    return host in LOOPBACK_NAMES and from_page
 
 
 # -- the app --------------------------------------------------------------------------------------
@@ -374,6 +403,15 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
     async def dilm_error(request: Request, e: DilmError) -> JSONResponse:
         headers = {"Retry-After": str(e.retry_after)} if isinstance(e, RateLimitedError) else None
         return _error(e.status, str(e), type(e).__name__, headers)
+
+    @app.exception_handler(UnicodeError)
+    async def not_utf8(request: Request, e: UnicodeError) -> JSONResponse:
+        return _error(400, "the request holds text that is not valid UTF-8 (e.g. a lone surrogate)", "invalid_text")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, e: Exception) -> JSONResponse:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=e)
+        return _error(500, "internal error (logged on the server)", "internal_error")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
@@ -443,30 +481,36 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
             await call(bot.store.session, body.session_id, user)
         stream = await call(lambda: bot.stream(text, user, body.session_id, adapter=pin, **decoding))
         usage = bool((body.stream_options or {}).get("include_usage"))
-        return StreamingResponse(_events(stream, created, usage), media_type="text/event-stream")
+        return _Stream(_events(stream, created, usage), media_type="text/event-stream")
 
     async def _events(stream: Any, created: int, usage: bool) -> AsyncIterator[str]:
-        chunk = {"object": "chat.completion.chunk", "created": created, "model": bot.model_name}
+        chunk = {"object": "chat.completion.chunk", "created": created, "model": bot.model_name, "id": stream.id}
         done = object()
-        async with slots:  # queue behind other generations
-            deltas = iter(stream)
-            try:
-                while (delta := await anyio.to_thread.run_sync(next, deltas, done)) is not done:
-                    yield _sse({**chunk, "id": "pending", "choices": [{"index": 0, "delta": {"content": delta}}]})
-            except DilmError as e:  # the status line is out already: the error goes in the stream
-                yield _sse({"error": {"message": str(e), "type": type(e).__name__, "code": e.status}})
-                return
-            finally:
-                if stream.reply is None:  # client gone (cancelled) or failed: stop generating, log nothing
-                    stream.cancel()
-                    with anyio.CancelScope(shield=True):
-                        await anyio.to_thread.run_sync(deltas.close)  # type: ignore[attr-defined]
+        # A slot is held on behalf of this stream, not of a task: the closing may run in another task.
+        await slots.acquire_on_behalf_of(stream)
+        deltas = iter(stream)
+        try:
+            while (delta := await anyio.to_thread.run_sync(next, deltas, done)) is not done:
+                yield _sse({**chunk, "choices": [{"index": 0, "delta": {"content": delta}}]})
+        except Exception as e:  # the status line is out already: the error goes in the stream
+            if not isinstance(e, DilmError):
+                log.exception("streamed turn failed")
+            status = e.status if isinstance(e, DilmError) else 500
+            message = str(e) if isinstance(e, DilmError) else "internal error (logged)"
+            yield _sse({"error": {"message": message, "type": type(e).__name__, "code": status}})
+            return
+        finally:
+            if stream.reply is None:  # client gone (cancelled) or failed: stop generating, log nothing
+                stream.cancel()
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(deltas.close)  # type: ignore[attr-defined]
+            slots.release_on_behalf_of(stream)
         reply = stream.reply
         metrics.generated(reply.completion_tokens)
-        last = {**chunk, "id": reply.id, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        last = {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         yield _sse({**last, "dilm": _extras(reply).model_dump()})
         if usage:  # as OpenAI does: one more chunk, no choices, the token counts
-            yield _sse({**chunk, "id": reply.id, "choices": [], "usage": _usage(reply).model_dump()})
+            yield _sse({**chunk, "choices": [], "usage": _usage(reply).model_dump()})
         yield "data: [DONE]\n\n"
 
     @app.post("/v1/feedback", response_model=FeedbackResult)

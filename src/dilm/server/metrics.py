@@ -7,6 +7,7 @@ import time
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -59,7 +60,8 @@ class Metrics:
             finally:
                 route = scope.get("route")
                 path = getattr(route, "path", None) or ("/web" if scope["path"].startswith("/web/") else "unmatched")
-                metrics.requests.labels(scope["method"], path, str(status)).inc()
+                method = scope["method"] if scope["method"] in METHODS else "OTHER"  # labels stay bounded
+                metrics.requests.labels(method, path, str(status)).inc()
                 metrics.latency.labels(path).observe(time.perf_counter() - started)
 
         return measured  # type: ignore[return-value]
