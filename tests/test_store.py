@@ -6,6 +6,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,18 @@ def test_forgetting_a_user_never_makes_new_feedback_look_already_trained(bot):
     bot.users.forget("ben")  # frees the top rowid
     bot.feedback(mine.id, rating=-1)
     assert bot.store.feedback_high_water() > consumed  # new feedback lies past the consumed window
+
+
+def test_forgetting_waits_for_the_users_turn_in_flight_so_nothing_outlives_it(bot):
+    stream = bot.stream("Write a long story about a lighthouse.", user="zed", max_new_tokens=48)
+    deltas = iter(stream)
+    next(deltas)  # the turn is under way
+    done: list[dict] = []
+    forget = threading.Thread(target=lambda: done.append(bot.users.forget("zed")))
+    forget.start()
+    time.sleep(0.5)
+    assert forget.is_alive()  # it waits for the turn
+    list(deltas)
+    forget.join(60)
+    assert done and done[0]["messages"] == 2  # the finished turn was logged, then forgotten
+    assert bot.history("zed") == [] and bot.users.export("zed")["sessions"] == []

@@ -129,7 +129,9 @@ class Assistant:
         `adapter`: answer with this adapter version (one of the user's or a global one; "base": none) instead of
         the live one, which is otherwise routed per question."""
         d = self.decoding_for(user, decoding, decoding_overrides)
-        return self._turn(text, user, session, d, None, None, self._pin(user, adapter))
+        pin = self._pin(user, adapter)
+        with self.users.active(_check_user(user)):
+            return self._turn(text, user, session, d, None, None, pin)
 
     def stream(
         self,
@@ -145,7 +147,12 @@ class Assistant:
         d = self.decoding_for(user, decoding, decoding_overrides)
         user, text = _check_user(user), self._check_text(text, "message", self.settings.max_message_chars)
         pin, reply_id = self._pin(user, adapter), new_id("msg")
-        stream = ReplyStream(lambda on_text, cancel: self._turn(text, user, session, d, on_text, cancel, pin, reply_id))
+
+        def run(on_text, cancel):  # type: ignore[no-untyped-def]
+            with self.users.active(user):
+                return self._turn(text, user, session, d, on_text, cancel, pin, reply_id)
+
+        stream = ReplyStream(run)
         stream.id = reply_id
         return stream
 
@@ -623,7 +630,14 @@ class Assistant:
                 + (f" (got {', '.join(given)})" if given else "")
             )
         ((kind, value),) = given.items()
-        msg = self.store.message(message_id)
+        owner = self.store.message(message_id).user_id
+        with self.users.active(owner):  # read again inside: the owner may have been forgotten meanwhile
+            return self._feedback(self.store.message(message_id), kind, value, reason, user)
+
+    def _feedback(
+        self, msg: Message, kind: str, value: Any, reason: str | list[str] | None, user: str | None
+    ) -> FeedbackResult:
+        message_id = msg.id
         if msg.role != "assistant":
             raise InvalidInputError(f"{message_id} is a {msg.role} message: feedback goes on the assistant's answers")
         if user is not None and _check_user(user) != msg.user_id:

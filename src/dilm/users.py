@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from dilm.types import user_scope
@@ -11,6 +15,25 @@ from dilm.types import user_scope
 class Users:
     def __init__(self, bot) -> None:  # type: ignore[no-untyped-def]
         self.bot = bot
+        self._cond = threading.Condition()
+        self._busy: Counter[str] = Counter()  # user -> turns and feedback in flight
+        self._forgetting: set[str] = set()
+
+    @contextmanager
+    def active(self, user: str) -> Iterator[None]:
+        """Held by each turn and piece of feedback: forgetting the user waits for them, and they wait for it, so
+        nothing a request writes outlives a forget that answered after it began."""
+        with self._cond:
+            self._cond.wait_for(lambda: user not in self._forgetting)
+            self._busy[user] += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy[user] -= 1
+                if not self._busy[user]:
+                    del self._busy[user]
+                self._cond.notify_all()
 
     def export(self, user: str) -> dict[str, Any]:
         """Sessions, messages, feedback, memories (superseded too), facts (history too), settings and profile,
@@ -23,7 +46,16 @@ class Users:
         Global knowledge the user helped build (facts promoted by consensus, global adapters trained on a log
         that held their feedback) stays: it is no longer theirs alone."""
         user = self.bot._user(user)
-        counts, folders = self.bot.store.forget_user(user)  # one transaction: all rows or none
+        with self._cond:  # no new turns for the user; the ones in flight finish first
+            self._cond.wait_for(lambda: user not in self._forgetting)
+            self._forgetting.add(user)
+            self._cond.wait_for(lambda: not self._busy[user])
+        try:
+            counts, folders = self.bot.store.forget_user(user)  # one transaction: all rows or none
+        finally:
+            with self._cond:
+                self._forgetting.discard(user)
+                self._cond.notify_all()
         for rel in folders:  # the records are gone, so a failure here leaves unreferenced files only
             shutil.rmtree(self.bot.data_dir / rel, ignore_errors=True)
         self.bot.retriever.index.invalidate(user_scope(user))
