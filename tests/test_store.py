@@ -148,3 +148,14 @@ def test_forgetting_waits_for_the_users_turn_in_flight_so_nothing_outlives_it(bo
     forget.join(60)
     assert done and done[0]["messages"] == 2  # the finished turn was logged, then forgotten
     assert bot.history("zed") == [] and bot.users.export("zed")["sessions"] == []
+
+
+def test_a_turn_may_record_feedback_for_its_user_while_a_forget_waits(bot):
+    forget = threading.Thread(target=bot.users.forget, args=("amy",))
+    with bot.users.active("amy"):  # a turn in flight
+        forget.start()
+        time.sleep(0.2)
+        with bot.users.active("amy"):  # the same turn records a clarification's feedback: no deadlock
+            pass
+    forget.join(10)
+    assert not forget.is_alive()

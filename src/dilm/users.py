@@ -18,18 +18,23 @@ class Users:
         self._cond = threading.Condition()
         self._busy: Counter[str] = Counter()  # user -> turns and feedback in flight
         self._forgetting: set[str] = set()
+        self._mine = threading.local()  # users this thread is active for
 
     @contextmanager
     def active(self, user: str) -> Iterator[None]:
         """Held by each turn and piece of feedback: forgetting the user waits for them, and they wait for it, so
         nothing a request writes outlives a forget that answered after it began."""
+        held: Counter[str] = self._mine.__dict__.setdefault("held", Counter())
         with self._cond:
-            self._cond.wait_for(lambda: user not in self._forgetting)
+            if not held[user]:  # reentrant: a turn may record feedback (a clarification) for its own user
+                self._cond.wait_for(lambda: user not in self._forgetting)
             self._busy[user] += 1
+            held[user] += 1
         try:
             yield
         finally:
             with self._cond:
+                held[user] -= 1
                 self._busy[user] -= 1
                 if not self._busy[user]:
                     del self._busy[user]
