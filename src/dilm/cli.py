@@ -497,6 +497,18 @@ def serve(
         uvicorn.run(create_app(bot, local=local), host=host, port=port, log_level="warning")
 
 
+@contextmanager
+def _store(data_dir: Path | None) -> Iterator[Any]:
+    """The data dir's store alone: key commands need neither the model nor the embedder."""
+    from dilm.store import Store
+
+    store = Store.open(data_dir or default_data_dir())
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 @keys_app.command("create")
 def keys_create(
     admin: Annotated[
@@ -507,15 +519,11 @@ def keys_create(
 ) -> None:
     """Create a key and print it once (only its hash is kept)."""
     from dilm.server.auth import create_key
-    from dilm.store import Store
 
     if admin == (user is not None):
         raise InvalidInputError("give exactly one of --admin or --user NAME")
-    store = Store.open(data_dir or default_data_dir())
-    try:
+    with _store(data_dir) as store:
         key_id, secret = create_key(store, "admin" if admin else "user", user)
-    finally:
-        store.close()
     err.print(f"created {key_id} ({'admin' if admin else f'user {user}'}); the key is shown only now:")
     out.print(secret)
 
@@ -523,13 +531,8 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(as_json: AsJson = False, data_dir: DataDir = None) -> None:
     """Keys (never their secrets): id, role, user, created, last used, revoked."""
-    from dilm.store import Store
-
-    store = Store.open(data_dir or default_data_dir())
-    try:
+    with _store(data_dir) as store:
         keys = [{k: v for k, v in row.items() if k != "hash"} for row in store.api_keys()]
-    finally:
-        store.close()
     if as_json:
         out.print_json(json.dumps(keys))
         return
@@ -551,13 +554,8 @@ def keys_list(as_json: AsJson = False, data_dir: DataDir = None) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
     """Revoke a key: requests with it get 401 from then on."""
-    from dilm.store import Store
-
-    store = Store.open(data_dir or default_data_dir())
-    try:
+    with _store(data_dir) as store:
         store.revoke_api_key(key_id)
-    finally:
-        store.close()
     out.print(f"revoked {key_id}")
 
 

@@ -323,7 +323,7 @@ def _sse(data: dict[str, Any]) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _scopes(who: Principal, user: str | None, global_: bool) -> str | None:
+def _target_user(who: Principal, user: str | None, global_: bool) -> str | None:
     """The user a memory/fact change applies to, or None for global knowledge (admin only)."""
     if global_:
         who.require_admin("changing global knowledge")
@@ -558,14 +558,14 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
 
     @app.post("/v1/memories", response_model=Memory)
     async def add_memory(body: MemoryIn, who: Who) -> Memory:
-        user = _scopes(who, body.user, body.global_)
+        user = _target_user(who, body.user, body.global_)
         return await call(bot.memories.add, body.text, user, body.metadata, global_=user is None)
 
     @app.delete("/v1/memories/{memory_id}", response_model=Memory)
     async def delete_memory(
         memory_id: str, who: Who, user: UserQuery = None, global_: bool = Query(False, alias="global")
     ) -> Memory:
-        return await call(bot.memories.delete, memory_id, _scopes(who, user, global_))
+        return await call(bot.memories.delete, memory_id, _target_user(who, user, global_))
 
     @app.get("/v1/facts", response_model=Listing[Fact])
     async def facts(
@@ -584,14 +584,14 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
 
     @app.post("/v1/facts", response_model=Fact)
     async def add_fact(body: FactIn, who: Who) -> Fact:
-        user = _scopes(who, body.user, body.global_)
+        user = _target_user(who, body.user, body.global_)
         return await call(bot.facts.add, body.subject, body.relation, body.object, user, global_=user is None)
 
     @app.delete("/v1/facts/{fact_id}", response_model=Fact)
     async def retract_fact(
         fact_id: str, who: Who, user: UserQuery = None, global_: bool = Query(False, alias="global")
     ) -> Fact:
-        return await call(bot.facts.retract, fact_id, _scopes(who, user, global_))
+        return await call(bot.facts.retract, fact_id, _target_user(who, user, global_))
 
     # -- profile --------------------------------------------------------------------------------
     @app.get("/v1/profile", response_model=ProfileOut)
