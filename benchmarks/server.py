@@ -174,6 +174,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(30)
+        server_log.close()
     store = Store.open(data)
     found = {r["id"] for r in store._all("SELECT id FROM feedback")}
     store.close()

@@ -13,8 +13,8 @@ import pytest
 from dilm import Assistant
 from dilm.server.app import create_app
 from dilm.server.auth import create_key
-from dilm.types import AdapterVersion
 from tests.serving import serving
+from tests.stand_ins import publish_stand_in
 
 
 @pytest.fixture
@@ -216,20 +216,7 @@ def test_export_and_forget_a_user_removes_everything_of_theirs_only(keyed):
     r = alice.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Who runs Acme?"}]})
     alice.post("/v1/feedback", json={"message_id": r.json()["id"], "correction": "Acme is run by Ann Lee."})
     bot.memories.add("Bob likes jazz.", user="bob")
-    record = AdapterVersion(  # a personal adapter version (files and record), to be forgotten too
-        version="pending",
-        scope="user:alice",
-        status="accepted",
-        base_model=bot.model_name,
-        path="",
-        checksum="",
-        data_from=0,
-        data_to=1,
-        created_at="2026-01-01T00:00:00+00:00",
-    )
-    with bot.adapters.job("user:alice", "test") as staging:
-        (staging / "adapter_model.safetensors").write_bytes(b"weights")
-        version = bot.adapters.publish(staging, record, make_live=True)
+    version = publish_stand_in(bot, "user:alice")  # a personal adapter version, to be forgotten too
     exported = alice.get("/v1/users/alice/export").json()
     assert exported["user"] == "alice" and len(exported["messages"]) == 2 and exported["feedback"]
     assert any("Ann Lee" in m["text"] for m in exported["memories"]) and exported["facts"]

@@ -15,7 +15,7 @@ import pytest
 from dilm.errors import StorageError
 from dilm.store import SQLiteStore
 from dilm.store.migrations import MIGRATIONS
-from dilm.types import AdapterVersion, utcnow
+from tests.stand_ins import publish_stand_in
 
 
 def test_new_database_is_fully_migrated_with_wal_and_foreign_keys(tmp_path: Path):
@@ -116,20 +116,7 @@ def test_forgetting_a_user_never_makes_new_feedback_look_already_trained(bot):
     bot.feedback(mine.id, rating=1)
     bot.feedback(theirs.id, rating=-1)  # the newest feedback row: ben's
     consumed = bot.store.feedback_high_water()
-    record = AdapterVersion(  # a global version trained on the log up to now
-        version="pending",
-        scope="global",
-        status="accepted",
-        base_model=bot.model_name,
-        path="",
-        checksum="",
-        data_from=0,
-        data_to=consumed,
-        created_at=utcnow(),
-    )
-    with bot.adapters.job("global", "t") as staging:
-        (staging / "adapter_model.safetensors").write_bytes(b"w")
-        bot.adapters.publish(staging, record, make_live=False)
+    publish_stand_in(bot, "global", live=False, data_to=consumed)  # a global version trained up to now
     bot.users.forget("ben")  # frees the top rowid
     bot.feedback(mine.id, rating=-1)
     assert bot.store.feedback_high_water() > consumed  # new feedback lies past the consumed window

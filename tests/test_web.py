@@ -8,7 +8,6 @@ Needs Debian's chromium at /usr/bin/chromium (`scripts/setup-browser.sh` install
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +16,8 @@ import pytest
 
 from dilm.server.app import create_app
 from dilm.server.auth import create_key
-from dilm.types import AdapterVersion, utcnow
 from tests.serving import serving
+from tests.stand_ins import publish_stand_in
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -67,27 +66,6 @@ def send(page: Page, text: str, box_label: str = "Message"):  # type: ignore[no-
     expect(answer.locator(".text")).not_to_be_empty()
     expect(answer).not_to_have_class(re.compile("failed"))
     return answer
-
-
-def publish_version(bot, scope: str, status: str, live: bool, parent: str | None, info: dict) -> str:  # type: ignore[no-untyped-def]
-    """A version record through the real registry (a stand-in file, not trained weights: training takes a minute)."""
-    bot.adapters.root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=bot.adapters.root))
-    (staging / "adapter_model.safetensors").write_bytes(b"not weights")
-    a = AdapterVersion(
-        version="pending",
-        scope=scope,
-        status=status,
-        parent=parent,
-        base_model=bot.model_name,
-        path="",
-        checksum="",
-        data_from=0,
-        data_to=1,
-        info=info,
-        created_at=utcnow(),
-    )
-    return bot.adapters.publish(staging, a, make_live=live).version
 
 
 def test_chat_streams_a_correction_teaches_and_a_new_chat_cites_it(bot, page):
@@ -200,10 +178,14 @@ def test_feedback_controls_regenerate_and_admin_charts(bot, page):
         # The admin view: satisfaction charts drawn from the rating (as inline SVG), the adapter table.
         expect(page.locator("#adapters")).to_contain_text("No adapter versions yet.")
         gate = {"accepted": True, "reasons": [], "before": {"locality": 1.0}, "after": {"locality": 0.96}}
-        v1 = publish_version(bot, "user:zed", "accepted", True, None, {"gate": gate, "losses": {"sft": [2.3, 0.4]}})
-        v2 = publish_version(bot, "user:zed", "accepted", False, v1, {"gate": gate, "losses": {"sft": [1.0, 0.5]}})
+        v1 = publish_stand_in(bot, "user:zed", info={"gate": gate, "losses": {"sft": [2.3, 0.4]}}).version
+        v2 = publish_stand_in(
+            bot, "user:zed", live=False, parent=v1, info={"gate": gate, "losses": {"sft": [1.0, 0.5]}}
+        ).version
         bad = {"accepted": False, "reasons": ["locality 0.71 < 0.9"], "before": {"locality": 1.0}, "after": {}}
-        v3 = publish_version(bot, "global", "rejected", False, None, {"gate": bad, "losses": {"kto": [0.5, 0.4]}})
+        v3 = publish_stand_in(
+            bot, "global", status="rejected", live=False, info={"gate": bad, "losses": {"kto": [0.5, 0.4]}}
+        ).version
         page.get_by_role("button", name="Refresh").last.click()
         expect(page.locator("#sat-adapter svg[role=img]")).to_be_visible(timeout=UI)
         expect(page.locator("#sat-day svg[role=img]")).to_be_visible()
