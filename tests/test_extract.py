@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dilm.knowledge.extract import USER, Triple, correction_value, extract, is_teaching, parse_question, render
+from dilm.facts.extract import USER, Triple, correction_value, extract, is_teaching, parse_question, render
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ def test_teaching_phrases():
 
 
 def test_model_output_is_parsed_tolerantly():
-    from dilm.knowledge.model_extract import parse_triples
+    from dilm.facts.model_extract import parse_triples
 
     assert parse_triples('Sure! ```json\n[["Acme", "CEO", "Mira Quell"], ["I", "lives in", "Lisbon"]]\n```') == [
         Triple("Acme", "ceo", "Mira Quell"),
@@ -137,7 +137,7 @@ def test_model_output_is_parsed_tolerantly():
 
 
 def test_model_extraction_falls_back_to_rules(backend):
-    from dilm.knowledge.model_extract import extract_with_model
+    from dilm.facts.model_extract import extract_with_model
 
     class Broken:
         def generate(self, *a, **k):

@@ -11,20 +11,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dilm import policy
+from dilm import asking
 from dilm import profile as profile_rules
 from dilm.config import Decoding, Settings, default_data_dir
 from dilm.context import ContextBuilder, with_notes
 from dilm.errors import AdapterNotFoundError, DilmError, InvalidInputError, PermissionDeniedError
+from dilm.facts.answers import AnswerFinder, KnownAnswer, repair
+from dilm.facts.api import Facts
+from dilm.facts.extract import is_teaching
+from dilm.facts.model_extract import extract_with_model
 from dilm.guard import reward
 from dilm.guard import rules as guard_rules
 from dilm.guard.contradiction import contradictions, repaired
-from dilm.knowledge.answers import AnswerFinder, KnownAnswer, repair
-from dilm.knowledge.extract import is_teaching
-from dilm.knowledge.model_extract import extract_with_model
 from dilm.learning.registry import Registry
 from dilm.learning.routing import Router
-from dilm.memory.api import Facts, Memories, scopes_for
+from dilm.memory.api import Memories
 from dilm.memory.embed import shared_embedder
 from dilm.memory.retrieve import Hit, Retriever
 from dilm.memory.writer import Learned, MemoryWriter
@@ -40,6 +41,7 @@ from dilm.types import (
     Message,
     Reply,
     new_id,
+    scopes_for,
     user_scope,
     utcnow,
 )
@@ -68,13 +70,15 @@ class Assistant:
             settings.extraction == "auto" and (settings.backend == "openai" or settings.model not in BUNDLED)
         ):
             self.writer.extract = lambda text: extract_with_model(self.backend, text)
-        self.memories = Memories(self)
-        self.facts = Facts(self)
+        self.memories = Memories(
+            store, self.writer, self.retriever, settings.max_feedback_chars, settings.max_message_chars
+        )
+        self.facts = Facts(store)
         self.adapters = Registry(data_dir, store)
         self.profiles = profile_rules.Profiles(self)
         self.users = Users(self)
         self.rules = guard_rules.RulesFile(data_dir)  # a bad rules.toml fails the open, naming line and column
-        self._thresholds = policy.Thresholds(store, settings.policy.max_ask_rate)
+        self._thresholds = asking.Thresholds(store, settings.policy.max_ask_rate)
         self._routers: dict[str, Router] = {}  # adapter version -> its trained questions (checked once)
         self._reward_models: dict[str, reward.RewardModel] = {}  # reward-model version -> its head
 
@@ -218,7 +222,7 @@ class Assistant:
         question = f"{clarified} {text}" if clarified else text  # a reply to a clarifying question completes it
         if clarified:
             meta["policy"] = {"action": "answer", "clarified": clarified}
-        if pending and (said := policy.yes_or_no(text)):
+        if pending and (said := asking.yes_or_no(text)):
             final = self._resolve(pending, said, text, language(text), meta)
             emit(final)
         elif is_teaching(text):  # "Remember that …" / "记住：…": learn it now, acknowledge without the model
@@ -232,7 +236,7 @@ class Assistant:
             final = _ack_preference(prefs, language(text))
             meta["effects"] = [f"profile: {profile_rules.describe(prefs)}"]
             emit(final)
-        elif pending and pending["kind"] == "unsure" and policy.is_correction_reply(text):
+        elif pending and pending["kind"] == "unsure" and asking.is_correction_reply(text):
             # "No, it's X" after "is that right?": a correction of the answer asked about
             result = self.feedback(pending["message"], correction=text)
             final = _ack_correction(language(text))
@@ -402,28 +406,28 @@ class Assistant:
     def _mode(self, profile: dict[str, Any]) -> str:
         return profile.get("policy") or self.settings.policy.mode
 
-    def _clarify(self, mode, question, has_history, hits, scopes, lang) -> policy.Ask | None:  # type: ignore[no-untyped-def]
+    def _clarify(self, mode, question, has_history, hits, scopes, lang) -> asking.Ask | None:  # type: ignore[no-untyped-def]
         """A clarifying question instead of an answer (active and hybrid): an ambiguous or dangling reference."""
         if mode == "passive":
             return None
-        options = policy.ambiguous_subjects(self.store, scopes, question)
+        options = asking.ambiguous_subjects(self.store, scopes, question)
         if options:
-            return policy.Ask(
-                "clarify", "ambiguous", policy.clarification("ambiguous", lang, options), data={"options": options}
+            return asking.Ask(
+                "clarify", "ambiguous", asking.clarification("ambiguous", lang, options), data={"options": options}
             )
-        pronoun = policy.dangling_reference(question, has_history)
+        pronoun = asking.dangling_reference(question, has_history)
         if pronoun:
-            return policy.Ask("clarify", "reference", policy.clarification("reference", lang, pronoun=pronoun))
+            return asking.Ask("clarify", "reference", asking.clarification("reference", lang, pronoun=pronoun))
         return None
 
-    def _follow_up(self, mode, user, hits, known, meta, lang, decoding) -> policy.Ask | None:  # type: ignore[no-untyped-def]
+    def _follow_up(self, mode, user, hits, known, meta, lang, decoding) -> asking.Ask | None:  # type: ignore[no-untyped-def]
         """A question after the answer: confirm a genuine conflict (once per fact), or say the answer is unsure."""
         if mode == "passive":
             return None
         if known is not None and known.fact is not None:
-            found = policy.conflict(self.store, user_scope(user), known.fact)
+            found = asking.conflict(self.store, user_scope(user), known.fact)
             if found and self._first_time_asked(user, found["fact"]):
-                ask = policy.Ask("confirm", found["signal"], policy.confirmation(known.fact, found, lang), found)
+                ask = asking.Ask("confirm", found["signal"], asking.confirmation(known.fact, found, lang), found)
                 meta["pending"] = {"kind": "confirm", "value": known.fact.object, "scope": known.fact.scope, **found}
                 return ask
             return None
@@ -433,7 +437,7 @@ class Assistant:
         threshold = self.settings.policy.min_logprob if mode == "active" else self._thresholds.current()
         if threshold is not None and lp < threshold:
             meta["pending"] = {"kind": "unsure"}
-            return policy.Ask("confirm", "confidence", policy.unsure(lang), {"threshold": round(threshold, 3)})
+            return asking.Ask("confirm", "confidence", asking.unsure(lang), {"threshold": round(threshold, 3)})
         return None
 
     def _first_time_asked(self, user: str, fact_id: str) -> bool:
@@ -466,7 +470,7 @@ class Assistant:
         if last is None or last.role != "assistant" or last.meta.get("policy", {}).get("kind") != "clarify":
             return None
         asked = next((m for m in msgs if m.id == last.parent_id), None)
-        return asked.content if asked is not None and policy.is_clarification_reply(text) else None
+        return asked.content if asked is not None and asking.is_clarification_reply(text) else None
 
     def _resolve(self, pending: dict[str, Any], said: str, text: str, lang: str, meta: dict[str, Any]) -> str:
         """A yes or no to a confirmation question: keep the user's value, or retract it."""
@@ -486,7 +490,7 @@ class Assistant:
                     self.store.delete_memory(fact.memory_id, [pending["scope"]])
                     self.retriever.index.invalidate(pending["scope"])
                     meta["effects"].append(f"deleted memory {fact.memory_id}")
-        return policy.acknowledge_confirmation(said, pending["value"], pending["other"], lang)
+        return asking.acknowledge_confirmation(said, pending["value"], pending["other"], lang)
 
     def _guard(self, rules, question, messages, decoding, candidates, meta, cancel, extra) -> list[Candidate]:  # type: ignore[no-untyped-def]
         """Deployment rules on the candidates: the first that keeps every hard rule wins; if none does, one
@@ -671,11 +675,11 @@ class Assistant:
         parent = self.store.message(msg.parent_id) if msg.parent_id else None
         lang = language(parent.content if parent else msg.content)
         for fact in learned.facts:
-            found = policy.conflict(self.store, user_scope(user), fact)
+            found = asking.conflict(self.store, user_scope(user), fact)
             if found and found["signal"] == "conflict" and self._first_time_asked(user, fact.id):
                 pending = {"kind": "confirm", "value": fact.object, "scope": fact.scope, "message": msg.id, **found}
                 self._set_pending(user, pending)
-                return policy.confirmation(fact, found, lang)
+                return asking.confirmation(fact, found, lang)
         return None
 
     def _learn(self, msg: Message, fb: Feedback) -> tuple[list[str], Learned | None]:

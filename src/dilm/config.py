@@ -83,7 +83,7 @@ class Training(BaseModel):
 
 
 class Interaction(BaseModel):
-    """When the assistant asks instead of (or besides) answering: see `dilm.policy`."""
+    """When the assistant asks instead of (or besides) answering: see `dilm.asking`."""
 
     model_config = ConfigDict(extra="forbid")
 

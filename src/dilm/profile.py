@@ -7,9 +7,9 @@ import re
 from collections import Counter
 from typing import Any
 
+from dilm.asking import MODES
 from dilm.errors import InvalidInputError
 from dilm.guard.rules import Rule
-from dilm.policy import MODES
 from dilm.text import content_terms
 
 # What a profile may hold, and the values each key takes (`dilm profile set`); None: free text.

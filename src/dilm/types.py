@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -105,6 +106,11 @@ def user_scope(user: str) -> str:
 GLOBAL_SCOPE = "global"
 
 
+def scopes_for(user: str | None) -> list[str]:
+    """What a user may read: their own scope first, then global knowledge. None: global only."""
+    return [user_scope(user), GLOBAL_SCOPE] if user else [GLOBAL_SCOPE]
+
+
 class Memory(BaseModel):
     """A remembered piece of text in one scope; `score` is set on search results."""
 
@@ -162,3 +168,14 @@ class AdapterVersion(BaseModel):
     created_at: str
     deleted_at: str | None = None
     live: bool = False
+
+
+@dataclass
+class Hit:
+    """One retrieved memory with its fused score and the parts of it (dense cosine, term coverage)."""
+
+    memory: Memory
+    score: float
+    dense: float = 0.0
+    coverage: float = 0.0
+    why: list[str] = field(default_factory=list)

@@ -21,8 +21,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from dilm.assistant import Assistant
 from dilm.errors import InvalidInputError
-from dilm.memory.api import scopes_for
 from dilm.text import normalize
+from dilm.types import scopes_for
 
 EDITOR, OTHER = "editor", "other-user"
 

@@ -25,13 +25,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from dilm.asking import MODES
 from dilm.assistant import Assistant
 from dilm.eval.edits import EditItem, _pct, _read_jsonl, contains
 from dilm.guard import reward
 from dilm.guard.contradiction import contradictions
 from dilm.learning.examples import examples
-from dilm.memory.api import scopes_for
-from dilm.policy import MODES
+from dilm.types import scopes_for
 
 EDITOR, OTHER, TUNER, QUIZZED = "editor", "other-user", "quiz-tuner", "quiz-taker"
 SAMPLES = 3  # sampled answers rated per tuning quiz question

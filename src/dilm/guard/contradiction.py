@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dilm.knowledge.extract import USER, canonical_relation, extract, render
+from dilm.facts.extract import USER, canonical_relation, extract, render
 from dilm.text import normalize
 from dilm.types import GLOBAL_SCOPE, Fact
 

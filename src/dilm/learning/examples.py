@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from dilm.knowledge.extract import clean_statement
+from dilm.facts.extract import clean_statement
 
 Format = Literal["sft", "kto", "dpo", "reward", "pg"]
 FORMATS: tuple[str, ...] = ("sft", "kto", "dpo", "reward", "pg")

@@ -11,27 +11,18 @@ Chinese to [UNK], so its Chinese scores are noise and are not trusted).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from dilm.memory.embed import Embedder
 from dilm.memory.index import VectorIndex
 from dilm.text import CJK_RUN, content_terms, is_cjk, language, mentions, normalize, terms
-from dilm.types import Memory
+from dilm.types import Hit
 
 RRF_K = 60
 _WORD = re.compile(r"[^\W_\u3400-\u9fff]+(?:[-'.][^\W_\u3400-\u9fff]+)*")
 _FIRST_PERSON = re.compile(r"\b(?:i|me|my|mine|myself)\b|我", re.I)
 
-
-@dataclass
-class Hit:
-    memory: Memory
-    score: float
-    dense: float = 0.0
-    coverage: float = 0.0
-    why: list[str] = field(default_factory=list)
 
 
 def anchors(text: str, vocab: set[str] | None) -> set[str]:

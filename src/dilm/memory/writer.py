@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dilm.knowledge.extract import USER, Triple, clean_statement, correction_value, extract, parse_question, render
+from dilm.facts.extract import USER, Triple, clean_statement, correction_value, extract, parse_question, render
 from dilm.memory.embed import Embedder
 from dilm.memory.retrieve import Retriever
 from dilm.text import content_terms, language, normalize, terms

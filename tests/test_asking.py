@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dilm import Assistant, policy
+from dilm import Assistant, asking
 
 
 @pytest.fixture
@@ -144,20 +144,20 @@ def test_policy_per_user_from_the_profile(open_bot):
 
 
 def test_signals_without_the_model():
-    assert policy.dangling_reference("What is its address?", False) == "its"
-    assert policy.dangling_reference("Is it going to rain today?", False) is None
-    assert policy.dangling_reference("When did Marie Curie say she was born?", False) is None
-    assert policy.dangling_reference("陈墨白给他的猫起了什么名字？", False) is None
-    assert policy.dangling_reference("那他多大了？", False) == "他"
-    assert policy.dangling_reference("How old is he?", True) is None
-    assert policy.yes_or_no("Yes.") == "yes" and policy.yes_or_no("是的") == "yes"
-    assert policy.yes_or_no("no") == "no" and policy.yes_or_no("不对") == "no"
-    assert policy.yes_or_no("No, it's York.") is None and policy.yes_or_no("Yesterday it rained") is None
-    outcomes = [policy.Outcome(-3.0 + i / 10, bad=i < 3) for i in range(30)]
-    t = policy.tune(outcomes, budget=0.15)
+    assert asking.dangling_reference("What is its address?", False) == "its"
+    assert asking.dangling_reference("Is it going to rain today?", False) is None
+    assert asking.dangling_reference("When did Marie Curie say she was born?", False) is None
+    assert asking.dangling_reference("陈墨白给他的猫起了什么名字？", False) is None
+    assert asking.dangling_reference("那他多大了？", False) == "他"
+    assert asking.dangling_reference("How old is he?", True) is None
+    assert asking.yes_or_no("Yes.") == "yes" and asking.yes_or_no("是的") == "yes"
+    assert asking.yes_or_no("no") == "no" and asking.yes_or_no("不对") == "no"
+    assert asking.yes_or_no("No, it's York.") is None and asking.yes_or_no("Yesterday it rained") is None
+    outcomes = [asking.Outcome(-3.0 + i / 10, bad=i < 3) for i in range(30)]
+    t = asking.tune(outcomes, budget=0.15)
     assert t is not None and -2.8 < t < -2.6  # below it, every logged answer was corrected
-    assert policy.tune(outcomes[:10], budget=0.15) is None  # too few outcomes: do not ask on confidence
-    assert policy.tune([policy.Outcome(-1.0, False)] * 40, budget=0.15) is None
+    assert asking.tune(outcomes[:10], budget=0.15) is None  # too few outcomes: do not ask on confidence
+    assert asking.tune([asking.Outcome(-1.0, False)] * 40, budget=0.15) is None
 
 
 def test_the_scripted_conversations_hold_through_the_cli(tmp_path):

@@ -10,7 +10,7 @@ import json
 import re
 
 from dilm.config import Decoding
-from dilm.knowledge.extract import USER, Triple, canonical_relation, extract
+from dilm.facts.extract import USER, Triple, canonical_relation, extract
 from dilm.models.base import Backend
 
 PROMPT = (

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dilm.knowledge.extract import USER, canonical_relation, parse_question
+from dilm.facts.extract import USER, canonical_relation, parse_question
 from dilm.text import content_terms, is_cjk, mentions, normalize
 from dilm.types import GLOBAL_SCOPE, Fact
 
