@@ -16,7 +16,7 @@ from rich.table import Table
 from dilm.assistant import DEFAULT_USER, Assistant
 from dilm.config import default_data_dir
 from dilm.errors import DilmError, InvalidInputError
-from dilm.types import Reply
+from dilm.types import Fact, Memory, Reply
 
 app = typer.Typer(
     help="dilm: an assistant that learns from your feedback while you talk to it.",
@@ -202,7 +202,7 @@ def _feedback_line(f: dict[str, Any]) -> str:
 def sessions(user: User = DEFAULT_USER, as_json: AsJson = False, data_dir: DataDir = None) -> None:
     """List a user's sessions, newest first."""
     with _open(data_dir) as bot:
-        rows = bot.store.sessions(_user(user))
+        rows = bot.sessions.list(_user(user))
     if as_json:
         out.print_json(json.dumps([s.model_dump() for s in rows], ensure_ascii=False))
         return
@@ -240,7 +240,7 @@ def config_show(as_json: AsJson = False, data_dir: DataDir = None) -> None:
     with _open(data_dir) as bot:
         data = bot.settings.model_dump(mode="json")
         data["openai_api_key"] = "***" if data["openai_api_key"] not in ("", "none") else data["openai_api_key"]
-        data = {"data_dir": str(bot.data_dir), "database": str(bot.store.path), **data}
+        data = {"data_dir": str(bot.data_dir), "database": bot.database, **data}
     if as_json:
         out.print_json(json.dumps(data))
         return
@@ -321,7 +321,7 @@ def profile_reset(user: User = DEFAULT_USER, data_dir: DataDir = None) -> None:
 OptUser = Annotated[str | None, typer.Option("--user", "-u", help="Whose (default: global knowledge)")]
 
 
-def _print_memories(mems: list, as_json: bool) -> None:  # type: ignore[type-arg]
+def _print_memories(mems: list[Memory], as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps([m.model_dump() for m in mems], ensure_ascii=False))
         return
@@ -375,14 +375,14 @@ def memories_promote(
 
 
 # -- facts --------------------------------------------------------------------------------------------
-def _print_facts(facts: list, as_json: bool) -> None:  # type: ignore[type-arg]
+def _print_facts(facts: list[Fact], as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps([f.model_dump() for f in facts], ensure_ascii=False))
         return
     if not facts:
         out.print("no facts")
     for f in facts:
-        state = "current" if f.current else ("retracted" if f.expired_at else f"until {f.invalid_at[:19]}")
+        state = "current" if f.current else ("retracted" if f.expired_at else f"until {(f.invalid_at or '')[:19]}")
         out.print(
             f"{f.id} {f.scope} ({f.subject}; {f.relation}; {f.object}) since {f.valid_at[:19]} [{state}]", markup=False
         )
@@ -439,12 +439,8 @@ def export(
     data_dir: DataDir = None,
 ) -> None:
     """Export training examples derived from the feedback log, in TRL's dataset formats."""
-    from dilm.learning import examples
-
-    if fmt not in examples.FORMATS:
-        raise InvalidInputError(f"unknown format {fmt!r}: use one of {', '.join(examples.FORMATS)}")
     with _open(data_dir) as bot:
-        n = examples.export(bot.store, fmt, output, user=user)  # type: ignore[arg-type]
+        n = bot.training.export(fmt, output, user=user)
     out.print(f"wrote {n} {fmt} examples to {output}" if n else f"no {fmt} examples yet (no feedback of that kind)")
 
 
@@ -487,7 +483,7 @@ def serve(
     if local and not loopback:
         raise InvalidInputError(f"--local serves without keys, so only on a loopback address, not {host}")
     with _open(data_dir) as bot:
-        if not local and not any(k["role"] == "admin" and not k["revoked_at"] for k in bot.store.api_keys()):
+        if not local and not bot.keys.has_admin():
             raise InvalidInputError("no admin API key yet: create one with `dilm keys create --admin`, or use --local")
         _ = bot.backend  # load the model before the first request, not during it
         where = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
@@ -495,18 +491,6 @@ def serve(
         if local:
             err.print("local mode: no API keys, every request acts as admin")
         uvicorn.run(create_app(bot, local=local), host=host, port=port, log_level="warning")
-
-
-@contextmanager
-def _store(data_dir: Path | None) -> Iterator[Any]:
-    """The data dir's store alone: key commands need neither the model nor the embedder."""
-    from dilm.store import Store
-
-    store = Store.open(data_dir or default_data_dir())
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 @keys_app.command("create")
@@ -518,12 +502,10 @@ def keys_create(
     data_dir: DataDir = None,
 ) -> None:
     """Create a key and print it once (only its hash is kept)."""
-    from dilm.server.auth import create_key
-
     if admin == (user is not None):
         raise InvalidInputError("give exactly one of --admin or --user NAME")
-    with _store(data_dir) as store:
-        key_id, secret = create_key(store, "admin" if admin else "user", user)
+    with Assistant.open_keys(data_dir) as keys:  # key commands need neither the model nor the embedder
+        key_id, secret = keys.create("admin" if admin else "user", user)
     err.print(f"created {key_id} ({'admin' if admin else f'user {user}'}); the key is shown only now:")
     out.print(secret)
 
@@ -531,8 +513,8 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(as_json: AsJson = False, data_dir: DataDir = None) -> None:
     """Keys (never their secrets): id, role, user, created, last used, revoked."""
-    with _store(data_dir) as store:
-        keys = [{k: v for k, v in row.items() if k != "hash"} for row in store.api_keys()]
+    with Assistant.open_keys(data_dir) as opened:
+        keys = opened.list()
     if as_json:
         out.print_json(json.dumps(keys))
         return
@@ -554,8 +536,8 @@ def keys_list(as_json: AsJson = False, data_dir: DataDir = None) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
     """Revoke a key: requests with it get 401 from then on."""
-    with _store(data_dir) as store:
-        store.revoke_api_key(key_id)
+    with Assistant.open_keys(data_dir) as keys:
+        keys.revoke(key_id)
     out.print(f"revoked {key_id}")
 
 
@@ -599,7 +581,7 @@ def train(
         if all_users:
             if user or scope:
                 raise InvalidInputError("--all trains every user: leave out --user and --scope")
-            scopes = [f"user:{u}" for u in bot.store.feedback_users()]
+            scopes = bot.training.user_scopes()
         else:
             scopes = [_scope(user, scope)]
         results = []
@@ -666,11 +648,9 @@ def worker(
     """Background trainer: trains users' adapters as feedback accumulates (see train.* settings)."""
     import logging
 
-    from dilm.learning.worker import Worker
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     with _open(data_dir) as bot:
-        w = Worker(bot.data_dir, bot.settings, bot.store, poll)
+        w = bot.training.worker(poll)
         if once:
             for s, code in w.run_once():
                 out.print(f"{s}: {'done' if code in (0, 3) else f'failed (exit {code})'}")
@@ -887,9 +867,19 @@ def eval_guard(
     if as_json:
         out.print_json(json.dumps(report, ensure_ascii=False))
         return
-    c = report["contradictions"]
-    pct = lambda x: "—" if x is None else f"{100 * x:.1f} %"  # noqa: E731
-    table = Table(title=f"guard ({len(items)} edits, {len(trap_items)} traps, {len(quiz_items)} quiz questions)")
+    title = f"guard ({len(items)} edits, {len(trap_items)} traps, {len(quiz_items)} quiz questions)"
+    out.print(_guard_table(report, title))
+    out.print(_policies_table(report["policies"]))
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f} %"
+
+
+def _guard_table(report: dict[str, Any], title: str) -> Table:
+    """`dilm eval guard`: contradictions, reward model, latency."""
+    c, pct = report["contradictions"], _pct
+    table = Table(title=title)
     for col in ("measure", "value"):
         table.add_column(col, justify="right")
     table.add_row("answers checked", str(c["answers"]))
@@ -912,21 +902,25 @@ def eval_guard(
     table.add_row("generation p50 / p95", f"{lat['generate_p50']:.0f} / {lat['generate_p95']:.0f} ms")
     table.add_row("guard p50 / p95", f"{lat['guard_p50']:.1f} / {lat['guard_p95']:.1f} ms")
     table.add_row("guard p95 / generation p95", pct(lat["guard_share_p95"]))
-    out.print(table)
-    ptable = Table(title="interaction policies (simulated user)")
+    return table
+
+
+def _policies_table(policies: dict[str, dict[str, Any]]) -> Table:
+    """`dilm eval guard`: ask rate vs error rate per interaction policy."""
+    table = Table(title="interaction policies (simulated user)")
     for col in ("policy", "questions", "asks", "ask rate", "needed asks", "errors (corrections)", "error rate"):
-        ptable.add_column(col, justify="right")
-    for mode, p in report["policies"].items():
-        ptable.add_row(
+        table.add_column(col, justify="right")
+    for mode, p in policies.items():
+        table.add_row(
             mode,
             str(p["questions"]),
             str(p["asks"]),
-            pct(p["ask_rate"]),
+            _pct(p["ask_rate"]),
             str(p["needed_asks"]),
             str(p["errors"]),
-            pct(p["error_rate"]),
+            _pct(p["error_rate"]),
         )
-    out.print(ptable)
+    return table
 
 
 @contextmanager

@@ -35,7 +35,7 @@ class Repl:
     def run(self) -> None:
         c = self.console
         if self.session is not None:
-            self.bot.store.session(self.session, self.user)  # fail early on a bad id
+            self.bot.sessions.get(self.session, self.user)  # fail early on a bad id
         c.print(f"[bold]dilm[/bold] · model {self.bot.model_name} · user {self.user} · /help for commands")
         while True:
             try:
@@ -75,7 +75,7 @@ class Repl:
 
     def answer(self, text: str) -> None:
         stream = self.bot.stream(text, user=self.user, session=self.session, decoding=self.decoding)
-        if self.bot._backend is None:
+        if not self.bot.model_loaded:
             with self.console.status("loading the model…"):
                 _ = self.bot.backend
         sys.stdout.write("dilm> ")

@@ -13,9 +13,9 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -31,8 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dilm import profile as profile_rules
-from dilm.assistant import Assistant
-from dilm.errors import DilmError, InvalidInputError, MessageNotFoundError, PermissionDeniedError
+from dilm.assistant import Assistant, ReplyStream
+from dilm.errors import DilmError, InvalidInputError, PermissionDeniedError
 from dilm.server.auth import Principal, RateLimitedError, RateLimiter, authenticate
 from dilm.server.limits import BodyLimit
 from dilm.server.metrics import Metrics
@@ -150,16 +150,22 @@ class FactIn(Body):
     global_: bool = Field(False, alias="global", description="global knowledge (admin)")
 
 
-ProfileIn = create_model(  # one field per profile key, with the values `dilm.profile.KEYS` allows
-    "ProfileIn",
-    __base__=Body,
-    __doc__="Profile keys to set; null removes one.",
-    user=(UserName | None, None),
+_PROFILE_FIELDS: dict[str, Any] = {  # one field per profile key, with the values `dilm.profile.KEYS` allows
+    "user": (UserName | None, None),
     **{
         key: ((Literal[allowed] if allowed else Short) | None, None)  # type: ignore[valid-type]
         for key, allowed in profile_rules.KEYS.items()
     },
-)
+}
+if TYPE_CHECKING:  # what the type checker needs to know of the model built below
+
+    class ProfileIn(Body):
+        user: str | None
+
+else:
+    ProfileIn = create_model(
+        "ProfileIn", __base__=Body, __doc__="Profile keys to set; null removes one.", **_PROFILE_FIELDS
+    )
 
 
 class RollbackIn(Body):
@@ -349,7 +355,6 @@ class _Gate:
     bot: Assistant
     local: bool
     limiter: RateLimiter
-    seen: dict[str, float] = field(default_factory=dict)  # key id -> when last_used_at was last written
 
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `dilm keys create`")
@@ -358,7 +363,7 @@ _bearer = HTTPBearer(auto_error=False, description="an API key from `dilm keys c
 async def _principal(request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
     gate: _Gate = request.app.state.dilm
     header = f"Bearer {cred.credentials}" if cred else request.headers.get("authorization")
-    who = await run_in_threadpool(authenticate, gate.bot.store, header, gate.local, gate.seen)
+    who = await run_in_threadpool(authenticate, gate.bot, header, gate.local)
     if who.local and who.key_id is None and not _from_this_machine(request):
         raise PermissionDeniedError(
             "local mode answers only this machine's own pages and programs (Host and Origin must be loopback)"
@@ -381,6 +386,16 @@ def _from_this_machine(request: Request) -> bool:
     return host in LOOPBACK_NAMES and from_page
 
 
+def _readable(who: Principal) -> set[str]:
+    """The adapter scopes a principal may see besides an admin's all: global, and a user key's own."""
+    return {GLOBAL_SCOPE} | ({user_scope(who.user)} if who.user else set())
+
+
+async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Blocking work runs in a worker thread, never on the event loop."""
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
 # -- the app --------------------------------------------------------------------------------------
 def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
     """The API over `bot`. `local`: no keys needed (every request is admin); only bind it to loopback."""
@@ -392,13 +407,30 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
         responses=ERRORS,
     )
     metrics = Metrics()
-    slots = anyio.CapacityLimiter(cfg.generation_workers)
     app.state.dilm = _Gate(bot, local, RateLimiter(cfg.rate_per_minute))
+    _error_handlers(app)
+    _public_routes(app, bot, metrics)
+    _chat_routes(app, bot, metrics, anyio.CapacityLimiter(cfg.generation_workers))
+    _feedback_routes(app, bot, metrics)
+    _session_routes(app, bot)
+    _memory_routes(app, bot)
+    _fact_routes(app, bot)
+    _profile_routes(app, bot)
+    _adapter_routes(app, bot)
+    _user_routes(app, bot)
+    app.mount("/web", StaticFiles(directory=str(WEB)), name="web")
+    if cfg.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=cfg.cors_origins, allow_methods=["*"], allow_headers=["*"], max_age=600
+        )
+    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
+    app.add_middleware(metrics.middleware)
+    return app
 
-    async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await run_in_threadpool(fn, *args, **kwargs)
 
-    # -- errors ---------------------------------------------------------------------------------
+def _error_handlers(app: FastAPI) -> None:
+    """Every error as JSON in OpenAI's shape."""
+
     @app.exception_handler(DilmError)
     async def dilm_error(request: Request, e: DilmError) -> JSONResponse:
         headers = {"Retry-After": str(e.retry_after)} if isinstance(e, RateLimitedError) else None
@@ -429,11 +461,14 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
         if e.status_code == 405:  # Starlette names only the first matching route's methods; name them all
             routes = [r for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(request.url.path)]
             exact = [r for r in routes if not r.param_convertors]  # /v1/adapters/rollback, not /{version}
-            methods = {m for r in exact or routes for m in r.methods}
+            methods = {m for r in exact or routes for m in r.methods or ()}
             headers["Allow"] = ", ".join(sorted(methods))
         return _error(e.status_code, message, "http_error", headers)
 
-    # -- public -----------------------------------------------------------------------------------
+
+def _public_routes(app: FastAPI, bot: Assistant, metrics: Metrics) -> None:
+    """The web page, health, metrics, and who a key is."""
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(str(WEB / "index.html"), media_type="text/html; charset=utf-8")
@@ -450,12 +485,15 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
     async def whoami(who: Who) -> WhoAmI:
         return WhoAmI(role=who.role, user=who.user, local=who.local)
 
-    # -- chat -----------------------------------------------------------------------------------
+
+def _chat_routes(app: FastAPI, bot: Assistant, metrics: Metrics, slots: anyio.CapacityLimiter) -> None:
+    """OpenAI's models and chat completions; at most `slots` turns generate at once, the rest queue."""
+
     @app.get("/v1/models", response_model=Listing[ModelCard])
     async def models(who: Who) -> Listing[ModelCard]:
         now = int(time.time())
         data = [ModelCard(id=bot.model_name, created=now, owned_by="dilm")]
-        for a in await call(bot.adapters.list):
+        for a in await _call(bot.adapters.list):
             if a.status == "accepted" and a.scope != "reward" and (who.admin or a.scope in _readable(who)):
                 data.append(ModelCard(id=a.version, created=now, owned_by=a.scope))
         return Listing(data=data)
@@ -478,41 +516,48 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
             return _completion(reply, created)
         # Bad input (text, user, session, decoding, adapter) fails here, before the 200 goes out.
         if body.session_id is not None:
-            await call(bot.store.session, body.session_id, user)
-        stream = await call(lambda: bot.stream(text, user, body.session_id, adapter=pin, **decoding))
+            await _call(bot.sessions.get, body.session_id, user)
+        stream = await _call(lambda: bot.stream(text, user, body.session_id, adapter=pin, **decoding))
         usage = bool((body.stream_options or {}).get("include_usage"))
-        return _Stream(_events(stream, created, usage), media_type="text/event-stream")
-
-    async def _events(stream: Any, created: int, usage: bool) -> AsyncIterator[str]:
         chunk = {"object": "chat.completion.chunk", "created": created, "model": bot.model_name, "id": stream.id}
-        done = object()
-        # A slot is held on behalf of this stream, not of a task: the closing may run in another task.
-        await slots.acquire_on_behalf_of(stream)
-        deltas = iter(stream)
-        try:
-            while (delta := await anyio.to_thread.run_sync(next, deltas, done)) is not done:
-                yield _sse({**chunk, "choices": [{"index": 0, "delta": {"content": delta}}]})
-        except Exception as e:  # the status line is out already: the error goes in the stream
-            if not isinstance(e, DilmError):
-                log.exception("streamed turn failed")
-            status = e.status if isinstance(e, DilmError) else 500
-            message = str(e) if isinstance(e, DilmError) else "internal error (logged)"
-            yield _sse({"error": {"message": message, "type": type(e).__name__, "code": status}})
-            return
-        finally:
-            if stream.reply is None:  # client gone (cancelled) or failed: stop generating, log nothing
-                stream.cancel()
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(deltas.close)  # type: ignore[attr-defined]
-            slots.release_on_behalf_of(stream)
-        reply = stream.reply
-        metrics.generated(reply.completion_tokens)
-        last = {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        yield _sse({**last, "dilm": _extras(reply).model_dump()})
-        if usage:  # as OpenAI does: one more chunk, no choices, the token counts
-            yield _sse({**chunk, "choices": [], "usage": _usage(reply).model_dump()})
-        yield "data: [DONE]\n\n"
+        return _Stream(_events(stream, chunk, usage, slots, metrics), media_type="text/event-stream")
 
+
+async def _events(
+    stream: ReplyStream, chunk: dict[str, Any], usage: bool, slots: anyio.CapacityLimiter, metrics: Metrics
+) -> AsyncIterator[str]:
+    """A streamed turn as server-sent events: one chunk per text delta, then the last one with dilm's extras."""
+    done = object()
+    # A slot is held on behalf of this stream, not of a task: the closing may run in another task.
+    await slots.acquire_on_behalf_of(stream)
+    deltas = iter(stream)
+    try:
+        while (delta := await anyio.to_thread.run_sync(next, deltas, done)) is not done:
+            yield _sse({**chunk, "choices": [{"index": 0, "delta": {"content": delta}}]})
+    except Exception as e:  # the status line is out already: the error goes in the stream
+        if not isinstance(e, DilmError):
+            log.exception("streamed turn failed")
+        status = e.status if isinstance(e, DilmError) else 500
+        message = str(e) if isinstance(e, DilmError) else "internal error (logged)"
+        yield _sse({"error": {"message": message, "type": type(e).__name__, "code": status}})
+        return
+    finally:
+        if stream.reply is None:  # client gone (cancelled) or failed: stop generating, log nothing
+            stream.cancel()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(deltas.close)  # type: ignore[attr-defined]
+        slots.release_on_behalf_of(stream)
+    reply = stream.reply
+    assert reply is not None  # the deltas ran out: the turn is done and logged
+    metrics.generated(reply.completion_tokens)
+    last = {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    yield _sse({**last, "dilm": _extras(reply).model_dump()})
+    if usage:  # as OpenAI does: one more chunk, no choices, the token counts
+        yield _sse({**chunk, "choices": [], "usage": _usage(reply).model_dump()})
+    yield "data: [DONE]\n\n"
+
+
+def _feedback_routes(app: FastAPI, bot: Assistant, metrics: Metrics) -> None:
     @app.post("/v1/feedback", response_model=FeedbackResult)
     async def feedback(body: FeedbackRequest, who: Who) -> FeedbackResult:
         values = body.model_dump(exclude={"message_id", "user"})
@@ -520,28 +565,28 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
         user = None if who.admin and body.user is None else who.acting(body.user)
 
         def run() -> FeedbackResult:
-            msg = bot.store.message(body.message_id)
-            if user is not None and msg.user_id != user:  # another user's message: as if it did not exist
-                raise MessageNotFoundError(f"no message {body.message_id!r} of user {user!r}")
+            bot.sessions.message(body.message_id, user)  # another user's message: as if it did not exist
             return bot.feedback(body.message_id, user=user, **values)
 
-        result = await call(run)
+        result = await _call(run)
         metrics.feedback(result.kind)
         return result
 
-    # -- sessions -------------------------------------------------------------------------------
+
+def _session_routes(app: FastAPI, bot: Assistant) -> None:
     @app.get("/v1/sessions", response_model=Listing[Session])
     async def sessions(who: Who, user: UserQuery = None, limit: int = Query(50, ge=1, le=1000)) -> Listing[Session]:
-        return Listing(data=await call(bot.store.sessions, who.acting(user), limit))
+        return Listing(data=await _call(bot.sessions.list, who.acting(user), limit))
 
     @app.get("/v1/sessions/{session_id}/messages", response_model=Listing[MessageOut])
     async def session_messages(
         session_id: str, who: Who, user: UserQuery = None, limit: int = Query(500, ge=1, le=10_000)
     ) -> Listing[MessageOut]:
-        rows = await call(bot.history, who.acting(user), session_id, limit)
+        rows = await _call(bot.history, who.acting(user), session_id, limit)
         return Listing(data=[MessageOut(**r) for r in rows])
 
-    # -- memories and facts ---------------------------------------------------------------------
+
+def _memory_routes(app: FastAPI, bot: Assistant) -> None:
     @app.get("/v1/memories", response_model=Listing[Memory])
     async def memories(
         who: Who,
@@ -553,20 +598,22 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
     ) -> Listing[Memory]:
         acting = who.acting(user)
         if q is not None:
-            return Listing(data=await call(bot.memories.search, q, acting, k))
-        return Listing(data=await call(bot.memories.list, acting, limit=limit, global_only=global_))
+            return Listing(data=await _call(bot.memories.search, q, acting, k))
+        return Listing(data=await _call(bot.memories.list, acting, limit=limit, global_only=global_))
 
     @app.post("/v1/memories", response_model=Memory)
     async def add_memory(body: MemoryIn, who: Who) -> Memory:
         user = _target_user(who, body.user, body.global_)
-        return await call(bot.memories.add, body.text, user, body.metadata, global_=user is None)
+        return await _call(bot.memories.add, body.text, user, body.metadata, global_=user is None)
 
     @app.delete("/v1/memories/{memory_id}", response_model=Memory)
     async def delete_memory(
         memory_id: str, who: Who, user: UserQuery = None, global_: bool = Query(False, alias="global")
     ) -> Memory:
-        return await call(bot.memories.delete, memory_id, _target_user(who, user, global_))
+        return await _call(bot.memories.delete, memory_id, _target_user(who, user, global_))
 
+
+def _fact_routes(app: FastAPI, bot: Assistant) -> None:
     @app.get("/v1/facts", response_model=Listing[Fact])
     async def facts(
         who: Who,
@@ -576,90 +623,84 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
     ) -> Listing[Fact]:
         acting = who.acting(user)
         if history:
-            scopes = [user_scope(acting), GLOBAL_SCOPE]
-            found = await call(bot.store.facts, scopes, subject, False)
+            found = await _call(bot.facts.history, subject, acting)
         else:
-            found = await call(bot.facts.current, subject, acting)
+            found = await _call(bot.facts.current, subject, acting)
         return Listing(data=found)
 
     @app.post("/v1/facts", response_model=Fact)
     async def add_fact(body: FactIn, who: Who) -> Fact:
         user = _target_user(who, body.user, body.global_)
-        return await call(bot.facts.add, body.subject, body.relation, body.object, user, global_=user is None)
+        return await _call(bot.facts.add, body.subject, body.relation, body.object, user, global_=user is None)
 
     @app.delete("/v1/facts/{fact_id}", response_model=Fact)
     async def retract_fact(
         fact_id: str, who: Who, user: UserQuery = None, global_: bool = Query(False, alias="global")
     ) -> Fact:
-        return await call(bot.facts.retract, fact_id, _target_user(who, user, global_))
+        return await _call(bot.facts.retract, fact_id, _target_user(who, user, global_))
 
-    # -- profile --------------------------------------------------------------------------------
+
+def _profile_routes(app: FastAPI, bot: Assistant) -> None:
     @app.get("/v1/profile", response_model=ProfileOut)
     async def profile(who: Who, user: UserQuery = None) -> ProfileOut:
         acting = who.acting(user)
         return ProfileOut(
-            user=acting, profile=await call(bot.profiles.get, acting), learned=await call(bot.profiles.learned, acting)
+            user=acting,
+            profile=await _call(bot.profiles.get, acting),
+            learned=await _call(bot.profiles.learned, acting),
         )
 
     @app.patch("/v1/profile", response_model=ProfileOut)
     async def set_profile(body: ProfileIn, who: Who) -> ProfileOut:
         acting = who.acting(body.user)
         values = body.model_dump(exclude={"user"}, exclude_unset=True)
-        saved = await call(lambda: bot.profiles.set(acting, **values))
-        return ProfileOut(user=acting, profile=saved, learned=await call(bot.profiles.learned, acting))
+        saved = await _call(lambda: bot.profiles.set(acting, **values))
+        return ProfileOut(user=acting, profile=saved, learned=await _call(bot.profiles.learned, acting))
 
     @app.delete("/v1/profile", response_model=ProfileOut)
     async def reset_profile(who: Who, user: UserQuery = None) -> ProfileOut:
         acting = who.acting(user)
-        await call(bot.profiles.reset, acting)
-        return ProfileOut(user=acting, profile={}, learned=await call(bot.profiles.learned, acting))
+        await _call(bot.profiles.reset, acting)
+        return ProfileOut(user=acting, profile={}, learned=await _call(bot.profiles.learned, acting))
 
-    # -- adapters -------------------------------------------------------------------------------
-    def _readable(who: Principal) -> set[str]:
-        return {GLOBAL_SCOPE} | ({user_scope(who.user)} if who.user else set())
 
+def _adapter_routes(app: FastAPI, bot: Assistant) -> None:
     @app.get("/v1/adapters", response_model=Listing[AdapterVersion])
     async def adapters(who: Who, scope: str | None = None) -> Listing[AdapterVersion]:
         if scope is not None and not who.admin and scope not in _readable(who):
             raise PermissionDeniedError(f"this key cannot read the adapters of {scope}")
-        found = await call(bot.adapters.list, scope)
+        found = await _call(bot.adapters.list, scope)
         return Listing(data=[a for a in found if who.admin or a.scope in _readable(who)])
 
     @app.post("/v1/adapters/{version}/activate", response_model=AdapterVersion)
     async def activate(version: str, who: Who) -> AdapterVersion:
         who.require_admin("activating an adapter")
-        return await call(bot.adapters.activate, version)
+        return await _call(bot.adapters.activate, version)
 
     @app.post("/v1/adapters/rollback", response_model=Rollback)
     async def rollback(body: RollbackIn, who: Who) -> Rollback:
         who.require_admin("rolling back an adapter")
-        return Rollback(scope=body.scope, live=await call(bot.adapters.rollback, body.scope))
+        return Rollback(scope=body.scope, live=await _call(bot.adapters.rollback, body.scope))
 
     @app.delete("/v1/adapters/{version}", response_model=AdapterVersion)
     async def delete_adapter(version: str, who: Who) -> AdapterVersion:
         who.require_admin("deleting an adapter")
-        return await call(bot.adapters.delete, version)
+        return await _call(bot.adapters.delete, version)
 
     @app.get("/v1/stats/satisfaction", response_model=Satisfaction)
     async def satisfaction(who: Who) -> Satisfaction:
         who.require_admin("satisfaction statistics")
-        return Satisfaction(**await call(bot.store.satisfaction))
+        return Satisfaction.model_validate(await _call(bot.stats.satisfaction))
 
-    # -- users ----------------------------------------------------------------------------------
+
+def _user_routes(app: FastAPI, bot: Assistant) -> None:
+    """All of one user's data: export it, or forget it."""
+
     @app.get("/v1/users/{user_id}/export", response_model=dict[str, Any])
     async def export(user_id: PathUser, who: Who) -> dict[str, Any]:
-        return await call(bot.users.export, who.acting(user_id))
+        return await _call(bot.users.export, who.acting(user_id))
 
     @app.delete("/v1/users/{user_id}", response_model=Forgotten)
     async def forget(user_id: PathUser, who: Who) -> Forgotten:
         acting = who.acting(user_id)
-        return Forgotten(user=acting, deleted=await call(bot.users.forget, acting))
-
-    app.mount("/web", StaticFiles(directory=str(WEB)), name="web")
-    if cfg.cors_origins:
-        app.add_middleware(
-            CORSMiddleware, allow_origins=cfg.cors_origins, allow_methods=["*"], allow_headers=["*"], max_age=600
-        )
-    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
-    app.add_middleware(metrics.middleware)
-    return app
+        return Forgotten(user=acting, deleted=await _call(bot.users.forget, acting))

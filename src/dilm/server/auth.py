@@ -1,20 +1,20 @@
-"""API keys and who a request acts as: admin keys, user keys bound to one user, and loopback-only local mode."""
+"""Who a request acts as: admin keys, user keys bound to one user, and loopback-only local mode; rate limits.
+
+The keys themselves (creating, hashing, looking up) are `Assistant.keys`.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import math
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dilm import validate
 from dilm.assistant import DEFAULT_USER, Assistant
-from dilm.errors import DilmError, InvalidInputError, PermissionDeniedError
-from dilm.types import new_id
+from dilm.errors import DilmError, PermissionDeniedError
 
 Role = Literal["admin", "user"]
-KEY_PREFIX = "dilm-"
 
 
 class UnauthorizedError(DilmError):
@@ -31,25 +31,6 @@ class RateLimitedError(DilmError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-def digest(secret: str) -> str:
-    # Keys are 256 random bits, so a plain SHA-256 (no salt, no stretching) cannot be reversed or guessed.
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def create_key(store, role: Role, user: str | None = None) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    """Create a key; returns (key id, secret). Only the secret's hash is stored: show the secret once."""
-    if role not in ("admin", "user"):
-        raise InvalidInputError(f"a key's role is admin or user, not {role!r}")
-    if (role == "user") != (user is not None):
-        raise InvalidInputError("a user key names its user (--user NAME); an admin key names none")
-    if user is not None:
-        user = Assistant._user(user)
-    secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    key_id = new_id("key")
-    store.add_api_key(key_id, digest(secret), role, user)
-    return key_id, secret
 
 
 @dataclass(frozen=True)
@@ -72,14 +53,14 @@ class Principal:
             if requested is not None and requested.strip() != self.user:
                 raise PermissionDeniedError(f"this key acts only as {self.user!r}, not {requested!r}")
             return self.user
-        return Assistant._user(requested if requested is not None else DEFAULT_USER)
+        return validate.user(requested if requested is not None else DEFAULT_USER)
 
     def require_admin(self, what: str) -> None:
         if not self.admin:
             raise PermissionDeniedError(f"{what} needs an admin key")
 
 
-def authenticate(store, header: str | None, local: bool, seen: dict[str, float]) -> Principal:  # type: ignore[no-untyped-def]
+def authenticate(bot: Assistant, header: str | None, local: bool) -> Principal:
     """The principal of an `Authorization: Bearer KEY` header (local mode: admin, with or without a key)."""
     if header is None or not header.strip():
         if local:
@@ -90,16 +71,12 @@ def authenticate(store, header: str | None, local: bool, seen: dict[str, float])
         if local:
             return Principal("admin", local=True)
         raise UnauthorizedError("the Authorization header must be `Bearer KEY`")
-    row = store.api_key(digest(secret.strip()))
-    if row is None:
+    holder = bot.keys.holder(secret.strip())  # notes the key's use (last_used_at, to the minute)
+    if holder is None:
         if local:  # e.g. the openai client's placeholder key: local mode needs none
             return Principal("admin", local=True)
         raise UnauthorizedError("unknown or revoked API key")
-    now = time.monotonic()
-    if now - seen.get(row["id"], -math.inf) > 60:  # last_used_at to the minute: no write per request
-        seen[row["id"]] = now
-        store.touch_api_key(row["id"])
-    return Principal(row["role"], row["user_id"], row["id"], local)
+    return Principal(holder.role, holder.user, holder.key_id, local)
 
 
 @dataclass
