@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+
+from tests import waiting
 
 
 def free_port() -> int:
@@ -24,10 +25,10 @@ def serving(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    while not srv.started:
-        time.sleep(0.05)
+    waiting.until(lambda: srv.started or not thread.is_alive(), f"the test server on port {port} to start")
+    assert srv.started, f"the test server on port {port} stopped before it started (see the log above)"
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         srv.should_exit = True
-        thread.join(10)
+        waiting.join(thread, f"the test server on port {port} to stop")

@@ -7,16 +7,17 @@ import os
 import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from tests import waiting
 from tests.conftest import DILM
 
 
 def run(env, *args: str | bytes, stdin: str | None = None, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*DILM, *args], env=env, input=stdin, capture_output=True, text=True, timeout=300)
+    what = f"`dilm {' '.join(map(str, args))}` to exit"
+    proc = waiting.run([*DILM, *args], what, env=env, input=stdin, capture_output=True, text=True)
     if ok:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -80,12 +81,16 @@ def test_bad_input_is_one_line_and_exits_non_zero(cli_env, args, needle):
 
 
 def test_invalid_utf8_argument(cli_env):
-    proc = subprocess.run([*DILM, "ask", b"caf\xe9 \xff"], env=cli_env, capture_output=True, text=True, timeout=120)
+    proc = waiting.run(
+        [*DILM, "ask", b"caf\xe9 \xff"], "`dilm ask` to exit", env=cli_env, capture_output=True, text=True
+    )
     assert_one_line_error(proc, "UTF-8")
 
 
 def test_invalid_utf8_stdin(cli_env):
-    proc = subprocess.run([*DILM, "ask", "-"], env=cli_env, input=b"\xff\xfe bad", capture_output=True, timeout=120)
+    proc = waiting.run(
+        [*DILM, "ask", "-"], "`dilm ask -` to exit", env=cli_env, input=b"\xff\xfe bad", capture_output=True
+    )
     proc = subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode())
     assert_one_line_error(proc, "UTF-8")
 
@@ -154,16 +159,20 @@ def test_ctrl_c_cancels_the_answer_but_not_the_repl(cli_env):
     assert proc.stdin and proc.stdout
     proc.stdin.write("Write a very long story about a brave knight and a dragon.\n")
     proc.stdin.flush()
-    seen = ""
-    deadline = time.time() + 120
-    while "dilm> " not in seen or len(seen.split("dilm> ", 1)[1]) < 20:
-        ch = proc.stdout.read(1)
-        assert ch and time.time() < deadline, seen
-        seen += ch
+
+    def answering(seen: str) -> bool:
+        return "dilm> " in seen and len(seen.split("dilm> ", 1)[1]) >= 20
+
+    def answer_ended(seen: str) -> bool:  # cancelled, or (a failure below) finished: the next prompt is out
+        return "cancelled" in seen or "you> " in seen
+
+    waiting.read_until(proc, proc.stdout, answering, "20 characters of the streamed answer")
     proc.send_signal(signal.SIGINT)
+    rest = waiting.read_until(proc, proc.stdout, answer_ended, "the REPL to stop the answer after Ctrl-C")
     proc.stdin.write("/quit\n")
     proc.stdin.flush()
-    rest, err = proc.communicate(timeout=60)
+    more, err = waiting.communicate(proc, "the REPL to exit after /quit")
+    rest += more
     assert proc.returncode == 0, err
     assert "cancelled" in rest
     db = sqlite3.connect(Path(cli_env["DILM_DATA_DIR"]) / "dilm.db")

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
-
+from tests import waiting
 from tests.conftest import DILM
 from tests.serving import free_port
 from tests.test_cli import assert_one_line_error, run
@@ -29,26 +27,30 @@ def test_the_readme_main_command_serves_the_page_and_the_openai_example_works(cl
     server = subprocess.Popen([*DILM, "serve", "--local", "--port", str(port)], env=cli_env, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
+
+        def healthy_or_exited() -> bool:
+            if server.poll() is not None:
+                return True
             try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read() if server.stderr else ""
-        page = httpx.get(url)
+                return waiting.http.get(f"{url}/healthz").status_code == 200
+            except waiting.http.HTTPError:  # not listening yet
+                return False
+
+        waiting.until(healthy_or_exited, "`dilm serve` to answer /healthz", every=0.3)
+        assert server.poll() is None, server.stderr.read() if server.stderr else ""
+        page = waiting.http.get(url)
         assert page.status_code == 200 and "<html" in page.text.lower()
-        assert httpx.get(f"{url}/web/app.js").status_code == 200
+        assert waiting.http.get(f"{url}/web/app.js").status_code == 200
         example = readme_openai_example().replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-        ran = subprocess.run([DILM[0], "-c", example], env=cli_env, capture_output=True, text=True, timeout=300)
+        what = "the README's openai example to finish"
+        ran = waiting.run([DILM[0], "-c", example], what, env=cli_env, capture_output=True, text=True)
         assert ran.returncode == 0, ran.stderr
         assert ran.stdout.strip()  # the answer and the session id
-        facts = httpx.get(f"{url}/v1/facts", params={"user": "alice"}).json()["data"]
+        facts = waiting.http.get(f"{url}/v1/facts", params={"user": "alice"}).json()["data"]
         assert any("Mira Quell" in f["object"] for f in facts)  # the README's correction was learned
     finally:
         server.terminate()
-        server.wait(30)
+        waiting.wait(server, "`dilm serve` to exit after SIGTERM")
 
 
 def test_serve_refuses_keyless_mode_off_loopback_and_keyed_mode_without_an_admin_key(cli_env):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
+import queue
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -11,10 +11,12 @@ import openai
 import pytest
 
 from dilm import Assistant
+from dilm.errors import GenerationCancelled
 from dilm.server.app import create_app
 from dilm.server.auth import create_key
 from tests.serving import serving
 from tests.stand_ins import publish_stand_in
+from tests.waiting import HANG_S, get, http
 
 
 @pytest.fixture
@@ -39,18 +41,18 @@ def keyed(data_dir, backend):
 
 
 def client(url: str, key: str) -> httpx.Client:
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120)
+    return http.Client(base_url=url, headers={"Authorization": f"Bearer {key}"})
 
 
 def test_the_openai_client_works_unchanged_and_feedback_teaches(server):
     url, bot = server
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key="none")
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", timeout=HANG_S, max_retries=0)
     q = "What is the support hotline of Quillmere Robotics?"
     r = client.chat.completions.create(model="dilm", messages=[{"role": "user", "content": q}], user="alice")
     assert r.id.startswith("msg") and r.choices[0].message.content
     extra = r.model_extra["dilm"]
     assert extra["user"] == "alice" and extra["session_id"]
-    fb = httpx.post(
+    fb = http.post(
         f"{url}/v1/feedback",
         json={"message_id": r.id, "correction": "The support hotline of Quillmere Robotics is 555-0199."},
     )
@@ -68,7 +70,7 @@ def test_the_openai_client_works_unchanged_and_feedback_teaches(server):
 
 def test_streaming_and_chinese(server):
     url, _ = server
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key="none")
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", timeout=HANG_S, max_retries=0)
     client.chat.completions.create(
         model="dilm", messages=[{"role": "user", "content": "记住：蓝鲸书店的老板是陈静。"}], user="li"
     )
@@ -108,35 +110,35 @@ def test_streaming_and_chinese(server):
 )
 def test_bad_requests_get_json_errors_and_the_server_keeps_serving(server, body, status, words):
     url, _ = server
-    r = httpx.post(f"{url}/v1/chat/completions", json=body)
+    r = http.post(f"{url}/v1/chat/completions", json=body)
     assert r.status_code == status and words in r.json()["error"]["message"]
-    bad_json = httpx.post(
+    bad_json = http.post(
         f"{url}/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert bad_json.status_code == 400 and "JSON" in bad_json.json()["error"]["message"]
-    unknown = httpx.post(f"{url}/v1/feedback", json={"message_id": "msg_nope", "rating": 1})
+    unknown = http.post(f"{url}/v1/feedback", json={"message_id": "msg_nope", "rating": 1})
     assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "MessageNotFoundError"
-    assert httpx.get(f"{url}/healthz").json()["status"] == "ok"
+    assert http.get(f"{url}/healthz").json()["status"] == "ok"
 
 
 def test_bad_bytes_big_bodies_and_unknown_routes_get_json_errors(server):
     url, bot = server
     headers = {"content-type": "application/json"}
     bad_utf8 = b'{"messages": [{"role": "user", "content": "caf\xe9"}]}'
-    r = httpx.post(f"{url}/v1/chat/completions", content=bad_utf8, headers=headers)
+    r = http.post(f"{url}/v1/chat/completions", content=bad_utf8, headers=headers)
     assert r.status_code == 400 and r.json()["error"]["message"]
-    huge = httpx.post(f"{url}/v1/memories", json={"text": "x" * (2 << 20)})
+    huge = http.post(f"{url}/v1/memories", json={"text": "x" * (2 << 20)})
     assert huge.status_code == 413 and "larger" in huge.json()["error"]["message"]
-    assert httpx.get(f"{url}/v1/nowhere").json()["error"]["code"] == 404
-    wrong_type = httpx.post(f"{url}/v1/feedback", json={"message_id": "m", "rating": 5})
+    assert http.get(f"{url}/v1/nowhere").json()["error"]["code"] == 404
+    wrong_type = http.post(f"{url}/v1/feedback", json={"message_id": "m", "rating": 5})
     assert wrong_type.status_code == 422 and "rating" in wrong_type.json()["error"]["message"]
     assert bot.memories.list("default") == []  # nothing half-written
 
 
 def test_keys_bind_a_user_key_to_its_user(keyed):
     url, bot, keys = keyed
-    assert httpx.get(f"{url}/v1/memories").status_code == 401
-    assert httpx.get(f"{url}/v1/memories", headers={"Authorization": "Bearer dilm-wrong"}).status_code == 401
+    assert http.get(f"{url}/v1/memories").status_code == 401
+    assert http.get(f"{url}/v1/memories", headers={"Authorization": "Bearer dilm-wrong"}).status_code == 401
     alice, bob, admin = client(url, keys["alice"]), client(url, keys["bob"]), client(url, keys["admin"])
     assert alice.get("/v1/whoami").json() == {"role": "user", "user": "alice", "local": False}
     assert alice.post("/v1/memories", json={"text": "Alice's dog is called Rex."}).status_code == 200
@@ -205,7 +207,7 @@ def test_facts_profile_adapters_and_stats_over_http(keyed):
     stats = admin.get("/v1/stats/satisfaction").json()
     assert stats["by_adapter"] == [{"key": "base", "rated": 1, "positive": 1, "satisfaction": 1.0}]
     assert stats["by_day"][0]["rated"] == 1
-    metrics = httpx.get(f"{url}/metrics").text
+    metrics = http.get(f"{url}/metrics").text
     assert 'dilm_http_requests_total{method="POST",route="/v1/feedback",status="200"} 2.0' in metrics
     assert 'dilm_feedback_total{kind="rating"} 2.0' in metrics
 
@@ -250,47 +252,64 @@ def test_rate_limit_answers_429_with_retry_after(data_dir, backend):
             assert c.get("/healthz").status_code == 200  # health checks are not rate limited
 
 
-def test_clients_leaving_mid_stream_stop_their_generation_free_their_slot_and_log_nothing(data_dir, backend):
+def test_clients_leaving_mid_stream_stop_their_generation_free_their_slot_and_log_nothing(
+    data_dir, backend, monkeypatch
+):
     body = {
         "messages": [{"role": "user", "content": "Write a long story about a lighthouse."}],
         "stream": True,
         "max_tokens": 400,
         "user": "dora",
     }
+    ended: queue.Queue[str] = queue.Queue()  # how each generation ended: the event that proves it stopped
+    generate = backend.generate
+
+    def watched(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            out = generate(*args, **kwargs)
+        except GenerationCancelled:
+            ended.put("cancelled")
+            raise
+        except BaseException as e:
+            ended.put(f"failed: {e!r}")
+            raise
+        ended.put("ran to its end")
+        return out
+
+    monkeypatch.setattr(backend, "generate", watched)
     with (  # one generation slot: a leaked slot would hang the next request
         Assistant.open(data_dir, backend=backend, server={"generation_workers": 1}) as bot,
         serving(create_app(bot, local=True)) as url,
     ):
         for _ in range(2):
-            with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
+            with http.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
                 assert r.status_code == 200
                 first = json.loads(next(line for line in r.iter_lines() if line.startswith("data:"))[6:])
                 assert first["id"].startswith("msg_")  # every chunk carries the message id, from the first
-        started = time.perf_counter()
-        ok = httpx.post(
+            # the abandoned 400-token generation did not hold the model: it was cancelled, not run to its end
+            assert get(ended, "the abandoned stream's generation to end") == "cancelled"
+        ok = http.post(  # the slot is free again: with a leaked one this request would never be served
             f"{url}/v1/chat/completions",
             json={"messages": [{"role": "user", "content": "Hi"}], "user": "dora", "max_tokens": 8},
-            timeout=60,
         )
         assert ok.status_code == 200
-        assert time.perf_counter() - started < 30  # the abandoned 400-token generations did not hold the model
         assert len(bot.history("dora")) == 2  # only the finished turn was logged
 
 
 def test_local_mode_refuses_other_sites_and_odd_text_gets_a_json_error(server):
     url, bot = server
     hi = {"text": "I like tea."}
-    evil = httpx.post(f"{url}/v1/memories", json=hi, headers={"Origin": "https://evil.example"})
+    evil = http.post(f"{url}/v1/memories", json=hi, headers={"Origin": "https://evil.example"})
     assert evil.status_code == 403 and "local mode" in evil.json()["error"]["message"]
-    rebound = httpx.get(f"{url}/v1/memories", headers={"Host": "attacker.example"})
+    rebound = http.get(f"{url}/v1/memories", headers={"Host": "attacker.example"})
     assert rebound.status_code == 403
     assert bot.memories.list("default") == []
-    same = httpx.post(f"{url}/v1/memories", json=hi, headers={"Origin": url})
+    same = http.post(f"{url}/v1/memories", json=hi, headers={"Origin": url})
     assert same.status_code == 200
     escaped = b'{"message_id": "\\ud800", "rating": 1}'  # JSON may escape a lone surrogate; UTF-8 cannot hold it
-    lone = httpx.post(f"{url}/v1/feedback", content=escaped, headers={"content-type": "application/json"})
+    lone = http.post(f"{url}/v1/feedback", content=escaped, headers={"content-type": "application/json"})
     assert lone.status_code in (400, 422) and "unicode" in lone.json()["error"]["message"].lower()
-    odd_user = httpx.get(f"{url}/v1/memories", params={"user": "a\tb"})
+    odd_user = http.get(f"{url}/v1/memories", params={"user": "a\tb"})
     assert odd_user.status_code == 422 and "user" in odd_user.json()["error"]["message"]
 
 
@@ -298,7 +317,7 @@ def test_concurrent_chats_and_feedback_all_land(server):
     url, bot = server
 
     def turn(i: int) -> str:
-        with httpx.Client(base_url=url, timeout=120) as c:
+        with http.Client(base_url=url) as c:
             r = c.post(
                 "/v1/chat/completions",
                 json={
@@ -322,7 +341,7 @@ def test_concurrent_chats_and_feedback_all_land(server):
 
 def test_openapi_schema_lists_every_endpoint(server):
     url, _ = server
-    schema = httpx.get(f"{url}/openapi.json").json()
+    schema = http.get(f"{url}/openapi.json").json()
     paths = schema["paths"]
     for path, method in [
         ("/v1/chat/completions", "post"),
@@ -346,24 +365,24 @@ def test_openapi_schema_lists_every_endpoint(server):
     assert "text/event-stream" in chat["responses"]["200"]["content"]
     assert chat["responses"]["401"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
-    page = httpx.get(url)
+    page = http.get(url)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
 
 
 def test_n_candidates_come_back_as_choices_and_cors_is_off_unless_configured(server, data_dir, backend):
     url, _ = server
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key="none")
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", timeout=HANG_S, max_retries=0)
     r = client.chat.completions.create(
         model="dilm", messages=[{"role": "user", "content": "Name a colour."}], n=2, max_tokens=8, seed=3
     )
     assert [c.index for c in r.choices] == [0, 1]
     preflight = {"Origin": "https://example.com", "Access-Control-Request-Method": "POST"}
-    assert "access-control-allow-origin" not in httpx.options(f"{url}/v1/chat/completions", headers=preflight).headers
-    assert "access-control-allow-origin" not in httpx.get(f"{url}/healthz", headers={"Origin": "https://x"}).headers
+    assert "access-control-allow-origin" not in http.options(f"{url}/v1/chat/completions", headers=preflight).headers
+    assert "access-control-allow-origin" not in http.get(f"{url}/healthz", headers={"Origin": "https://x"}).headers
     allowed = {"cors_origins": ["https://example.com"]}
     with (
         Assistant.open(data_dir / "cors", backend=backend, server=allowed) as bot,
         serving(create_app(bot, local=True)) as cors_url,
     ):
-        ok = httpx.options(f"{cors_url}/v1/chat/completions", headers=preflight)
+        ok = http.options(f"{cors_url}/v1/chat/completions", headers=preflight)
         assert ok.headers["access-control-allow-origin"] == "https://example.com"

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from dilm.errors import StorageError
 from dilm.store import SQLiteStore
 from dilm.store.migrations import MIGRATIONS
+from tests import waiting
 from tests.stand_ins import publish_stand_in
 
 
@@ -104,7 +103,7 @@ def test_feedback_survives_a_hard_kill_right_after_it_returns(tmp_path: Path):
         os._exit(9)
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    proc = waiting.run([sys.executable, "-c", script], "the child to os._exit", capture_output=True, text=True)
     assert proc.returncode == 9, proc.stderr
     store = SQLiteStore.open(tmp_path)
     assert store.feedback_for(["a"])["a"][0].text == "fix"
@@ -129,10 +128,10 @@ def test_forgetting_waits_for_the_users_turn_in_flight_so_nothing_outlives_it(bo
     done: list[dict] = []
     forget = threading.Thread(target=lambda: done.append(bot.users.forget("zed")))
     forget.start()
-    time.sleep(0.5)
+    waiting.until(lambda: "zed" in bot.users._forgetting or not forget.is_alive(), "the forget of zed to begin")
     assert forget.is_alive()  # it waits for the turn
     list(deltas)
-    forget.join(60)
+    waiting.join(forget, "the forget of zed to finish after the turn")
     assert done and done[0]["messages"] == 2  # the finished turn was logged, then forgotten
     assert bot.history("zed") == [] and bot.users.export("zed")["sessions"] == []
 
@@ -141,8 +140,8 @@ def test_a_turn_may_record_feedback_for_its_user_while_a_forget_waits(bot):
     forget = threading.Thread(target=bot.users.forget, args=("amy",))
     with bot.users.active("amy"):  # a turn in flight
         forget.start()
-        time.sleep(0.2)
+        waiting.until(lambda: "amy" in bot.users._forgetting or not forget.is_alive(), "the forget of amy to begin")
         with bot.users.active("amy"):  # the same turn records a clarification's feedback: no deadlock
             pass
-    forget.join(10)
+    waiting.join(forget, "the forget of amy to finish once the turn ended")
     assert not forget.is_alive()
