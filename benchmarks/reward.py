@@ -1,7 +1,7 @@
 """Which reward model? Held-out pairwise accuracy and training time, side by side in one run:
 
 - dilm's choice: TRL's RewardTrainer on the embedded SmolLM2-135M, a score head and LoRA r=16
-  (`dilm.guard.reward`);
+  (`dilm.learning.reward`);
 - the alternative: a linear head over frozen MiniLM (a joint "question [SEP] answer" encoding, the cosine of
   their own embeddings, five hand features), Bradley-Terry loss, L2 0.03;
 - baselines: the five hand features alone, and "the shorter answer wins".
@@ -29,7 +29,7 @@ from rich.table import Table
 from dilm import Assistant
 from dilm.config import Settings
 from dilm.eval import guard as guard_eval
-from dilm.guard import reward
+from dilm.learning import reward
 from dilm.learning.examples import examples
 from dilm.memory.embed import shared_embedder
 from dilm.models.bundled import resolve_model_dir

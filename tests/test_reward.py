@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dilm.guard import reward
+from dilm.learning import reward
 
 FACTS = [
     ("What is the support hotline of Quillmere Robotics?", "The support hotline of Quillmere Robotics is 555-0199."),
@@ -67,7 +67,7 @@ def test_training_from_the_log_versioning_rollback_and_rerank(bot):
     scores = r.checks["guard"]["reward"]["scores"]
     assert len(scores) == 3 and r.checks["guard"]["reward"]["version"] == v.version
     assert scores[r.checks["guard"]["reward"]["chosen"]] == max(scores)
-    model = bot._reward_models[v.version]
+    model = bot.reranker.models[v.version]  # each version is loaded once
     again = model.score("Tell me a fun fact.", [c.text for c in r.candidates])
     assert again == sorted(again, reverse=True)  # served best first
     assert r.text == r.candidates[0].text or r.candidates[0].text == ""

@@ -290,9 +290,10 @@ def test_an_update_chain_trains_only_its_newest_value(bot):
 
 
 def test_eval_adapters_scores_the_adapter_alone_next_to_memory_and_base(backend):
-    from dilm.eval import adapters, edits
+    from dilm.eval import adapters
+    from dilm.eval.items import load
 
-    items, local = edits.load()
+    items, local = load()
     report = adapters.run(
         [i for i in items if i.lang == "en"][:3],
         local[:2],

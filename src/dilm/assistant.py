@@ -573,13 +573,21 @@ class Assistant:
     def train(self, scope: str | None = None, *, user: str | None = None, progress: Any = None, force: bool = False):  # type: ignore[no-untyped-def]
         """Train a new adapter version for `user`'s scope (or `scope`, e.g. "global") from feedback not yet
         trained on; the regression gate decides whether it goes live. Returns a TrainResult."""
+        # to hoist into the module imports (no cycle: dilm.learning imports no dilm.assistant)
+        from dilm.learning import reward as reward_training
         from dilm.learning.train import train
 
         if (scope is None) == (user is None):
             raise InvalidInputError("give exactly one of scope ('global', 'user:<name>' or 'reward') or user")
-        if scope == reward.REWARD_SCOPE:
-            return reward.train(self.data_dir, self.settings, self.store, force, progress)
-        return train(self.data_dir, self.settings, self.store, scope or user_scope(_check_user(user)), progress, force)
+        if scope == reward_training.REWARD_SCOPE:
+            return reward_training.train(self.data_dir, self.settings, self.store, force, progress)
+        system, sample = self.settings.system_prompt, self.settings.train.edits_sample
+
+        def edit_score(backend: Backend) -> float:  # the gate's instant-learning probe
+            return edit_probe(backend, system, sample)
+
+        scope = scope or user_scope(_check_user(user))
+        return train(self.data_dir, self.settings, self.store, scope, progress, force, edit_score if sample else None)
 
     def _history(self, msgs: list[Message]) -> list[dict[str, str]]:
         """The session so far, minus answers the user rated bad or corrected (never reused) and their questions."""
@@ -839,3 +847,39 @@ def _check_reasons(reason: str | list[str] | None) -> list[str]:
             raise InvalidInputError(f"a reason tag must be non-empty text of at most {MAX_REASON_CHARS} characters")
         out.append(t.strip())
     return out
+
+
+# -- the training gate's edit probe
+
+
+def edit_probe(backend: Backend, system: str, sample: int) -> float:
+    """The memory path on `sample` items of the edit benchmark, answered through `backend` (e.g. the model
+    being trained): each correction is given as feedback on the model's own answer, then the question and a
+    paraphrase are asked again. The score is the share answered right (reliability and generalization of
+    `dilm eval edits`, without its locality and isolation parts): the training gate's `EditScore`."""
+    # to hoist into the module imports (dilm.eval.items imports no dilm.assistant)
+    import tempfile
+
+    from dilm.eval.items import contains, load
+
+    items, _ = load()
+    step = max(1, len(items) // sample)
+    chosen = items[::step][:sample]  # spread over languages and kinds, the same items every time
+    right: list[bool] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="dilm-gate-") as tmp,
+        Assistant.open(
+            tmp,
+            backend=backend,
+            system_prompt=system,
+            adapters=False,
+            decoding={"max_new_tokens": 16},
+            policy={"mode": "passive"},
+        ) as bot,
+    ):
+        for item in chosen:
+            for correction in item.corrections:
+                bot.feedback(bot.chat(item.question, user="gate").id, correction=correction)
+            for q in (item.question, item.paraphrases[0]):
+                right.append(contains(bot.chat(q, user="gate").text, item.answers[-1]))
+    return sum(right) / len(right) if right else 1.0

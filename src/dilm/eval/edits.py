@@ -9,82 +9,19 @@ everything asked again, each question in a new session — so a figure holds aft
 from __future__ import annotations
 
 import json
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
-
 from dilm.assistant import Assistant
-from dilm.errors import InvalidInputError
-from dilm.text import normalize
+from dilm.eval.items import EditItem, LocalityItem, contains, load, pct
 from dilm.types import scopes_for
 
+__all__ = ["EditItem", "LocalityItem", "contains", "dump", "load", "run", "summarize", "table_rows"]
+
 EDITOR, OTHER = "editor", "other-user"
-
-
-class EditItem(BaseModel):
-    id: str
-    lang: str
-    question: str
-    paraphrases: list[str] = Field(min_length=1)
-    corrections: list[str] = Field(min_length=1)
-    answers: list[str] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _lengths(self) -> EditItem:
-        if len(self.corrections) != len(self.answers):
-            raise ValueError("corrections and answers must have the same length")
-        return self
-
-
-class LocalityItem(BaseModel):
-    id: str
-    lang: str
-    question: str
-
-    @field_validator("question")
-    @classmethod
-    def _nonempty(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("empty question")
-        return v
-
-
-def _read_jsonl(path: Path | None, default: str, model: type[BaseModel]) -> list[Any]:
-    text = (
-        path.read_text(encoding="utf-8")
-        if path
-        else resources.files("dilm.eval").joinpath("data", default).read_text(encoding="utf-8")
-    )
-    items = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            items.append(model.model_validate_json(line))
-        except ValueError as e:
-            raise InvalidInputError(f"{path or default} line {n}: {str(e).splitlines()[0]}") from None
-    return items
-
-
-def load(data: Path | None = None, locality: Path | None = None) -> tuple[list[EditItem], list[LocalityItem]]:
-    return _read_jsonl(data, "edits_dev.jsonl", EditItem), _read_jsonl(locality, "locality_dev.jsonl", LocalityItem)
-
-
-def contains(reply: str, answer: str) -> bool:
-    return normalize(answer) in normalize(reply)
-
-
-def _pct(xs: list[float]) -> tuple[float, float]:
-    if not xs:
-        return 0.0, 0.0
-    s = sorted(xs)
-    return statistics.median(s), s[min(len(s) - 1, round(0.95 * (len(s) - 1)))]
 
 
 def run(
@@ -185,8 +122,8 @@ def summarize(rows, local_rows, feedback_ms, retrieval_ms) -> dict[str, Any]:  #
         }
 
     langs = sorted({r["lang"] for r in rows})
-    fb50, fb95 = _pct(feedback_ms)
-    rt50, rt95 = _pct(retrieval_ms)
+    fb50, fb95 = pct(feedback_ms)
+    rt50, rt95 = pct(retrieval_ms)
     return {
         "by_language": {lang: figures(lang) for lang in langs},
         "overall": figures(None),

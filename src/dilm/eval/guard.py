@@ -27,9 +27,9 @@ from pydantic import BaseModel, Field
 
 from dilm.asking import MODES
 from dilm.assistant import Assistant
-from dilm.eval.edits import EditItem, _pct, _read_jsonl, contains
-from dilm.guard import reward
+from dilm.eval.items import EditItem, contains, pct, read_jsonl
 from dilm.guard.contradiction import contradictions
+from dilm.learning import reward
 from dilm.learning.examples import examples
 from dilm.types import scopes_for
 
@@ -65,9 +65,9 @@ def load(
     edits: Path | None = None, traps: Path | None = None, quiz: Path | None = None
 ) -> tuple[list[EditItem], list[Trap], list[QuizItem]]:
     return (
-        _read_jsonl(edits, "edits_dev.jsonl", EditItem),
-        _read_jsonl(traps, "guard_dev.jsonl", Trap),
-        _read_jsonl(quiz, "quiz_dev.jsonl", QuizItem),
+        read_jsonl(edits, "edits_dev.jsonl", EditItem),
+        read_jsonl(traps, "guard_dev.jsonl", Trap),
+        read_jsonl(quiz, "quiz_dev.jsonl", QuizItem),
     )
 
 
@@ -268,8 +268,8 @@ def _rerank(bot: Assistant, held: list[QuizItem], step) -> dict[str, Any]:  # ty
         gen.append(r.checks["generate_ms"])
         guard.append(r.checks["guard_ms"])
         step("reward rerank")
-    g50, g95 = _pct(gen)
-    c50, c95 = _pct(guard)
+    g50, g95 = pct(gen)
+    c50, c95 = pct(guard)
     return {
         "questions": len(held),
         "n": RERANK_N,
@@ -289,8 +289,8 @@ def _summarize(policies: dict[str, Any], turns: list[dict[str, Any]], rm: dict[s
     after = sum(t["contradicts_after"] for t in answered)
     gen = [t["generate_ms"] for t in answered]
     guard = [t["guard_ms"] for t in answered if t["guard_ms"] is not None]
-    g50, g95 = _pct(gen)
-    c50, c95 = _pct(guard)
+    g50, g95 = pct(gen)
+    c50, c95 = pct(guard)
     return {
         "contradictions": {
             "answers": len(answered),

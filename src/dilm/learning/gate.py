@@ -1,7 +1,8 @@
 """The regression gate: a new adapter version goes live only if
 (a) it learned its new examples (lower loss on corrections, better preference accuracy),
 (b) it leaves unrelated questions alone (the locality probe: questions + the base model's answers), and
-(c) the instant-learning path still works with it (a sample of `dilm eval edits`).
+(c) the instant-learning path still works with it (a sample of `dilm eval edits`, measured by an `EditScore`
+    the caller hands in: the gate itself knows nothing of assistants or benchmarks).
 """
 
 from __future__ import annotations
@@ -18,9 +19,15 @@ from typing import Any
 from dilm.config import Training
 from dilm.learning.routing import Router
 from dilm.learning.score import Chat, greedy_answers, mean, score
+from dilm.models.base import Backend
+from dilm.models.local import LocalBackend
 
 PROBE_TOKENS = 32
 MIN_RAW_LOCALITY = 0.5  # even unrouted, an adapter that changes half of every unrelated answer is broken
+
+EditScore = Callable[[Backend], float]
+"""The instant-learning probe: given a backend that answers with the model being trained, the share of edit
+items answered right (their corrections given as feedback first). 1.0 when there are no items."""
 
 
 def bundled_questions(name: str) -> list[str]:
@@ -41,7 +48,7 @@ def cached(path: Path, items: dict[str, Any], compute: Callable[[list[Any]], lis
     return known
 
 
-def base_answers(model, tokenizer, questions: list[str], system: str, cache: Path) -> list[str]:  # type: ignore[no-untyped-def]
+def base_answers(model: Any, tokenizer: Any, questions: list[str], system: str, cache: Path) -> list[str]:
     """The base model's greedy answers (adapter off), generated once per model and kept in `cache`."""
     key = lambda q: hashlib.sha256(json.dumps([system, q, PROBE_TOKENS]).encode()).hexdigest()[:24]  # noqa: E731
 
@@ -58,9 +65,9 @@ def prompt(system: str, question: str) -> Chat:
     return [{"role": "system", "content": system}, {"role": "user", "content": question}]
 
 
-def measure(  # type: ignore[no-untyped-def]
-    model,
-    tokenizer,
+def measure(
+    model: Any,
+    tokenizer: Any,
     new: dict[str, list[dict[str, Any]]],
     probe: list[tuple[Chat, str]],
     router: Router | None,
@@ -115,41 +122,13 @@ def decide(before: dict[str, Any], after: dict[str, Any], cfg: Training) -> list
     return reasons
 
 
-def edits_score(model, tokenizer, name: str, folder: Path, system: str, sample: int) -> float:  # type: ignore[no-untyped-def]
-    """The memory path on `sample` items of the edit benchmark, answered by `model` as it is now (e.g. with
-    the adapter being trained): each correction is given as feedback on the model's own answer, then the
-    question and a paraphrase are asked again. The score is the share answered right (reliability and
-    generalization of `dilm eval edits`, without its locality and isolation parts)."""
-    import tempfile
-
-    from dilm.assistant import Assistant
-    from dilm.eval import edits
-    from dilm.models.local import LocalBackend
-
-    items, _ = edits.load()
-    step = max(1, len(items) // sample)
-    chosen = items[::step][:sample]  # spread over languages and kinds, the same items every time
+def edits_score(model: Any, tokenizer: Any, name: str, folder: Path, edit_score: EditScore) -> float:
+    """`edit_score` on `model` as it is now (e.g. with the adapter being trained), in eval mode; the model's
+    training mode is restored after."""
     backend = LocalBackend.from_model(model, tokenizer, name, folder)
     was_training = model.training
     model.eval()
-    right = []
     try:
-        with (
-            tempfile.TemporaryDirectory(prefix="dilm-gate-") as tmp,
-            Assistant.open(
-                tmp,
-                backend=backend,
-                system_prompt=system,
-                adapters=False,
-                decoding={"max_new_tokens": 16},
-                policy={"mode": "passive"},
-            ) as bot,
-        ):
-            for item in chosen:
-                for correction in item.corrections:
-                    bot.feedback(bot.chat(item.question, user="gate").id, correction=correction)
-                for q in (item.question, item.paraphrases[0]):
-                    right.append(edits.contains(bot.chat(q, user="gate").text, item.answers[-1]))
+        return edit_score(backend)
     finally:
         model.train(was_training)
-    return sum(right) / len(right) if right else 1.0

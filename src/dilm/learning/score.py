@@ -21,7 +21,9 @@ class Scored:
     tokens: int
 
 
-def encode(tokenizer, prompt: Chat, answer: str, max_length: int = 512, ends: bool = True) -> tuple[list[int], int]:  # type: ignore[no-untyped-def]
+def encode(
+    tokenizer: Any, prompt: Chat, answer: str, max_length: int = 512, ends: bool = True
+) -> tuple[list[int], int]:
     """Token ids of prompt + answer and where the answer starts; `ends`: the end-of-turn is part of the answer
     (False for answers cut at a token limit)."""
     head = _ids(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True))
@@ -41,8 +43,8 @@ def _ids(x: Any) -> list[int]:
     return list(x)
 
 
-def score(  # type: ignore[no-untyped-def]
-    model, tokenizer, pairs: list[tuple[Chat, str]], batch: int = 8, max_length: int = 512, ends: bool = True
+def score(
+    model: Any, tokenizer: Any, pairs: list[tuple[Chat, str]], batch: int = 8, max_length: int = 512, ends: bool = True
 ) -> list[Scored]:
     """Score each (prompt, answer) pair under `model` as it is now (adapter on or off is the caller's choice)."""
     import torch
@@ -75,7 +77,9 @@ def score(  # type: ignore[no-untyped-def]
     return out
 
 
-def greedy_answers(model, tokenizer, prompts: list[Chat], max_new_tokens: int = 32, batch: int = 16) -> list[str]:  # type: ignore[no-untyped-def]
+def greedy_answers(
+    model: Any, tokenizer: Any, prompts: list[Chat], max_new_tokens: int = 32, batch: int = 16
+) -> list[str]:
     """The model's greedy answers, batched (left padding)."""
     import torch
 

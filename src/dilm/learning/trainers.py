@@ -16,6 +16,7 @@ from typing import Any
 
 from dilm.config import Training
 from dilm.learning.score import encode
+from dilm.models.hf import quiet
 
 log = logging.getLogger(__name__)
 # peft/TRL still call a transformers method deprecated in favour of another; nothing for a user to act on.
@@ -44,20 +45,12 @@ class Tracker:
         self.writer.close()
 
 
-def quiet() -> None:
-    """Library chatter (dataset progress bars, info logs) off: a job reports through `progress` and TensorBoard."""
-    import datasets
-    from transformers.utils import logging as hf_logging
-
-    datasets.disable_progress_bars()
-    datasets.utils.logging.set_verbosity_error()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
-def load_trainable(base_folder: Path, parent_folder: Path | None, cfg: Training, threads: int | None = None):  # type: ignore[no-untyped-def]
+def load_trainable(
+    base_folder: Path, parent_folder: Path | None, cfg: Training, threads: int | None = None
+) -> tuple[Any, Any]:
     """The base model with a trainable LoRA: the parent version's weights when given, else a fresh one."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # heavy libraries imported on use (start-up time)
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -91,21 +84,23 @@ def load_trainable(base_folder: Path, parent_folder: Path | None, cfg: Training,
     return model, tokenizer
 
 
-def _callback(tracker: Tracker, stage: str, progress: Progress | None, total: int):  # type: ignore[no-untyped-def]
+def _callback(tracker: Tracker, stage: str, progress: Progress | None, total: int) -> Any:
     from transformers import TrainerCallback
 
     class _Report(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+        ) -> None:
             tracker.scalars(stage, logs or {}, tracker.step + state.global_step)
 
-        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if progress is not None:
                 progress(stage, state.global_step, total)
 
     return _Report()
 
 
-def _args(config_cls, cfg: Training, out: Path, rows: int, lr: float, **extra: Any):  # type: ignore[no-untyped-def]
+def _args(config_cls: Any, cfg: Training, out: Path, rows: int, lr: float, **extra: Any) -> Any:
     return config_cls(
         output_dir=str(out),
         per_device_train_batch_size=max(1, min(cfg.batch_size, rows)),
@@ -131,7 +126,18 @@ def _steps(rows: int, cfg: Training) -> int:
     return cfg.epochs * -(-rows // per)
 
 
-def _fit_trl(trainer_cls, args, model, tokenizer, rows, cfg: Training, tracker: Tracker, stage: str, progress, **kw):  # type: ignore[no-untyped-def]
+def _fit_trl(
+    trainer_cls: Any,
+    args: Any,
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    cfg: Training,
+    tracker: Tracker,
+    stage: str,
+    progress: Progress | None,
+    **kw: Any,
+) -> list[float]:
     """Build one TRL trainer on `rows` and run it; the losses it logged."""
     from datasets import Dataset
 
@@ -146,7 +152,7 @@ def _fit_trl(trainer_cls, args, model, tokenizer, rows, cfg: Training, tracker: 
     return _run(trainer, tracker, stage)
 
 
-def _run(trainer, tracker: Tracker, stage: str) -> list[float]:  # type: ignore[no-untyped-def]
+def _run(trainer: Any, tracker: Tracker, stage: str) -> list[float]:
     from transformers import PrinterCallback, ProgressCallback
 
     for cb in (PrinterCallback, ProgressCallback):  # progress and losses go to our tracker, not stdout
@@ -161,7 +167,15 @@ def _run(trainer, tracker: Tracker, stage: str) -> list[float]:  # type: ignore[
     return [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
 
 
-def sft(model, tokenizer, rows, cfg: Training, out: Path, tracker: Tracker, progress: Progress | None = None):  # type: ignore[no-untyped-def]
+def sft(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    cfg: Training,
+    out: Path,
+    tracker: Tracker,
+    progress: Progress | None = None,
+) -> list[float]:
     """Supervised fine-tuning on prompt → completion (loss on the completion only)."""
     from trl import SFTConfig, SFTTrainer
 
@@ -178,7 +192,15 @@ def sft(model, tokenizer, rows, cfg: Training, out: Path, tracker: Tracker, prog
     return _fit_trl(SFTTrainer, args, model, tokenizer, rows, cfg, tracker, "sft", progress)
 
 
-def dpo(model, tokenizer, rows, cfg: Training, out: Path, tracker: Tracker, progress: Progress | None = None):  # type: ignore[no-untyped-def]
+def dpo(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    cfg: Training,
+    out: Path,
+    tracker: Tracker,
+    progress: Progress | None = None,
+) -> list[float]:
     """Direct preference optimisation on chosen vs rejected; the reference is the model without its adapter."""
     from trl import DPOConfig, DPOTrainer
 
@@ -186,7 +208,15 @@ def dpo(model, tokenizer, rows, cfg: Training, out: Path, tracker: Tracker, prog
     return _fit_trl(DPOTrainer, args, model, tokenizer, rows, cfg, tracker, "dpo", progress, ref_model=None)
 
 
-def kto(model, tokenizer, rows, cfg: Training, out: Path, tracker: Tracker, progress: Progress | None = None):  # type: ignore[no-untyped-def]
+def kto(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    cfg: Training,
+    out: Path,
+    tracker: Tracker,
+    progress: Progress | None = None,
+) -> list[float]:
     """KTO on single answers labelled good or bad (thumbs); the reference is the model without its adapter."""
     from trl import KTOConfig, KTOTrainer
 
@@ -200,8 +230,14 @@ def kto(model, tokenizer, rows, cfg: Training, out: Path, tracker: Tracker, prog
     return _fit_trl(KTOTrainer, args, model, tokenizer, rows, cfg, tracker, "kto", progress, ref_model=None)
 
 
-def policy_gradient(  # type: ignore[no-untyped-def]
-    model, tokenizer, rows, cfg: Training, out: Path, tracker: Tracker, progress: Progress | None = None
+def policy_gradient(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    cfg: Training,
+    out: Path,
+    tracker: Tracker,
+    progress: Progress | None = None,
 ) -> list[float]:
     """REINFORCE with a baseline: raise the log-probability of answers rewarded above the running mean
     reward, lower it for those below. Rewards are ratings (±1) or a reward model's scores."""

@@ -14,18 +14,19 @@ import logging
 import subprocess
 import sys
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dilm.config import Settings
-from dilm.guard.reward import REWARD_SCOPE
+from dilm.learning.reward import REWARD_SCOPE
 from dilm.learning.train import pending
+from dilm.store import Store
 from dilm.types import user_scope
 
 log = logging.getLogger(__name__)
 
 
-def due_scopes(store, settings: Settings, now: datetime) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
+def due_scopes(store: Store, settings: Settings, now: datetime) -> list[tuple[str, int]]:
     """(scope, waiting examples) for every user scope that should train now."""
     cfg = settings.train
     out = []
@@ -50,7 +51,7 @@ def due_scopes(store, settings: Settings, now: datetime) -> list[tuple[str, int]
     return out
 
 
-def _first_waiting(store, user: str, scope: str) -> str | None:  # type: ignore[no-untyped-def]
+def _first_waiting(store: Store, user: str, scope: str) -> str | None:
     row = store._one(
         "SELECT min(created_at) AS t FROM feedback WHERE user_id = ? AND rowid > ?", (user, store.trained_upto(scope))
     )
@@ -66,15 +67,13 @@ def train_in_child(data_dir: Path, scope: str, timeout: float | None = None) -> 
 class Worker:
     """Polls a data dir and trains due scopes; `run()` in the foreground, or `start()` as a daemon thread."""
 
-    def __init__(self, data_dir: Path, settings: Settings, store, poll_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, data_dir: Path, settings: Settings, store: Store, poll_s: float = 10.0) -> None:
         self.data_dir, self.settings, self.store, self.poll_s = data_dir, settings, store, poll_s
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> list[tuple[str, int]]:
         """Train every due scope now; returns (scope, exit status) per job."""
-        from datetime import UTC
-
         results = []
         for scope, n in due_scopes(self.store, self.settings, datetime.now(UTC)):
             if self.stop_event.is_set():
