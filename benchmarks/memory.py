@@ -28,7 +28,6 @@ from dilm.memory.embed import shared_embedder
 from dilm.memory.retrieve import Retriever
 from dilm.memory.writer import MemoryWriter
 from dilm.store import SQLiteStore
-from dilm.text import terms
 from dilm.types import Memory, Message, new_id, user_scope, utcnow
 
 SYL = "ka lo mi re tu va ne si dor bel quin tar zel mor fen lis gra thu pel var oss ine".split()
@@ -57,23 +56,24 @@ def pct(xs: list[float]) -> tuple[float, float]:
 def fill(store: SQLiteStore, scope: str, n: int, pool_vecs: np.ndarray, rng: random.Random) -> list[str]:
     subjects = []
     noise = np.random.default_rng(0)
-    with store.tx() as db:
-        for i in range(n):
-            text, subj = sentence(rng)
-            subjects.append(subj)
-            vec = pool_vecs[i % len(pool_vecs)]
-            if i >= len(pool_vecs):
-                vec = vec + noise.normal(0, 0.02, vec.shape).astype(np.float32)
-                vec /= np.linalg.norm(vec)
-            m = Memory(
-                id=new_id("mem"),
-                text=text,
-                scope=scope,
-                kind="import",
-                created_at=utcnow(),
-                metadata={"subjects": [subj]},
-            )
-            store._insert_memory(db, m, text, vec.astype(np.float32).tobytes(), " ".join(terms(text)))
+    items: list[tuple[Memory, str, bytes]] = []
+    for i in range(n):
+        text, subj = sentence(rng)
+        subjects.append(subj)
+        vec = pool_vecs[i % len(pool_vecs)]
+        if i >= len(pool_vecs):
+            vec = vec + noise.normal(0, 0.02, vec.shape).astype(np.float32)
+            vec /= np.linalg.norm(vec)
+        m = Memory(
+            id=new_id("mem"),
+            text=text,
+            scope=scope,
+            kind="import",
+            created_at=utcnow(),
+            metadata={"subjects": [subj]},
+        )
+        items.append((m, text, vec.astype(np.float32).tobytes()))
+    store.add_memories(items)  # one transaction
     return subjects
 
 

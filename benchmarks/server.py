@@ -16,6 +16,7 @@ import json
 import os
 import random
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dilm.server.auth import create_key
-from dilm.store import Store
+from dilm.store import DB_FILE, open_store
 
 RESULTS = Path(__file__).parent / "results"
 QUESTIONS = [
@@ -133,7 +134,7 @@ def main() -> None:
     seconds = min(args.seconds, 300.0)
     console = Console(width=140)
     data = Path(tempfile.mkdtemp(prefix="dilm-load-"))
-    store = Store.open(data)
+    store = open_store(data)
     create_key(store, "admin")  # `dilm serve` without --local wants one
     keys = [(f"user{i}", create_key(store, "user", f"user{i}")[1]) for i in range(args.users)]
     store.close()
@@ -175,9 +176,9 @@ def main() -> None:
         server.terminate()
         server.wait(30)
         server_log.close()
-    store = Store.open(data)
-    found = {r["id"] for r in store._all("SELECT id FROM feedback")}
-    store.close()
+    db = sqlite3.connect(data / DB_FILE)  # read the file itself: what was acknowledged must be on disk
+    found = {r[0] for r in db.execute("SELECT id FROM feedback")}
+    db.close()
     missing = [i for i in all_acked if i not in found]
 
     table = Table(title=f"dilm serve under load (127.0.0.1, {os.cpu_count()} cores, embedded model, 16 tokens)")

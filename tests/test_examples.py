@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 from dilm.learning.examples import examples, export
 from tests.test_cli import assert_one_line_error, run
@@ -78,8 +79,8 @@ def test_reward_pairs_and_policy_gradient_samples(bot):
 
 def test_windows_select_feedback_by_log_position(bot):
     a, b, c = _log(bot)
-    rows = bot.store._all("SELECT rowid FROM feedback ORDER BY rowid")
-    first, last = rows[0]["rowid"], rows[-1]["rowid"]
+    rows = sqlite3.connect(bot.store.path).execute("SELECT rowid FROM feedback ORDER BY rowid").fetchall()
+    first, last = rows[0][0], rows[-1][0]
     assert len(examples(bot.store, "sft", after=first)) == 1  # only the preferred answer is after the correction
     assert len(examples(bot.store, "sft", upto=first)) == 1
     assert examples(bot.store, "sft", after=last) == []

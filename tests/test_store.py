@@ -20,18 +20,16 @@ from tests.stand_ins import publish_stand_in
 def test_new_database_is_fully_migrated_with_wal_and_foreign_keys(tmp_path: Path):
     store = SQLiteStore(tmp_path / "x.db")
     assert store.schema_version == len(MIGRATIONS)
-    assert store._one("PRAGMA journal_mode")[0] == "wal"
-    assert store._one("PRAGMA foreign_keys")[0] == 1
+    assert store.pragma("journal_mode") == "wal"
+    assert store.pragma("foreign_keys") == 1
 
 
 def test_old_database_is_migrated_on_open_and_keeps_its_data(tmp_path: Path):
     path = tmp_path / "old.db"
-    old = SQLiteStore.__new__(SQLiteStore)  # a store frozen at schema version 1
-    old.path, old._lock = path, __import__("threading").RLock()
-    old._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    old._db.row_factory = sqlite3.Row
-    old.migrate(upto=1)
-    with old.tx() as db:
+    db = sqlite3.connect(path)  # a database frozen at schema version 1
+    with db:  # one transaction
+        MIGRATIONS[0](db)
+        db.execute("PRAGMA user_version=1")
         db.execute("INSERT INTO users (id, created_at) VALUES ('u', '2025-01-01T00:00:00+00:00')")
         db.execute("INSERT INTO sessions VALUES ('s', 'u', '2025-01-01T00:00:00+00:00', '2025-01-01T00:00:00+00:00')")
         db.execute(
@@ -39,7 +37,7 @@ def test_old_database_is_migrated_on_open_and_keeps_its_data(tmp_path: Path):
             "VALUES ('m', 's', 'u', 'assistant', 'hi', '2025-01-01T00:00:00+00:00')"
         )
         db.execute("INSERT INTO feedback VALUES ('f', 'm', 'u', 'rating', -1, NULL, '2025-01-01T00:00:00+00:00')")
-    old._db.close()
+    db.close()
 
     store = SQLiteStore(path)
     assert store.schema_version == len(MIGRATIONS) > 1
@@ -66,7 +64,7 @@ def test_failed_migration_leaves_the_database_untouched(tmp_path: Path, monkeypa
         db.execute("CREATE TABLE half_done (x)")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("dilm.store.sqlite.MIGRATIONS", [*MIGRATIONS, broken])
+    monkeypatch.setattr("dilm.store.migrations.MIGRATIONS", [*MIGRATIONS, broken])
     with pytest.raises(RuntimeError):
         SQLiteStore(path)
     db = sqlite3.connect(path)

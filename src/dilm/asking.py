@@ -251,18 +251,5 @@ class Thresholds:
         return self.value
 
     def outcomes(self, limit: int = 2000) -> list[Outcome]:
-        rows = self.store._all(
-            """SELECT json_extract(a.meta, '$.mean_logprob') AS lp,
-                      EXISTS (SELECT 1 FROM feedback f WHERE f.message_id = a.id
-                              AND (f.kind = 'correction' OR (f.kind = 'rating' AND f.rating = -1))) AS bad,
-                      EXISTS (SELECT 1 FROM feedback f WHERE f.message_id = a.id) AS rated
-               FROM messages a WHERE a.role = 'assistant' AND json_extract(a.meta, '$.mean_logprob') IS NOT NULL
-               AND COALESCE(json_extract(a.decoding, '$.strategy'), 'greedy') != 'sample'
-               AND json_extract(a.meta, '$.known_answer') IS NULL
-               AND COALESCE(json_extract(a.meta, '$.policy.action'), 'answer') = 'answer'
-               ORDER BY a.rowid DESC LIMIT ?""",
-            (limit,),
-        )
-        # Only answers the user reacted to are outcomes; silence is not evidence of a right answer. Sampled
-        # answers are left out: their log-probabilities are not comparable with greedy or beam ones.
-        return [Outcome(float(r["lp"]), bool(r["bad"])) for r in rows if r["rated"]]
+        """The newest `limit` plain answers' outcomes that users reacted to (see `Store.answer_outcomes`)."""
+        return [Outcome(lp, bad) for lp, bad in self.store.answer_outcomes(limit)]

@@ -30,7 +30,7 @@ from dilm.memory.embed import shared_embedder
 from dilm.memory.retrieve import Hit, Retriever
 from dilm.memory.writer import Learned, MemoryWriter
 from dilm.models import BUNDLED, Backend, load_backend, resolve_model_dir
-from dilm.store import Store
+from dilm.store import Store, open_store
 from dilm.text import language
 from dilm.types import (
     GLOBAL_SCOPE,
@@ -75,7 +75,7 @@ class Assistant:
         )
         self.facts = Facts(store)
         self.adapters = Registry(data_dir, store)
-        self.profiles = profile_rules.Profiles(self)
+        self.profiles = profile_rules.Profiles(self.store)
         self.users = Users(self)
         self.rules = guard_rules.RulesFile(data_dir)  # a bad rules.toml fails the open, naming line and column
         self._thresholds = asking.Thresholds(store, settings.policy.max_ask_rate)
@@ -95,7 +95,7 @@ class Assistant:
             settings["backend"] = backend
         resolved = Settings.load(path, **settings)
         instance = None if backend is None or isinstance(backend, str) else backend
-        return cls(path, resolved, Store.open(path), instance)
+        return cls(path, resolved, open_store(path), instance)
 
     def close(self) -> None:
         self.store.close()

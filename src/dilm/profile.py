@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from typing import Any
 
+from dilm import validate
 from dilm.asking import MODES
 from dilm.errors import InvalidInputError
 from dilm.guard.rules import Rule
+from dilm.store import Store
 from dilm.text import content_terms
 
 # What a profile may hold, and the values each key takes (`dilm profile set`); None: free text.
@@ -207,43 +208,57 @@ def guard_rules(profile: dict[str, Any]) -> list[Rule]:
 
 
 class Profiles:
-    """`bot.profiles`: each user's stated preferences, as learned from chat and feedback, viewable and editable."""
+    """`bot.profiles`: each user's stated preferences, as learned from chat and feedback, viewable and editable.
 
-    def __init__(self, bot) -> None:  # type: ignore[no-untyped-def]
-        self.bot = bot
+    Every change is one store transaction on the current profile, so concurrent turns of one user cannot lose
+    each other's preferences. User names are checked (`dilm.validate.user`: InvalidInputError)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     def get(self, user: str) -> dict[str, str]:
-        return dict(self.bot.store.user_settings(self.bot._user(user)).get("profile", {}))
+        return self.store.profile(validate.user(user))
 
     def learned(self, user: str, top: int = 5) -> dict[str, Any]:
-        """What the log says about the user: topics of their questions, reason tags of their ratings."""
-        user = self.bot._user(user)
-        store = self.bot.store
-        rows = store._all(
-            "SELECT content FROM messages WHERE user_id = ? AND role = 'user' ORDER BY rowid DESC LIMIT 200", (user,)
-        )
+        """What the log says about the user: {"topics": the `top` most frequent terms of their questions (seen at
+        least twice), "reasons": {reason tag: count} of their feedback}."""
+        user = validate.user(user)
         counts: Counter[str] = Counter()
-        for r in rows:
-            counts.update(content_terms(r["content"]))
+        for text in self.store.user_questions(user, 200):
+            counts.update(content_terms(text))
         reasons: Counter[str] = Counter()
-        for r in store._all("SELECT reasons FROM feedback WHERE user_id = ? ORDER BY rowid DESC LIMIT 500", (user,)):
-            reasons.update(json.loads(r["reasons"] or "[]"))
+        for tags in self.store.feedback_reasons(user, 500):
+            reasons.update(tags)
         return {
             "topics": [t for t, n in counts.most_common(top) if n >= 2],
             "reasons": dict(reasons.most_common(top)),
         }
 
     def set(self, user: str, **values: str | None) -> dict[str, str]:
-        """Set (or, with None, remove) profile keys; returns the profile."""
-        user = self.bot._user(user)
-        settings = self.bot.store.user_settings(user)
-        merged = {**settings.get("profile", {}), **validated(values)}
-        profile = {k: v for k, v in merged.items() if v is not None}
-        self.bot.store.set_user_settings(user, {**settings, "profile": profile})
-        return profile
+        """Set (or, with None, remove) profile keys; returns the profile. Raises InvalidInputError (KEYS)."""
+        user = validate.user(user)
+        changes = validated(values)
+
+        def change(profile: dict[str, str]) -> dict[str, str]:
+            merged = {**profile, **changes}
+            return {k: v for k, v in merged.items() if v is not None}
+
+        return self.store.update_profile(user, change)
+
+    def learn(self, user: str, prefs: dict[str, str]) -> dict[str, str]:
+        """Apply preferences stated in chat or feedback: like `set`, except that banned terms ("avoid") add up
+        (comma-separated, deduplicated, at most MAX_FREE_CHARS characters). Returns the profile."""
+        user = validate.user(user)
+        validated(dict(prefs))
+
+        def change(profile: dict[str, str]) -> dict[str, str]:
+            new = dict(prefs)
+            if "avoid" in new:
+                terms = [t.strip() for t in f"{profile.get('avoid', '')},{new['avoid']}".split(",") if t.strip()]
+                new["avoid"] = ", ".join(dict.fromkeys(terms))[:MAX_FREE_CHARS]
+            return {**profile, **new}
+
+        return self.store.update_profile(user, change)
 
     def reset(self, user: str) -> None:
-        user = self.bot._user(user)
-        settings = self.bot.store.user_settings(user)
-        settings.pop("profile", None)
-        self.bot.store.set_user_settings(user, settings)
+        self.store.reset_profile(validate.user(user))

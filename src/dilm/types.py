@@ -179,3 +179,36 @@ class Hit:
     dense: float = 0.0
     coverage: float = 0.0
     why: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LoggedFeedback:
+    """One piece of feedback with the question and answer it was given on (what training examples are made of)."""
+
+    seq: int  # the feedback's row number: training windows are ranges of it
+    feedback_id: str
+    user_id: str
+    kind: str
+    rating: int | None
+    text: str | None
+    question: str
+    answer: str
+    learned: str | None  # the memory the feedback produced (the clean statement), if any
+    created_at: str
+
+
+@dataclass
+class LearnedWrite:
+    """What one learned statement changed in the store (`Store.write_learned`).
+
+    memory: the new memory, or the current duplicate that was reused (`created` False); facts: the facts stored
+    (a re-stated current fact is not repeated); superseded: facts invalidated by this write, with their new
+    invalid_at/superseded_by; superseded_memories: ids of memories replaced by this one, sorted; rev_before: the
+    scope's revision before the write (lets an in-process index apply the write without a reload)."""
+
+    memory: Memory
+    created: bool
+    facts: list[Fact] = field(default_factory=list)
+    superseded: list[Fact] = field(default_factory=list)
+    superseded_memories: list[str] = field(default_factory=list)
+    rev_before: int = 0

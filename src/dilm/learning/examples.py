@@ -13,59 +13,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from dilm.facts.extract import clean_statement
+from dilm.store.base import LogStore
+from dilm.types import LoggedFeedback  # re-exported: it was defined here
 
 Format = Literal["sft", "kto", "dpo", "reward", "pg"]
 FORMATS: tuple[str, ...] = ("sft", "kto", "dpo", "reward", "pg")
 
 
-@dataclass(frozen=True)
-class LoggedFeedback:
-    seq: int  # the feedback's row number: training windows are ranges of it
-    feedback_id: str
-    user_id: str
-    kind: str
-    rating: int | None
-    text: str | None
-    question: str
-    answer: str
-    learned: str | None  # the memory the feedback produced (the clean statement), if any
-    created_at: str
-
-
-def logged_feedback(  # type: ignore[no-untyped-def]
-    store, user: str | None = None, after: int = 0, upto: int | None = None
+def logged_feedback(
+    store: LogStore, user: str | None = None, after: int = 0, upto: int | None = None
 ) -> Iterator[LoggedFeedback]:
     """Feedback (of one user, or all) with the question and answer it was given on, oldest first;
     `after`/`upto` bound the feedback row numbers (a training window)."""
-    sql = """SELECT f.rowid AS seq, f.id, f.user_id, f.kind, f.rating, f.text, f.created_at, q.content AS question,
-                    a.content AS answer,
-                    (SELECT m.text FROM memories m WHERE m.source_id = f.id AND m.embedding IS NOT NULL
-                     ORDER BY m.rowid LIMIT 1) AS learned
-             FROM feedback f JOIN messages a ON a.id = f.message_id JOIN messages q ON q.id = a.parent_id
-             WHERE f.rowid > ? AND f.rowid <= ? {where} ORDER BY f.rowid"""
-    bounds = (after, upto if upto is not None else 2**62)
-    if user:
-        rows = store._all(sql.format(where="AND f.user_id = ?"), (*bounds, user))
-    else:
-        rows = store._all(sql.format(where=""), bounds)
-    for r in rows:
-        yield LoggedFeedback(
-            r["seq"],
-            r["id"],
-            r["user_id"],
-            r["kind"],
-            r["rating"],
-            r["text"],
-            r["question"],
-            r["answer"],
-            r["learned"],
-            r["created_at"],
-        )
+    yield from store.logged_feedback(user, after, upto)
 
 
 def _turn(role: str, text: str) -> list[dict[str, str]]:

@@ -137,14 +137,14 @@ class Registry:
             (staging / MANIFEST).write_text(json.dumps({"files": files, "checksum": a.checksum}, indent=2))
             _fsync_tree(staging)
             a.path = f"{ADAPTERS_DIR}/{{version}}"
-            with self.store.tx() as db:
-                version = self.store.reserve_adapter_version(db, a)
+
+            def place(version: str) -> None:  # inside the recording transaction: a failed rename records nothing
                 final = self.root / version
                 if final.exists():  # a folder never recorded: a crash between rename and commit
                     shutil.rmtree(final)
                 os.replace(staging, final)
-                if make_live:
-                    self.store.set_live_adapter(a.scope, version, db)
+
+            version = self.store.publish_adapter(a, make_live, place)
             _fsync_dir(self.root)
         except OSError as e:
             if e.errno == errno.ENOSPC:

@@ -150,13 +150,7 @@ def base_model_for(settings: Settings) -> str:
 
 def hard_negatives(store: Store) -> set[tuple[str, str]]:
     """(question, answer) of answers the reward model chose that users then corrected or rated down."""
-    rows = store._all(
-        """SELECT q.content AS question, a.content AS answer FROM messages a JOIN messages q ON q.id = a.parent_id
-           WHERE json_extract(a.meta, '$.guard.reward.version') IS NOT NULL AND EXISTS (
-             SELECT 1 FROM feedback f WHERE f.message_id = a.id
-             AND (f.kind = 'correction' OR (f.kind = 'rating' AND f.rating = -1)))"""
-    )
-    return {(r["question"], r["answer"]) for r in rows}
+    return store.rejected_reward_picks()
 
 
 def train(

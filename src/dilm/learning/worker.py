@@ -52,10 +52,8 @@ def due_scopes(store: Store, settings: Settings, now: datetime) -> list[tuple[st
 
 
 def _first_waiting(store: Store, user: str, scope: str) -> str | None:
-    row = store._one(
-        "SELECT min(created_at) AS t FROM feedback WHERE user_id = ? AND rowid > ?", (user, store.trained_upto(scope))
-    )
-    return row["t"] if row else None
+    """When the user's oldest feedback not yet trained on for `scope` was given (None: none waits)."""
+    return store.first_feedback_after(user, store.trained_upto(scope))
 
 
 def train_in_child(data_dir: Path, scope: str, timeout: float | None = None) -> int:

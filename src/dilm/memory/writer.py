@@ -8,15 +8,18 @@ statement so paraphrases of Q find it. Older memories whose facts were supersede
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from dilm.facts.extract import USER, Triple, clean_statement, correction_value, extract, parse_question, render
 from dilm.memory.embed import Embedder
 from dilm.memory.retrieve import Retriever
-from dilm.text import content_terms, language, normalize, terms
+from dilm.store import Store
+from dilm.text import content_terms, language, normalize
 from dilm.types import GLOBAL_SCOPE, Fact, Memory, new_id, utcnow
 
 _INJECTION = re.compile(
@@ -46,7 +49,7 @@ class Learned:
 
 
 class MemoryWriter:
-    def __init__(self, store, embedder: Embedder, retriever: Retriever, consensus_users: int = 3) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, store: Store, embedder: Embedder, retriever: Retriever, consensus_users: int = 3) -> None:
         self.store = store
         self.embedder = embedder
         self.retriever = retriever
@@ -101,7 +104,7 @@ class MemoryWriter:
         text: str,
         source_id: str | None,
         kind: str = "statement",
-        metadata: dict | None = None,
+        metadata: dict[str, Any] | None = None,
         self_only: bool = False,
     ) -> Learned:
         """A taught sentence ("Remember that …") or, with self_only, what users say about themselves."""
@@ -120,115 +123,78 @@ class MemoryWriter:
 
     # -- the write --------------------------------------------------------------------------------
     def _write(
-        self, scope: str, text: str, key: str, kind: str, source_id: str | None, triples: list[Triple], meta: dict
+        self,
+        scope: str,
+        text: str,
+        key: str,
+        kind: str,
+        source_id: str | None,
+        triples: list[Triple],
+        meta: dict[str, Any],
     ) -> Learned:
-        learned = Learned()
+        """Store a statement with its facts; the store supersedes what they replace, in one transaction."""
         now = utcnow()
         meta = {**meta, "subjects": sorted({t.subject for t in triples})}
         if any(t.subject == USER for t in triples):
             meta["self"] = True
-        existing = self.store.duplicate_memory(scope, text)
-        vector = self.embedder.encode_one(key) if existing is None else None
+        # Embedding is slow: done before the write transaction, unless a duplicate makes it unnecessary.
+        vector = self.embedder.encode_one(key) if self.store.duplicate_memory(scope, text) is None else None
+        used: list[np.ndarray] = []
+
+        def embed(k: str) -> bytes:
+            used.append(self.embedder.encode_one(k) if vector is None else vector)  # the duplicate went away
+            return used[-1].tobytes()
+
         memory = Memory(
             id=new_id("mem"), text=text, scope=scope, kind=kind, source_id=source_id, metadata=meta, created_at=now
         )
-        rev_before = self.store.scope_rev(scope)
-        with self.store.tx() as db:
-            superseded_memories: set[str] = set()
-            if existing is None:
-                assert vector is not None
-                self.store._insert_memory(db, memory, key, vector.tobytes(), " ".join(terms(key)))
-                learned.memories.append(memory)
-            else:
-                memory = existing
-                learned.effects.append(f"already remembered as {existing.id}")
-            for t in triples:
-                fact = Fact(
-                    id=new_id("fact"),
-                    scope=scope,
-                    subject=t.subject,
-                    relation=t.relation,
-                    object=t.object,
-                    valid_at=now,
-                    recorded_at=now,
-                    source_kind=kind,
-                    source_id=source_id,
-                    memory_id=memory.id,
-                )
-                stored, old = self.store.add_fact(fact, db)
-                if stored.id == fact.id:
-                    learned.facts.append(stored)
-                learned.superseded.extend(old)
-                superseded_memories.update(f.memory_id for f in old if f.memory_id and f.memory_id != memory.id)
-            if meta.get("question") and kind == "correction":
-                # A new correction of the same question replaces the previous correction of it.
-                same_q = self.store.memories_for_question(scope, meta["question"], "correction")
-                superseded_memories.update(m for m in same_q if m != memory.id)
-            new_ids = {f.id for f in learned.facts}
-            for old_id in superseded_memories:
-                # Facts learned from a replaced memory go with it, even when their keys differ from the new ones.
-                rows = db.execute(
-                    "SELECT * FROM facts WHERE memory_id = ? AND invalid_at IS NULL AND expired_at IS NULL", (old_id,)
-                ).fetchall()
-                for row in rows:
-                    if row["id"] in new_ids:
-                        continue
-                    db.execute(
-                        "UPDATE facts SET invalid_at = ?, superseded_by = ? WHERE id = ?",
-                        (now, learned.facts[0].id if learned.facts else None, row["id"]),
-                    )
-                    learned.superseded.append(self.store._fact(row))
-                db.execute(
-                    "UPDATE memories SET superseded_by = ?, superseded_at = ? WHERE id = ? AND superseded_by IS NULL",
-                    (memory.id, now, old_id),
-                )
-                db.execute("DELETE FROM memories_fts WHERE memory_id = ?", (old_id,))
-            if superseded_memories:
-                self.store._bump(db, scope)
-        if vector is not None:
-            self.retriever.index.added(scope, memory.id, vector, sorted(superseded_memories), rev_before)
+        facts = [
+            Fact(
+                id=new_id("fact"),
+                scope=scope,
+                subject=t.subject,
+                relation=t.relation,
+                object=t.object,
+                valid_at=now,
+                recorded_at=now,
+                source_kind=kind,
+                source_id=source_id,
+            )
+            for t in triples
+        ]
+        wrote = self.store.write_learned(memory, key, facts, embed)
+        if used:
+            self.retriever.index.added(scope, wrote.memory.id, used[-1], wrote.superseded_memories, wrote.rev_before)
         else:
             self.retriever.index.invalidate(scope)
+        learned = Learned(
+            memories=[wrote.memory] if wrote.created else [], facts=wrote.facts, superseded=wrote.superseded
+        )
+        if not wrote.created:
+            learned.effects.append(f"already remembered as {wrote.memory.id}")
         for m in learned.memories:
             learned.effects.append(f"remembered {m.id}: {m.text}")
         for f in learned.facts:
             learned.effects.append(f"fact {f.id}: ({f.subject}; {f.relation}; {f.object})")
         for f in learned.superseded:
             learned.effects.append(f"superseded fact {f.id}: ({f.subject}; {f.relation}; {f.object})")
-        for mid in sorted(superseded_memories):
+        for mid in wrote.superseded_memories:
             learned.effects.append(f"superseded memory {mid}")
         self._consensus(learned)
         return learned
 
     def _flagged(self, scope: str, text: str, question: str, source_id: str | None, kind: str) -> Learned:
         """Stored as data only: never extracted, never put in a prompt."""
-        now = utcnow()
         memory = Memory(
             id=new_id("mem"),
             text=text,
             scope=scope,
             kind=kind,
             source_id=source_id,
-            created_at=now,
+            created_at=utcnow(),
             metadata={"flagged": True, "question": question},
         )
-        with self.store.tx() as db:
-            # No embedding and no full-text row: a flagged memory can be listed and deleted, never retrieved.
-            db.execute(
-                """INSERT INTO memories (id, scope, text, key, text_key, embedding, kind, source_id, metadata,
-                   created_at) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)""",
-                (
-                    memory.id,
-                    scope,
-                    text,
-                    text,
-                    f"flagged:{memory.id}",
-                    kind,
-                    source_id,
-                    json.dumps(memory.metadata, ensure_ascii=False),
-                    now,
-                ),
-            )
+        self.store.write_flagged(memory)
         return Learned(
             memories=[memory],
             effects=[f"flagged {memory.id}: it looks like instructions or binary data; kept as data only, never used"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 
@@ -178,10 +179,62 @@ def m0005_api_keys(db: sqlite3.Connection) -> None:
     )
 
 
+def m0006_user_state(db: sqlite3.Connection) -> None:
+    """Per-user state in typed tables (was one JSON blob in users.settings, read-modified-written as a whole):
+    decoding defaults, profile keys, the pending question, facts already confirmed. Moves existing data; other
+    keys stay in users.settings."""
+    run_script(
+        db,
+        """
+        CREATE TABLE user_decoding (
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (user_id, key)
+        );
+        CREATE TABLE profiles (
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (user_id, key)
+        );
+        CREATE TABLE pending_questions (
+            user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            message_id TEXT,
+            data TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE asked_facts (
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            fact_id TEXT NOT NULL,
+            asked_at TEXT NOT NULL,
+            PRIMARY KEY (user_id, fact_id)
+        );
+        """,
+    )
+    for user_id, blob in db.execute("SELECT id, settings FROM users").fetchall():
+        settings = json.loads(blob or "{}")
+        for key, value in (settings.pop("decoding", None) or {}).items():
+            db.execute("INSERT INTO user_decoding VALUES (?, ?, ?)", (user_id, key, json.dumps(value)))
+        for key, value in (settings.pop("profile", None) or {}).items():
+            db.execute("INSERT INTO profiles VALUES (?, ?, ?)", (user_id, key, str(value)))
+        pending = settings.pop("pending", None)
+        if pending:
+            rest = {k: v for k, v in pending.items() if k not in ("kind", "message")}
+            db.execute(
+                "INSERT INTO pending_questions VALUES (?, ?, ?, ?)",
+                (user_id, pending.get("kind", ""), pending.get("message"), json.dumps(rest, ensure_ascii=False)),
+            )
+        for fact_id in dict.fromkeys(settings.pop("asked", None) or []):  # oldest first: rowid keeps the order
+            db.execute("INSERT INTO asked_facts VALUES (?, ?, '')", (user_id, fact_id))
+        db.execute("UPDATE users SET settings = ? WHERE id = ?", (json.dumps(settings, ensure_ascii=False), user_id))
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m0001_turns_and_feedback,
     m0002_reasons_titles_meta,
     m0003_memories_and_facts,
     m0004_adapters,
     m0005_api_keys,
+    m0006_user_state,
 ]

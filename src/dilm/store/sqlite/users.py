@@ -1,0 +1,210 @@
+"""Per-user state in typed tables: decoding defaults, profile, the pending question, facts already confirmed.
+
+Every read-modify-write runs inside one BEGIN IMMEDIATE transaction, so two concurrent turns of one user
+cannot lose each other's update."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dilm.store.sqlite import rows
+from dilm.store.sqlite.connection import SQLiteBase
+from dilm.types import utcnow
+
+ASKED_KEPT = 200  # confirmed facts remembered per user: an older one may be asked about again
+SECTIONS = ("decoding", "profile", "pending", "asked")
+
+
+class UserStateMixin(SQLiteBase):
+    def __init__(self, path: Path) -> None:
+        # What `user_settings` last returned to each thread: (user, settings). `set_user_settings` writes only
+        # what the caller changed relative to it, so the old read-modify-write callers cannot undo each other.
+        self._seen = threading.local()
+        super().__init__(path)
+
+    # -- decoding defaults ------------------------------------------------------------------------
+    def user_decoding(self, user_id: str) -> dict[str, Any]:
+        with self._lock:
+            return _decoding(self._db, user_id)
+
+    def update_user_decoding(self, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        with self._tx() as db:
+            rows.ensure_user(db, user_id)
+            for key, value in changes.items():
+                _put(db, "user_decoding", user_id, key, None if value is None else json.dumps(value))
+            return _decoding(db, user_id)
+
+    # -- profile ----------------------------------------------------------------------------------
+    def profile(self, user_id: str) -> dict[str, str]:
+        with self._lock:
+            return _profile(self._db, user_id)
+
+    def update_profile(self, user_id: str, change: Callable[[dict[str, str]], dict[str, str]]) -> dict[str, str]:
+        with self._tx() as db:
+            rows.ensure_user(db, user_id)
+            before = _profile(db, user_id)
+            after = change(dict(before))
+            for key in before.keys() | after.keys():
+                if before.get(key) != after.get(key):
+                    _put(db, "profiles", user_id, key, after.get(key))
+            return _profile(db, user_id)
+
+    def reset_profile(self, user_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,))
+
+    # -- the pending question ---------------------------------------------------------------------
+    def pending_question(self, user_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return _pending(self._db, user_id)
+
+    def set_pending_question(self, user_id: str, pending: dict[str, Any] | None) -> None:
+        with self._tx() as db:
+            rows.ensure_user(db, user_id)
+            _set_pending(db, user_id, pending)
+
+    def take_pending_question(self, user_id: str) -> dict[str, Any] | None:
+        with self._tx() as db:
+            pending = _pending(db, user_id)
+            if pending is not None:
+                db.execute("DELETE FROM pending_questions WHERE user_id = ?", (user_id,))
+            return pending
+
+    # -- facts the user confirmed -----------------------------------------------------------------
+    def mark_asked(self, user_id: str, fact_id: str) -> bool:
+        with self._tx() as db:
+            rows.ensure_user(db, user_id)
+            cur = db.execute(
+                "INSERT OR IGNORE INTO asked_facts (user_id, fact_id, asked_at) VALUES (?, ?, ?)",
+                (user_id, fact_id, utcnow()),
+            )
+            if cur.rowcount == 0:
+                return False
+            db.execute(
+                """DELETE FROM asked_facts WHERE user_id = ? AND rowid NOT IN (
+                       SELECT rowid FROM asked_facts WHERE user_id = ? ORDER BY rowid DESC LIMIT ?)""",
+                (user_id, user_id, ASKED_KEPT),
+            )
+            return True
+
+    # -- transitional: the old settings dict ------------------------------------------------------
+    def user_settings(self, user_id: str) -> dict[str, Any]:
+        with self._snapshot() as db:
+            settings = read_settings(db, user_id)
+        self._seen.last = (user_id, copy.deepcopy(settings))
+        return settings
+
+    def set_user_settings(self, user_id: str, settings: dict[str, Any]) -> None:
+        seen: tuple[str, dict[str, Any]] | None = getattr(self._seen, "last", None)
+        with self._tx() as db:
+            rows.ensure_user(db, user_id)
+            # Without a read by this thread, the current state is the base: everything given is written.
+            base = seen[1] if seen is not None and seen[0] == user_id else read_settings(db, user_id)
+            _write_settings(db, user_id, base, settings)
+        self._seen.last = (user_id, copy.deepcopy(settings))
+
+
+def _decoding(db: sqlite3.Connection, user_id: str) -> dict[str, Any]:
+    found = db.execute("SELECT key, value FROM user_decoding WHERE user_id = ? ORDER BY rowid", (user_id,))
+    return {k: json.loads(v) for k, v in found.fetchall()}
+
+
+def _profile(db: sqlite3.Connection, user_id: str) -> dict[str, str]:
+    found = db.execute("SELECT key, value FROM profiles WHERE user_id = ? ORDER BY rowid", (user_id,))
+    return {k: v for k, v in found.fetchall()}
+
+
+def _put(db: sqlite3.Connection, table: str, user_id: str, key: str, value: str | None) -> None:
+    """Set (None: remove) one key of a per-user key/value table ("user_decoding" or "profiles")."""
+    if value is None:
+        db.execute(f"DELETE FROM {table} WHERE user_id = ? AND key = ?", (user_id, key))
+    else:
+        db.execute(
+            f"""INSERT INTO {table} (user_id, key, value) VALUES (?, ?, ?)
+                ON CONFLICT(user_id, key) DO UPDATE SET value = excluded.value""",
+            (user_id, key, value),
+        )
+
+
+def _pending(db: sqlite3.Connection, user_id: str) -> dict[str, Any] | None:
+    row = db.execute("SELECT kind, message_id, data FROM pending_questions WHERE user_id = ?", (user_id,)).fetchone()
+    if row is None:
+        return None
+    head: dict[str, Any] = {"kind": row["kind"]}
+    if row["message_id"] is not None:
+        head["message"] = row["message_id"]
+    return {**head, **json.loads(row["data"])}
+
+
+def _set_pending(db: sqlite3.Connection, user_id: str, pending: dict[str, Any] | None) -> None:
+    if not pending:
+        db.execute("DELETE FROM pending_questions WHERE user_id = ?", (user_id,))
+        return
+    data = {k: v for k, v in pending.items() if k not in ("kind", "message")}
+    db.execute(
+        """INSERT INTO pending_questions (user_id, kind, message_id, data) VALUES (?, ?, ?, ?)
+           ON CONFLICT(user_id) DO UPDATE SET kind = excluded.kind, message_id = excluded.message_id,
+           data = excluded.data""",
+        (user_id, pending["kind"], pending.get("message"), json.dumps(data, ensure_ascii=False)),
+    )
+
+
+def _asked(db: sqlite3.Connection, user_id: str) -> list[str]:
+    found = db.execute("SELECT fact_id FROM asked_facts WHERE user_id = ? ORDER BY rowid", (user_id,))
+    return [r[0] for r in found.fetchall()]
+
+
+def _extra(db: sqlite3.Connection, user_id: str) -> dict[str, Any]:
+    """Keys of the old users.settings blob that have no table of their own."""
+    row = db.execute("SELECT settings FROM users WHERE id = ?", (user_id,)).fetchone()
+    return dict(json.loads(row[0] or "{}")) if row else {}
+
+
+def read_settings(db: sqlite3.Connection, user_id: str) -> dict[str, Any]:
+    """All per-user state as the old settings dict; sections without data are left out."""
+    parts: dict[str, Any] = {
+        "decoding": _decoding(db, user_id),
+        "profile": _profile(db, user_id),
+        "pending": _pending(db, user_id),
+        "asked": _asked(db, user_id),
+    }
+    return {**_extra(db, user_id), **{k: v for k, v in parts.items() if v}}
+
+
+def _write_settings(db: sqlite3.Connection, user_id: str, base: dict[str, Any], new: dict[str, Any]) -> None:
+    """Write what differs between `base` (what the caller read) and `new`, key by key."""
+    for table, section in (("user_decoding", "decoding"), ("profiles", "profile")):
+        old, now = base.get(section) or {}, new.get(section) or {}
+        for key in old.keys() | now.keys():
+            if old.get(key) != now.get(key):
+                value = now.get(key)
+                stored = None if value is None else (json.dumps(value) if section == "decoding" else str(value))
+                _put(db, table, user_id, key, stored)
+    if (base.get("pending") or None) != (new.get("pending") or None):
+        _set_pending(db, user_id, new.get("pending"))
+    old_asked, new_asked = base.get("asked") or [], new.get("asked") or []
+    for fact_id in set(old_asked) - set(new_asked):
+        db.execute("DELETE FROM asked_facts WHERE user_id = ? AND fact_id = ?", (user_id, fact_id))
+    for fact_id in new_asked:
+        if fact_id not in old_asked:
+            db.execute(
+                "INSERT OR IGNORE INTO asked_facts (user_id, fact_id, asked_at) VALUES (?, ?, ?)",
+                (user_id, fact_id, utcnow()),
+            )
+    old_extra = {k: v for k, v in base.items() if k not in SECTIONS}
+    new_extra = {k: v for k, v in new.items() if k not in SECTIONS}
+    if old_extra != new_extra:
+        merged = _extra(db, user_id)
+        for key in old_extra.keys() | new_extra.keys():
+            if old_extra.get(key) != new_extra.get(key):
+                if key in new_extra:
+                    merged[key] = new_extra[key]
+                else:
+                    merged.pop(key, None)
+        db.execute("UPDATE users SET settings = ? WHERE id = ?", (json.dumps(merged, ensure_ascii=False), user_id))
