@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dilm.errors import StorageError
-from dilm.store import SQLiteStore
+from dilm.store import SQLiteStore, open_store
 from dilm.store.migrations import MIGRATIONS
 from tests import waiting
 from tests.stand_ins import publish_stand_in
@@ -89,9 +89,9 @@ def test_feedback_survives_a_hard_kill_right_after_it_returns(tmp_path: Path):
     script = textwrap.dedent(
         f"""
         import os
-        from dilm.store import SQLiteStore
+        from dilm.store import open_store
         from dilm.types import Feedback, Message, utcnow
-        store = SQLiteStore.open(__import__("pathlib").Path({str(tmp_path)!r}))
+        store = open_store(__import__("pathlib").Path({str(tmp_path)!r}))
         s = store.create_session("u")
         q = Message(id="q", session_id=s.id, user_id="u", role="user", content="q", created_at=utcnow())
         a = Message(id="a", session_id=s.id, user_id="u", role="assistant", content="a", created_at=utcnow())
@@ -103,7 +103,7 @@ def test_feedback_survives_a_hard_kill_right_after_it_returns(tmp_path: Path):
     )
     proc = waiting.run([sys.executable, "-c", script], "the child to os._exit", capture_output=True, text=True)
     assert proc.returncode == 9, proc.stderr
-    store = SQLiteStore.open(tmp_path)
+    store = open_store(tmp_path)
     assert store.feedback_for(["a"])["a"][0].text == "fix"
 
 
