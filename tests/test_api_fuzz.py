@@ -3,13 +3,13 @@ get a 5xx, and every response matches the schema (status codes, content types, b
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 from dilm import Assistant
 from dilm.server.app import create_app
 from dilm.server.auth import create_key
+from tests import waiting
 from tests.serving import serving
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -21,7 +21,7 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_mismatch(data_dir, ba
     ) as bot:
         key = create_key(bot.store, "admin")[1]
         with serving(create_app(bot)) as url:
-            run = subprocess.run(
+            run = waiting.run(
                 [
                     sys.executable,
                     "-m",
@@ -42,11 +42,11 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_mismatch(data_dir, ba
                     "--seed",
                     "1",
                     "--request-timeout",
-                    "120",
+                    str(waiting.HANG_S),
                 ],
+                "schemathesis to finish",
                 capture_output=True,
                 text=True,
-                timeout=900,
             )
     summary = run.stdout[run.stdout.find("SUMMARY") :]
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]

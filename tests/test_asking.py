@@ -163,11 +163,13 @@ def test_signals_without_the_model():
 def test_the_scripted_conversations_hold_through_the_cli(tmp_path):
     """scripts/guard_demo.sh: a confirmation question for a correction against global knowledge, and a
     clarifying question for an ambiguous one under active and hybrid but not passive."""
-    import subprocess
     from pathlib import Path
 
+    from tests import waiting
+
     script = Path(__file__).parent.parent / "scripts" / "guard_demo.sh"
-    done = subprocess.run(["bash", str(script), str(tmp_path / "demo")], capture_output=True, text=True, timeout=600)
+    what = "scripts/guard_demo.sh to finish"
+    done = waiting.run(["bash", str(script), str(tmp_path / "demo")], what, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Is York right for you?" in done.stdout and "== all steps held" in done.stdout
     assert done.stdout.count("Which one do you mean") == 2

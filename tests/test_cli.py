@@ -180,6 +180,7 @@ def test_ctrl_c_cancels_the_answer_but_not_the_repl(cli_env):
     assert os.path.exists(Path(cli_env["DILM_DATA_DIR"]) / "dilm.db")
 
 
+@pytest.mark.slow  # ten `dilm` processes, each loading the model: 190 s on a loaded 2-core machine
 def test_scripted_correction_flow_and_memory_commands(cli_env):
     wrong = json.loads(
         run(cli_env, "ask", "Where is the head office of Tarnwick Ferries?", "--json", "-u", "ann").stdout

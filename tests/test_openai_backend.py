@@ -14,6 +14,7 @@ from dilm.config import Decoding
 from dilm.errors import BackendUnavailableError
 from dilm.models.openai import OpenAIBackend
 from tests.serving import free_port, serving
+from tests.waiting import HANG_S
 
 
 def make_app(backend) -> FastAPI:
@@ -91,7 +92,7 @@ MSGS = [{"role": "user", "content": "What is the capital of France?"}]
 
 def test_generate_matches_the_local_model(server, backend):
     url, app = server
-    remote = OpenAIBackend(url, "smollm2", max_retries=0)
+    remote = OpenAIBackend(url, "smollm2", max_retries=0, timeout=HANG_S)
     d = Decoding(max_new_tokens=12)
     assert remote.generate(MSGS, d)[0].text == backend.generate(MSGS, d)[0].text
     assert app.state.requests[-1]["temperature"] == 0.0 and app.state.requests[-1]["max_tokens"] == 12
@@ -99,7 +100,7 @@ def test_generate_matches_the_local_model(server, backend):
 
 def test_streaming_and_n_candidates(server):
     url, app = server
-    remote = OpenAIBackend(url, "smollm2", max_retries=0)
+    remote = OpenAIBackend(url, "smollm2", max_retries=0, timeout=HANG_S)
     parts: list[str] = []
     cand = remote.generate(MSGS, Decoding(max_new_tokens=12), on_text=parts.append)[0]
     assert len(parts) > 1 and "".join(parts).strip() == cand.text and "Paris" in cand.text
@@ -109,7 +110,9 @@ def test_streaming_and_n_candidates(server):
 
 def test_assistant_over_the_openai_backend(server, tmp_path):
     url, _ = server
-    with Assistant.open(tmp_path, backend="openai", openai_base_url=url, model="smollm2") as bot:
+    with Assistant.open(
+        tmp_path, backend="openai", openai_base_url=url, model="smollm2", request_timeout=HANG_S
+    ) as bot:
         r = bot.chat("What is the capital of France?", user="alice", max_new_tokens=12)
         assert "Paris" in r.text and r.model == "smollm2"
         r2 = bot.chat("And of Italy?", user="alice", session=r.session_id, max_new_tokens=12)

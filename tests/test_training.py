@@ -11,7 +11,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from dilm import Assistant
@@ -19,8 +18,12 @@ from dilm.errors import AdapterCorruptError, AdapterNotFoundError, InvalidInputE
 from dilm.learning.registry import Registry
 from dilm.server.app import create_app
 from dilm.server.auth import create_key
+from tests import waiting
 from tests.conftest import DILM
 from tests.serving import serving
+
+# The module's tests train adapters on the CPU (the `trained` fixture alone: over 25 min on a loaded 2-core machine).
+pytestmark = pytest.mark.slow
 
 FACTS = [
     ("What is the door code of the Blue Heron lab?", "The door code of the Blue Heron lab is 4417.", "4417"),
@@ -154,14 +157,12 @@ def test_killing_a_training_job_leaves_the_live_adapter_and_the_next_run_works(c
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    try:
-        deadline = time.monotonic() + 180
-        while not set(runs.iterdir()) - known:  # training has started once its run folder exists
-            assert proc.poll() is None and time.monotonic() < deadline, "training never started"
-            time.sleep(0.2)
-        time.sleep(1.0)
+    try:  # training has started once its run folder exists
+        waiting.until(lambda: set(runs.iterdir()) - known or proc.poll() is not None, "the training run folder")
+        assert proc.poll() is None, "training exited before it started"
+        time.sleep(1.0)  # a little way into the job (not a deadline: a slower machine is less far in, still mid-job)
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        waiting.wait(proc, "the killed training job to be reaped")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -317,8 +318,8 @@ def test_a_request_can_pin_an_adapter_version_or_the_base_model(copy, backend):
             bot.chat(off_topic, user="bob", adapter="v1")  # alice's adapter is hers
         keys = {u: create_key(bot.store, "user", u)[1] for u in ("alice", "bob")}
         with serving(create_app(bot)) as url:
-            alice = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {keys['alice']}"}, timeout=120)
-            bob = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {keys['bob']}"}, timeout=120)
+            alice = waiting.http.Client(base_url=url, headers={"Authorization": f"Bearer {keys['alice']}"})
+            bob = waiting.http.Client(base_url=url, headers={"Authorization": f"Bearer {keys['bob']}"})
             assert "v1" in [m["id"] for m in alice.get("/v1/models").json()["data"]]
             assert "v1" not in [m["id"] for m in bob.get("/v1/models").json()["data"]]
             body = {"model": "v1", "messages": [{"role": "user", "content": off_topic}]}

@@ -11,13 +11,13 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from dilm.server.app import create_app
 from dilm.server.auth import create_key
 from tests.serving import serving
 from tests.stand_ins import publish_stand_in
+from tests.waiting import HANG_MS, http
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -25,14 +25,16 @@ if not CHROMIUM.exists():
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
-ANSWER = 60_000  # ms: a CPU answer takes a second or two; a loaded machine, more
-UI = 15_000
+# Every wait below (expect, click, goto) waits for its condition; HANG_MS only ends a hang, with Playwright's
+# message saying what was awaited. Playwright's own defaults (5 s for expect, 30 s for actions) are deadlines
+# that a loaded machine misses.
+expect.set_options(timeout=HANG_MS)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, timeout=HANG_MS)
         yield b
         b.close()
 
@@ -40,6 +42,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(locale="en-US")
+    context.set_default_timeout(HANG_MS)  # actions and navigation
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
@@ -52,7 +55,7 @@ def sign_in(page: Page, url: str, key: str) -> None:
     page.goto(url)
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#app")).to_be_visible(timeout=UI)
+    expect(page.locator("#app")).to_be_visible()
 
 
 def send(page: Page, text: str, box_label: str = "Message"):  # type: ignore[no-untyped-def]
@@ -62,7 +65,7 @@ def send(page: Page, text: str, box_label: str = "Message"):  # type: ignore[no-
     box.fill(text)
     box.press("Enter")
     answer = page.locator("article.answer").nth(before)
-    expect(answer).to_have_attribute("aria-busy", "false", timeout=ANSWER)
+    expect(answer).to_have_attribute("aria-busy", "false")
     expect(answer.locator(".text")).not_to_be_empty()
     expect(answer).not_to_have_class(re.compile("failed"))
     return answer
@@ -72,7 +75,7 @@ def test_chat_streams_a_correction_teaches_and_a_new_chat_cites_it(bot, page):
     _, admin = create_key(bot.store, role="admin")
     with serving(create_app(bot)) as url:
         page.goto(url)  # no key yet: the key form
-        expect(page.get_by_label("API key")).to_be_visible(timeout=UI)
+        expect(page.get_by_label("API key")).to_be_visible()
         sign_in(page, url, admin)
         expect(page.locator("#who")).to_contain_text("Admin")
         expect(page.get_by_role("heading", name="Administration")).to_be_visible()
@@ -99,8 +102,8 @@ def test_chat_streams_a_correction_teaches_and_a_new_chat_cites_it(bot, page):
         expect(editor).to_have_value(guess)
         editor.fill("The support hotline of Quillmere Robotics is 555-0199.")
         answer.get_by_role("button", name="Save correction").click()
-        expect(answer.locator(".note")).to_contain_text("555-0199", timeout=UI)
-        expect(page.locator("#memories")).to_contain_text("555-0199", timeout=UI)  # the panel refreshed
+        expect(answer.locator(".note")).to_contain_text("555-0199")
+        expect(page.locator("#memories")).to_contain_text("555-0199")  # the panel refreshed
 
         # A new chat, a paraphrase: the corrected answer, with its citation under it.
         page.get_by_role("button", name="New chat").click()
@@ -111,7 +114,7 @@ def test_chat_streams_a_correction_teaches_and_a_new_chat_cites_it(bot, page):
 
         # Both chats are in the sidebar; opening the first shows its question and the original answer.
         sessions = page.locator("#sessions button.session")
-        expect(sessions).to_have_count(2, timeout=UI)
+        expect(sessions).to_have_count(2)
         sessions.nth(1).click()
         expect(page.locator("#messages .msg.user")).to_contain_text("What is the support hotline")
         expect(page.locator("#messages article.answer")).to_have_count(1)
@@ -126,12 +129,12 @@ def test_deleting_a_memory_in_the_panel(bot, page):
     with serving(create_app(bot)) as url:
         sign_in(page, url, admin)
         memories = page.locator("#memories")
-        expect(memories).to_contain_text("4417", timeout=UI)
+        expect(memories).to_contain_text("4417")
         expect(page.locator("#facts")).to_contain_text("4417")  # facts extracted from it
         page.get_by_role("button", name="Delete memory: The gate code of Birchwood Depot is 4417.").click()
-        expect(memories).not_to_contain_text("4417", timeout=UI)
+        expect(memories).not_to_contain_text("4417")
         expect(memories).to_contain_text("Pixel")
-        r = httpx.get(f"{url}/v1/memories", params={"user": "default"}, headers={"Authorization": f"Bearer {admin}"})
+        r = http.get(f"{url}/v1/memories", params={"user": "default"}, headers={"Authorization": f"Bearer {admin}"})
         assert r.status_code == 200
         assert [m["id"] for m in r.json()["data"]] == [keep.id]
 
@@ -139,10 +142,10 @@ def test_deleting_a_memory_in_the_panel(bot, page):
 
         # A fact is retracted, a preference removed (PATCH /v1/profile with the key set to null).
         page.get_by_role("button", name=re.compile(r"^Delete fact: .*Pixel")).click()
-        expect(page.locator("#facts")).not_to_contain_text("Pixel", timeout=UI)
+        expect(page.locator("#facts")).not_to_contain_text("Pixel")
         assert not bot.facts.current(user="default")
         page.get_by_role("button", name="Remove preference: verbosity: short").click()
-        expect(page.locator("#profile")).not_to_contain_text("verbosity", timeout=UI)
+        expect(page.locator("#profile")).not_to_contain_text("verbosity")
         expect(page.locator("#profile")).to_contain_text("language: en")
         assert bot.profiles.get("default") == {"language": "en"}
         expect(page.locator("#errors")).to_be_empty()
@@ -157,15 +160,15 @@ def test_feedback_controls_regenerate_and_admin_charts(bot, page):
         first.get_by_role("button", name="Bad answer").click()
         first.get_by_label("too long").check()
         first.get_by_role("button", name="Send feedback").click()
-        expect(first.get_by_role("button", name="Bad answer")).to_have_attribute("aria-pressed", "true", timeout=UI)
+        expect(first.get_by_role("button", name="Bad answer")).to_have_attribute("aria-pressed", "true")
         expect(first.locator(".note")).not_to_be_empty()
 
         # Regenerate: a second answer to the same question in the same session, then pick the better one.
         first.get_by_role("button", name="Regenerate").click()
         second = page.locator("article.answer").nth(1)
-        expect(second).to_have_attribute("aria-busy", "false", timeout=ANSWER)
+        expect(second).to_have_attribute("aria-busy", "false")
         page.get_by_role("button", name="The second answer is better").click()
-        expect(page.locator(".compare .note")).not_to_be_empty(timeout=UI)
+        expect(page.locator(".compare .note")).not_to_be_empty()
         expect(second).to_have_class(re.compile("preferred"))
         first_id, second_id = first.get_attribute("data-id"), second.get_attribute("data-id")
         assert first_id and second_id and first_id != second_id
@@ -187,45 +190,45 @@ def test_feedback_controls_regenerate_and_admin_charts(bot, page):
             bot, "global", status="rejected", live=False, info={"gate": bad, "losses": {"kto": [0.5, 0.4]}}
         ).version
         page.get_by_role("button", name="Refresh").last.click()
-        expect(page.locator("#sat-adapter svg[role=img]")).to_be_visible(timeout=UI)
+        expect(page.locator("#sat-adapter svg[role=img]")).to_be_visible()
         expect(page.locator("#sat-day svg[role=img]")).to_be_visible()
         expect(page.locator("#sat-overall")).to_contain_text("0% positive of 1 rated")
         table = page.locator("#adapters")
         row = {v: table.locator(f"tr[data-version={v}]") for v in (v1, v2, v3)}
-        expect(row[v3]).to_contain_text("locality 0.71 < 0.9", timeout=UI)
+        expect(row[v3]).to_contain_text("locality 0.71 < 0.9")
         expect(row[v3]).to_contain_text("rejected")
         expect(row[v1]).to_contain_text("1 → 0.960")  # the gate's before → after
         expect(row[v1].locator("svg[role=img] polyline")).to_have_count(1)  # the learning curve
         expect(row[v1].get_by_role("button", name=re.compile("Activate"))).to_have_count(0)  # live already
         expect(row[v3].get_by_role("button", name=re.compile("Activate"))).to_have_count(0)  # rejected
         row[v2].get_by_role("button", name=f"Activate {v2}").click()
-        expect(page.locator("#admin-note")).to_contain_text(f"{v2} is live for user:zed", timeout=UI)
+        expect(page.locator("#admin-note")).to_contain_text(f"{v2} is live for user:zed")
         assert bot.adapters.live(["user:zed"]).version == v2
         page.get_by_role("button", name="Roll back user:zed").click()
-        expect(page.locator("#admin-note")).to_contain_text(f"user:zed now uses {v1}", timeout=UI)
+        expect(page.locator("#admin-note")).to_contain_text(f"user:zed now uses {v1}")
         assert bot.adapters.live(["user:zed"]).version == v1
         page.get_by_role("button", name="Roll back global").click()  # nothing live there: the error is shown
-        expect(page.get_by_role("alert")).to_contain_text("400", timeout=UI)
+        expect(page.get_by_role("alert")).to_contain_text("400")
 
 
 def test_a_user_key_sees_only_its_own_user(bot, page):
-    _, alice = create_key(bot.store, role="user", user="alice")
+    _, alice = create_key(bot.store, "user", "alice")
     bot.memories.add("Alice's locker number is 12.", user="alice")
     bot.memories.add("Bob's locker number is 98.", user="bob")
     with serving(create_app(bot)) as url:
         page.goto(url)
         page.get_by_label("API key").fill("dilm-not-a-key")
         page.get_by_role("button", name="Sign in").click()
-        expect(page.get_by_role("alert")).to_contain_text("401", timeout=UI)  # shown; the form stays
+        expect(page.get_by_role("alert")).to_contain_text("401")  # shown; the form stays
         expect(page.get_by_label("API key")).to_be_visible()
         assert page.evaluate("localStorage.getItem('dilm.key')") is None
         sign_in(page, url, alice)
         page.reload()  # the key is remembered
-        expect(page.locator("#app")).to_be_visible(timeout=UI)
+        expect(page.locator("#app")).to_be_visible()
         expect(page.locator("#who")).to_contain_text("alice")
         expect(page.get_by_label("Act as user")).to_be_hidden()  # a user key's user is fixed
         expect(page.get_by_role("heading", name="Administration")).to_be_hidden()
-        expect(page.locator("#memories")).to_contain_text("locker number is 12", timeout=UI)
+        expect(page.locator("#memories")).to_contain_text("locker number is 12")
         expect(page.locator("#memories")).not_to_contain_text("98")
 
         # A direct fetch from the page with its key: bob's memories are refused.
@@ -248,7 +251,7 @@ def test_a_user_key_sees_only_its_own_user(bot, page):
 def test_chinese_ui_and_a_chinese_conversation_in_local_mode(bot, page):
     with serving(create_app(bot, local=True)) as url:
         page.goto(url)  # local mode: no key needed
-        expect(page.locator("#app")).to_be_visible(timeout=UI)
+        expect(page.locator("#app")).to_be_visible()
         expect(page.locator("#who")).to_contain_text("Local mode")
         # Keyboard: Tab reaches the controls and the focused one is visibly outlined.
         page.locator("body").press("Tab")
@@ -264,7 +267,7 @@ def test_chinese_ui_and_a_chinese_conversation_in_local_mode(bot, page):
         expect(page.get_by_role("button", name="新对话")).to_be_visible()
         assert page.evaluate("document.documentElement.lang") == "zh-CN"
         page.reload()  # the choice is remembered
-        expect(page.get_by_role("button", name="新对话")).to_be_visible(timeout=UI)
+        expect(page.get_by_role("button", name="新对话")).to_be_visible()
 
         box = page.get_by_label("消息", exact=True)
         box.fill("记住：蓝鲸书店的老板是陈静。")
@@ -273,8 +276,8 @@ def test_chinese_ui_and_a_chinese_conversation_in_local_mode(bot, page):
         assert box.input_value().endswith("\n")
         box.press("Enter")
         taught = page.locator("article.answer").first
-        expect(taught).to_have_attribute("aria-busy", "false", timeout=ANSWER)
-        expect(page.locator("#memories")).to_contain_text("陈静", timeout=UI)
+        expect(taught).to_have_attribute("aria-busy", "false")
+        expect(page.locator("#memories")).to_contain_text("陈静")
 
         page.get_by_role("button", name="新对话").click()
         answer = send(page, "蓝鲸书店的老板是谁？", "消息")
