@@ -113,7 +113,7 @@ def main() -> None:
             timings: dict[str, list[float]] = {k: [] for k in ("embed", "dense_only", "fts_only", "hybrid")}
             for q in queries:
                 t0 = time.perf_counter()
-                qvec = embedder.encode_one(q)
+                qvec = embedder.embed(q)
                 t1 = time.perf_counter()
                 retriever.index.search(scopes, qvec, 5)
                 t2 = time.perf_counter()

@@ -28,8 +28,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from dilm.server.auth import create_key
-from dilm.store import DB_FILE, open_store
+from dilm import Assistant
+from dilm.store import DB_FILE
 
 RESULTS = Path(__file__).parent / "results"
 QUESTIONS = [
@@ -134,10 +134,9 @@ def main() -> None:
     seconds = min(args.seconds, 300.0)
     console = Console(width=140)
     data = Path(tempfile.mkdtemp(prefix="dilm-load-"))
-    store = open_store(data)
-    create_key(store, "admin")  # `dilm serve` without --local wants one
-    keys = [(f"user{i}", create_key(store, "user", f"user{i}")[1]) for i in range(args.users)]
-    store.close()
+    with Assistant.open_keys(data) as api_keys:
+        api_keys.create("admin")  # `dilm serve` without --local wants one
+        keys = [(f"user{i}", api_keys.create("user", f"user{i}")[1]) for i in range(args.users)]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server_log = (data / "server.log").open("w")  # a file, not a pipe: a full pipe would stall the server

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from dilm import Assistant
 from dilm.server.app import create_app
-from dilm.server.auth import create_key
 from tests import waiting
 from tests.serving import serving
 
@@ -19,7 +18,7 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_mismatch(data_dir, ba
     with Assistant.open(
         data_dir, backend=backend, decoding={"max_new_tokens": 8}, server={"rate_per_minute": 0}
     ) as bot:
-        key = create_key(bot.store, "admin")[1]
+        key = bot.keys.create("admin")[1]
         with serving(create_app(bot)) as url:
             run = waiting.run(
                 [

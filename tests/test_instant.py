@@ -57,7 +57,7 @@ def test_teaching_in_chat_and_stated_preferences(bot):
     assert "4417" in bot.chat("What is the gate code of Birchwood Depot?", user="alice").text
     pref = bot.chat("Please answer in Chinese from now on.", user="alice")
     assert "Chinese" in pref.text
-    assert bot.store.user_settings("alice")["profile"] == {"language": "zh"}
+    assert bot.profiles.get("alice") == {"language": "zh"}
     short = bot.feedback(ack.id, comment="回答简短一点").effects
     assert any("short" in e for e in short)
 

@@ -13,7 +13,6 @@ import pytest
 from dilm import Assistant
 from dilm.errors import GenerationCancelled
 from dilm.server.app import create_app
-from dilm.server.auth import create_key
 from tests.serving import serving
 from tests.stand_ins import publish_stand_in
 from tests.waiting import HANG_S, get, http
@@ -33,9 +32,9 @@ def server(data_dir, backend):
 def keyed(data_dir, backend):
     """Keys required; yields (url, bot, {"admin": key, "alice": key, "bob": key})."""
     with Assistant.open(data_dir, backend=backend, decoding={"max_new_tokens": 16}) as bot:
-        keys = {"admin": create_key(bot.store, "admin")[1]}
+        keys = {"admin": bot.keys.create("admin")[1]}
         for name in ("alice", "bob"):
-            keys[name] = create_key(bot.store, "user", name)[1]
+            keys[name] = bot.keys.create("user", name)[1]
         with serving(create_app(bot)) as url:
             yield url, bot, keys
 
@@ -238,7 +237,7 @@ def test_export_and_forget_a_user_removes_everything_of_theirs_only(keyed):
 
 def test_rate_limit_answers_429_with_retry_after(data_dir, backend):
     with Assistant.open(data_dir, backend=backend, server={"rate_per_minute": 3}) as bot:
-        key = create_key(bot.store, "user", "carol")[1]
+        key = bot.keys.create("user", "carol")[1]
         with serving(create_app(bot)) as url:
             c = client(url, key)
             codes = [c.get("/v1/memories").status_code for _ in range(4)]

@@ -44,7 +44,7 @@ def test_old_database_is_migrated_on_open_and_keeps_its_data(tmp_path: Path):
     assert store.message("m").content == "hi" and store.message("m").meta == {}
     fb = store.feedback_for(["m"])["m"][0]
     assert fb.rating == -1 and fb.reasons == []
-    assert store.session("s").title is None and store.user_settings("u") == {}
+    assert store.session("s").title is None and store.profile("u") == {} and store.user_decoding("u") == {}
 
 
 def test_database_from_a_newer_dilm_is_refused(tmp_path: Path):

@@ -384,17 +384,6 @@ def test_a_fact_is_marked_asked_once_per_user(store: Store) -> None:
     assert store.mark_asked("ann", "fact_1") is True  # only the last 200 are remembered
 
 
-def test_the_settings_view_composes_the_state(store: Store) -> None:
-    store.update_user_decoding("ann", {"temperature": 0.2})
-    store.update_profile("ann", lambda p: {"tone": "casual"})
-    store.mark_asked("ann", "fact_1")
-    settings = store.user_settings("ann")
-    assert settings == {"decoding": {"temperature": 0.2}, "profile": {"tone": "casual"}, "asked": ["fact_1"]}
-    store.set_user_settings("ann", {**settings, "pending": {"kind": "unsure", "message": "m"}})
-    assert store.pending_question("ann") == {"kind": "unsure", "message": "m"}
-    assert store.user_settings("nobody") == {}
-
-
 # -- a user's data as a whole ---------------------------------------------------------------------------
 def test_export_and_forget_cover_the_log_knowledge_and_state(store: Store) -> None:
     for user in ("ann", "ben"):

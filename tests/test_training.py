@@ -17,7 +17,6 @@ from dilm import Assistant
 from dilm.errors import AdapterCorruptError, AdapterNotFoundError, InvalidInputError, StorageError
 from dilm.learning.registry import Registry
 from dilm.server.app import create_app
-from dilm.server.auth import create_key
 from tests import waiting
 from tests.conftest import DILM
 from tests.serving import serving
@@ -291,8 +290,8 @@ def test_an_update_chain_trains_only_its_newest_value(bot):
 
 
 def test_eval_adapters_scores_the_adapter_alone_next_to_memory_and_base(backend):
+    from dilm.editset import load
     from dilm.eval import adapters
-    from dilm.eval.items import load
 
     items, local = load()
     report = adapters.run(
@@ -316,7 +315,7 @@ def test_a_request_can_pin_an_adapter_version_or_the_base_model(copy, backend):
         assert bot.chat(FACTS[0][0], user="alice", adapter="base").adapter_version is None
         with pytest.raises(AdapterNotFoundError):
             bot.chat(off_topic, user="bob", adapter="v1")  # alice's adapter is hers
-        keys = {u: create_key(bot.store, "user", u)[1] for u in ("alice", "bob")}
+        keys = {u: bot.keys.create("user", u)[1] for u in ("alice", "bob")}
         with serving(create_app(bot)) as url:
             alice = waiting.http.Client(base_url=url, headers={"Authorization": f"Bearer {keys['alice']}"})
             bob = waiting.http.Client(base_url=url, headers={"Authorization": f"Bearer {keys['bob']}"})

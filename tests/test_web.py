@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from dilm.server.app import create_app
-from dilm.server.auth import create_key
 from tests.serving import serving
 from tests.stand_ins import publish_stand_in
 from tests.waiting import HANG_MS, http
@@ -72,7 +71,7 @@ def send(page: Page, text: str, box_label: str = "Message"):  # type: ignore[no-
 
 
 def test_chat_streams_a_correction_teaches_and_a_new_chat_cites_it(bot, page):
-    _, admin = create_key(bot.store, role="admin")
+    _, admin = bot.keys.create("admin")
     with serving(create_app(bot)) as url:
         page.goto(url)  # no key yet: the key form
         expect(page.get_by_label("API key")).to_be_visible()
@@ -122,7 +121,7 @@ def test_chat_streams_a_correction_teaches_and_a_new_chat_cites_it(bot, page):
 
 
 def test_deleting_a_memory_in_the_panel(bot, page):
-    _, admin = create_key(bot.store, role="admin")
+    _, admin = bot.keys.create("admin")
     bot.memories.add("The gate code of Birchwood Depot is 4417.", user="default")
     keep = bot.memories.add("My cat is called Pixel.", user="default")
     bot.profiles.set("default", verbosity="short", language="en")
@@ -152,7 +151,7 @@ def test_deleting_a_memory_in_the_panel(bot, page):
 
 
 def test_feedback_controls_regenerate_and_admin_charts(bot, page):
-    _, admin = create_key(bot.store, role="admin")
+    _, admin = bot.keys.create("admin")
     with serving(create_app(bot)) as url:
         sign_in(page, url, admin)
         first = send(page, "Tell me about the moon.")
@@ -212,7 +211,7 @@ def test_feedback_controls_regenerate_and_admin_charts(bot, page):
 
 
 def test_a_user_key_sees_only_its_own_user(bot, page):
-    _, alice = create_key(bot.store, "user", "alice")
+    _, alice = bot.keys.create("user", "alice")
     bot.memories.add("Alice's locker number is 12.", user="alice")
     bot.memories.add("Bob's locker number is 98.", user="bob")
     with serving(create_app(bot)) as url:

@@ -20,9 +20,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dilm.config import Interaction
+from dilm.facts.answers import KnownAnswer
 from dilm.facts.extract import USER, canonical_relation, parse_question
+from dilm.store import Store
 from dilm.text import content_terms, is_cjk, mentions, normalize
-from dilm.types import GLOBAL_SCOPE, Fact
+from dilm.types import GLOBAL_SCOPE, Fact, user_scope
 
 MODES: tuple[str, ...] = ("passive", "active", "hybrid")
 
@@ -35,6 +38,7 @@ class Ask:
     signal: str  # which uncertainty signal asked: ambiguous | reference | conflict | reverted | confidence
     text: str  # a clarification replaces the answer; a confirmation follows it
     data: dict[str, Any] = field(default_factory=dict)
+    pending: dict[str, Any] | None = None  # what the user's next message may answer (a confirmation's subject)
 
     def record(self) -> dict[str, Any]:
         return {"action": "ask", "kind": self.kind, "signal": self.signal, "question": self.text, **self.data}
@@ -253,3 +257,71 @@ class Thresholds:
     def outcomes(self, limit: int = 2000) -> list[Outcome]:
         """The newest `limit` plain answers' outcomes that users reacted to (see `Store.answer_outcomes`)."""
         return [Outcome(lp, bad) for lp, bad in self.store.answer_outcomes(limit)]
+
+
+# -- the decisions of one deployment ------------------------------------------------------------------
+class Asker:
+    """When to ask, for one deployment: before answering (clarify), after answering (confirm a conflict, or
+    say the answer is unsure) and after a correction (confirm it against global knowledge).
+
+    It reads facts through the store and records, per user, which facts were already confirmed (never asked
+    twice). A confirmation's `Ask.pending` is what the next message may answer; the caller stores it once the
+    reply that asks it is recorded."""
+
+    def __init__(self, store: Store, settings: Interaction) -> None:
+        self.store = store
+        self.settings = settings
+        self.thresholds = Thresholds(store, settings.max_ask_rate)
+
+    def mode(self, profile: dict[str, Any]) -> str:
+        """The user's own mode (profile key `policy`), else the deployment's."""
+        return str(profile.get("policy") or self.settings.mode)
+
+    def before(self, mode: str, question: str, has_history: bool, scopes: list[str], lang: str) -> Ask | None:
+        """A clarifying question instead of an answer (active and hybrid): an ambiguous or dangling reference."""
+        if mode == "passive":
+            return None
+        options = ambiguous_subjects(self.store, scopes, question)
+        if options:
+            return Ask("clarify", "ambiguous", clarification("ambiguous", lang, options), data={"options": options})
+        pronoun = dangling_reference(question, has_history)
+        if pronoun:
+            return Ask("clarify", "reference", clarification("reference", lang, pronoun=pronoun))
+        return None
+
+    def after(
+        self, mode: str, user: str, backed: bool, known: KnownAnswer | None, confidence: float | None, lang: str
+    ) -> Ask | None:
+        """A question after the answer: confirm a genuine conflict (once per fact), or say the answer is unsure.
+
+        `backed`: memories were retrieved for the question; `confidence`: the answer's mean token log-probability
+        (None for sampled answers, whose log-probabilities say little)."""
+        if mode == "passive":
+            return None
+        if known is not None and known.fact is not None:
+            fact = known.fact
+            found = conflict(self.store, user_scope(user), fact)
+            if found and self.store.mark_asked(user, found["fact"]):
+                pending = {"kind": "confirm", "value": fact.object, "scope": fact.scope, **found}
+                return Ask("confirm", found["signal"], confirmation(fact, found, lang), found, pending=pending)
+            return None
+        if known is not None or backed or confidence is None:
+            return None
+        threshold = self.settings.min_logprob if mode == "active" else self.thresholds.current()
+        if threshold is not None and confidence < threshold:
+            data = {"threshold": round(threshold, 3)}
+            return Ask("confirm", "confidence", unsure(lang), data, pending={"kind": "unsure"})
+        return None
+
+    def after_correction(self, user: str, facts: list[Fact], message_id: str, mode: str, lang: str) -> str | None:
+        """A confirmation question when a correction's facts contradict global knowledge (active and hybrid);
+        the question is remembered as pending for the user's next message."""
+        if mode == "passive":
+            return None
+        for fact in facts:
+            found = conflict(self.store, user_scope(user), fact)
+            if found and found["signal"] == "conflict" and self.store.mark_asked(user, fact.id):
+                pending = {"kind": "confirm", "value": fact.object, "scope": fact.scope, "message": message_id, **found}
+                self.store.set_pending_question(user, pending)
+                return confirmation(fact, found, lang)
+        return None

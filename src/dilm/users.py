@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from dilm import validate
+from dilm.memory.index import VectorIndex
+from dilm.store import Store
 from dilm.types import user_scope
 
 
 class Users:
-    def __init__(self, bot) -> None:  # type: ignore[no-untyped-def]
-        self.bot = bot
+    """The user lifecycle: the activity gate every turn and feedback holds, export, and forget."""
+
+    def __init__(self, store: Store, data_dir: Path, index: VectorIndex) -> None:
+        self.store, self.data_dir, self.index = store, data_dir, index
         self._cond = threading.Condition()
         self._busy: Counter[str] = Counter()  # user -> turns and feedback in flight
         self._forgetting: set[str] = set()
@@ -38,30 +45,34 @@ class Users:
                 self._busy[user] -= 1
                 if not self._busy[user]:
                     del self._busy[user]
-                self._cond.notify_all()
+                self._wake_everyone()
+
+    def _wake_everyone(self) -> None:
+        """Every waiter re-checks its condition (turns waiting on a forget, a forget waiting on turns)."""
+        self._cond.notify(sys.maxsize)
 
     def export(self, user: str) -> dict[str, Any]:
         """Sessions, messages, feedback, memories (superseded too), facts (history too), settings and profile,
         and the records of the user's personal adapters, as one JSON-ready dict."""
-        return self.bot.store.export_user(self.bot._user(user))
+        return self.store.export_user(validate.user(user))
 
     def forget(self, user: str) -> dict[str, int]:
         """Delete everything stored for `user`, personal adapters' files included; returns what was deleted.
 
         Global knowledge the user helped build (facts promoted by consensus, global adapters trained on a log
         that held their feedback) stays: it is no longer theirs alone."""
-        user = self.bot._user(user)
+        user = validate.user(user)
         with self._cond:  # no new turns for the user; the ones in flight finish first
             self._cond.wait_for(lambda: user not in self._forgetting)
             self._forgetting.add(user)
             self._cond.wait_for(lambda: not self._busy[user])
         try:
-            counts, folders = self.bot.store.forget_user(user)  # one transaction: all rows or none
+            counts, folders = self.store.forget_user(user)  # one transaction: all rows or none
         finally:
             with self._cond:
                 self._forgetting.discard(user)
-                self._cond.notify_all()
+                self._wake_everyone()
         for rel in folders:  # the records are gone, so a failure here leaves unreferenced files only
-            shutil.rmtree(self.bot.data_dir / rel, ignore_errors=True)
-        self.bot.retriever.index.invalidate(user_scope(user))
+            shutil.rmtree(self.data_dir / rel, ignore_errors=True)
+        self.index.invalidate(user_scope(user))
         return counts

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from dilm.assistant import Assistant
+from dilm.editset import EditItem, LocalityItem, contains
 from dilm.eval.edits import summarize
-from dilm.eval.items import EditItem, LocalityItem, contains
 from dilm.types import user_scope
 
 EDITOR = "editor"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dilm.assistant import Assistant
-from dilm.eval.items import EditItem, LocalityItem, contains, load, pct
+from dilm.editset import EditItem, LocalityItem, contains, load, pct
 from dilm.types import scopes_for
 
 __all__ = ["EditItem", "LocalityItem", "contains", "dump", "load", "run", "summarize", "table_rows"]

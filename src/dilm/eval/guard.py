@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from dilm.asking import MODES
 from dilm.assistant import Assistant
-from dilm.eval.items import EditItem, contains, pct, read_jsonl
+from dilm.editset import EditItem, contains, pct, read_jsonl
 from dilm.guard.contradiction import contradictions
 from dilm.learning import reward
 from dilm.learning.examples import examples

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dilm.facts.extract import USER, parse_question, render
-from dilm.memory.retrieve import Hit
 from dilm.text import content_terms, is_cjk, language, mentions, normalize
-from dilm.types import Fact
+from dilm.types import Fact, Hit
 
 
 @dataclass

@@ -61,7 +61,8 @@ class Embedder:
                 out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
         return np.concatenate(out).astype(np.float32, copy=False).reshape(len(texts), DIM)
 
-    def encode_one(self, text: str) -> np.ndarray:
+    def embed(self, text: str) -> np.ndarray:
+        """One text's unit vector, shape (384,), float32."""
         return self.encode([text])[0]
 
 

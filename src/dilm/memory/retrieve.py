@@ -73,7 +73,7 @@ class Retriever:
         self, query: str, scopes: list[str], k: int, qvec: np.ndarray | None = None
     ) -> tuple[list[str], dict[str, float], dict[str, int], dict[str, int]]:
         """Candidate ids with dense cosines and the rank of each in the dense and the full-text list."""
-        qvec = self.embedder.encode_one(query) if qvec is None else qvec
+        qvec = self.embedder.embed(query) if qvec is None else qvec
         dense = self.index.search(scopes, qvec, k)
         match = self.fts_query(query)
         lexical = self.store.fts_search(scopes, match, k) if match else []

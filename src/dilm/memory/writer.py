@@ -138,11 +138,11 @@ class MemoryWriter:
         if any(t.subject == USER for t in triples):
             meta["self"] = True
         # Embedding is slow: done before the write transaction, unless a duplicate makes it unnecessary.
-        vector = self.embedder.encode_one(key) if self.store.duplicate_memory(scope, text) is None else None
+        vector = self.embedder.embed(key) if self.store.duplicate_memory(scope, text) is None else None
         used: list[np.ndarray] = []
 
         def embed(k: str) -> bytes:
-            used.append(self.embedder.encode_one(k) if vector is None else vector)  # the duplicate went away
+            used.append(self.embedder.embed(k) if vector is None else vector)  # the duplicate went away
             return used[-1].tobytes()
 
         memory = Memory(

@@ -318,16 +318,6 @@ class UserStore(Protocol):
         200 such facts); atomic."""
         ...
 
-    def user_settings(self, user_id: str) -> dict[str, Any]:
-        """Transitional view of all per-user state as the old settings dict: {"decoding", "profile",
-        "pending", "asked"} (absent keys left out). Prefer the methods above."""
-        ...
-
-    def set_user_settings(self, user_id: str, settings: dict[str, Any]) -> None:
-        """Transitional: save a settings dict as returned by `user_settings`, writing only the sections that
-        changed since this thread last read them. Prefer the methods above."""
-        ...
-
     def export_user(self, user_id: str) -> dict[str, Any]:
         """Everything stored about one user, as one consistent snapshot: {"user", "created_at", "settings",
         "sessions", "messages", "feedback", "memories", "facts", "adapters"}."""

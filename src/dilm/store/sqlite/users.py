@@ -5,12 +5,9 @@ cannot lose each other's update."""
 
 from __future__ import annotations
 
-import copy
 import json
 import sqlite3
-import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from dilm.store.sqlite import rows
@@ -18,16 +15,9 @@ from dilm.store.sqlite.connection import SQLiteBase
 from dilm.types import utcnow
 
 ASKED_KEPT = 200  # confirmed facts remembered per user: an older one may be asked about again
-SECTIONS = ("decoding", "profile", "pending", "asked")
 
 
 class UserStateMixin(SQLiteBase):
-    def __init__(self, path: Path) -> None:
-        # What `user_settings` last returned to each thread: (user, settings). `set_user_settings` writes only
-        # what the caller changed relative to it, so the old read-modify-write callers cannot undo each other.
-        self._seen = threading.local()
-        super().__init__(path)
-
     # -- decoding defaults ------------------------------------------------------------------------
     def user_decoding(self, user_id: str) -> dict[str, Any]:
         with self._lock:
@@ -92,22 +82,6 @@ class UserStateMixin(SQLiteBase):
                 (user_id, user_id, ASKED_KEPT),
             )
             return True
-
-    # -- transitional: the old settings dict ------------------------------------------------------
-    def user_settings(self, user_id: str) -> dict[str, Any]:
-        with self._snapshot() as db:
-            settings = read_settings(db, user_id)
-        self._seen.last = (user_id, copy.deepcopy(settings))
-        return settings
-
-    def set_user_settings(self, user_id: str, settings: dict[str, Any]) -> None:
-        seen: tuple[str, dict[str, Any]] | None = getattr(self._seen, "last", None)
-        with self._tx() as db:
-            rows.ensure_user(db, user_id)
-            # Without a read by this thread, the current state is the base: everything given is written.
-            base = seen[1] if seen is not None and seen[0] == user_id else read_settings(db, user_id)
-            _write_settings(db, user_id, base, settings)
-        self._seen.last = (user_id, copy.deepcopy(settings))
 
 
 def _decoding(db: sqlite3.Connection, user_id: str) -> dict[str, Any]:
@@ -175,36 +149,3 @@ def read_settings(db: sqlite3.Connection, user_id: str) -> dict[str, Any]:
         "asked": _asked(db, user_id),
     }
     return {**_extra(db, user_id), **{k: v for k, v in parts.items() if v}}
-
-
-def _write_settings(db: sqlite3.Connection, user_id: str, base: dict[str, Any], new: dict[str, Any]) -> None:
-    """Write what differs between `base` (what the caller read) and `new`, key by key."""
-    for table, section in (("user_decoding", "decoding"), ("profiles", "profile")):
-        old, now = base.get(section) or {}, new.get(section) or {}
-        for key in old.keys() | now.keys():
-            if old.get(key) != now.get(key):
-                value = now.get(key)
-                stored = None if value is None else (json.dumps(value) if section == "decoding" else str(value))
-                _put(db, table, user_id, key, stored)
-    if (base.get("pending") or None) != (new.get("pending") or None):
-        _set_pending(db, user_id, new.get("pending"))
-    old_asked, new_asked = base.get("asked") or [], new.get("asked") or []
-    for fact_id in set(old_asked) - set(new_asked):
-        db.execute("DELETE FROM asked_facts WHERE user_id = ? AND fact_id = ?", (user_id, fact_id))
-    for fact_id in new_asked:
-        if fact_id not in old_asked:
-            db.execute(
-                "INSERT OR IGNORE INTO asked_facts (user_id, fact_id, asked_at) VALUES (?, ?, ?)",
-                (user_id, fact_id, utcnow()),
-            )
-    old_extra = {k: v for k, v in base.items() if k not in SECTIONS}
-    new_extra = {k: v for k, v in new.items() if k not in SECTIONS}
-    if old_extra != new_extra:
-        merged = _extra(db, user_id)
-        for key in old_extra.keys() | new_extra.keys():
-            if old_extra.get(key) != new_extra.get(key):
-                if key in new_extra:
-                    merged[key] = new_extra[key]
-                else:
-                    merged.pop(key, None)
-        db.execute("UPDATE users SET settings = ? WHERE id = ?", (json.dumps(merged, ensure_ascii=False), user_id))

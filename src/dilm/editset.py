@@ -1,7 +1,8 @@
-"""The benchmark items as data: edit items, locality items, their JSONL files, and the scoring helpers that need
-no assistant (an answer contains the expected one; median and 95th percentile of latencies).
+"""The knowledge-editing dev set as data: edit items (a question, paraphrases, a chain of corrections and the
+answers they set) and locality items (unrelated questions), read from JSONL (bundled under dilm/eval/data),
+and the scoring helpers that need no assistant (an answer contains the expected one; median and p95).
 
-Shared by the harnesses in `dilm.eval` and by the training gate's edit probe; imports no `Assistant`.
+Shared by the harnesses in `dilm.eval` and the training gate's edit probe (`assistant.edit_probe`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,501 @@
+"""One chat turn as a pipeline of named stages: classify -> retrieve -> decide -> generate -> guard -> record.
+
+- classify: read the session once, take the pending question, and say what kind of message this is
+  (`intent.classify`). Teaching, a stated preference, an answer to a pending question and a correction reply
+  are acted on at once, without the model.
+- retrieve: memories (hybrid dense + full text) and the current fact that answers the question, if any.
+- decide: the interaction policy may ask a clarifying question instead of answering.
+- generate: the prompt within the context window, the adapter that serves this user, n candidates.
+- guard: reward-model rerank, deployment rules (retry or refuse), the contradiction check against current
+  facts, the known-answer repair, then a confirmation question after the answer when one is due.
+- record: the user's self-statements become facts, the turn is written in one transaction, and a `Reply`
+  with the `TurnTrace` (as `checks`) is returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dilm import profile as profile_rules
+from dilm.asking import Ask, Asker, acknowledge_confirmation
+from dilm.config import Decoding, Settings
+from dilm.context import ContextBuilder, with_notes
+from dilm.errors import DilmError
+from dilm.facts.answers import AnswerFinder, KnownAnswer, repair
+from dilm.feedback import FeedbackRecorder
+from dilm.guard import check
+from dilm.guard.contradiction import contradictions, repaired
+from dilm.guard.rerank import Reranker
+from dilm.guard.rules import Rule, RulesFile
+from dilm.intent import Intent, classify
+from dilm.learning.registry import Registry
+from dilm.learning.routing import AdapterChooser
+from dilm.memory.retrieve import Retriever
+from dilm.memory.writer import Learned, MemoryWriter
+from dilm.models.base import Backend, ChatMessage, OnText
+from dilm.profile import Profiles
+from dilm.store import Store
+from dilm.text import language
+from dilm.types import (
+    AdapterVersion,
+    Candidate,
+    Hit,
+    Message,
+    Reply,
+    Session,
+    new_id,
+    scopes_for,
+    user_scope,
+    utcnow,
+)
+
+
+@dataclass
+class TurnRequest:
+    """A checked request: `adapter` is a pinned version, "base" (none) or None (the live one, routed)."""
+
+    text: str
+    user: str
+    session: str | None
+    decoding: Decoding
+    adapter: str | None = None
+    reply_id: str | None = None
+    on_text: OnText | None = None
+    cancel: threading.Event | None = None
+
+
+@dataclass
+class TurnTrace:
+    """What shaped one answer: stored as the assistant message's `meta`; the first eight fields are the
+    Reply's `checks`. None means "did not happen" and is left out."""
+
+    known_answer: dict[str, Any] | None = None  # the fact that answers the question, and any repair made
+    effects: list[str] | None = None  # what this turn taught dilm
+    model_text: str | None = None  # the model's own text when the answer was repaired
+    adapter: dict[str, Any] | None = None  # the routing decision
+    guard: dict[str, Any] | None = None  # rules, violations, action, reward scores, contradictions
+    policy: dict[str, Any] | None = None  # asked, answered after a clarification, or resolved a question
+    generate_ms: float | None = None
+    guard_ms: float | None = None  # decide + guard stages, generation excluded
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
+    mean_logprob: float | None = None
+    history_dropped: int | None = None
+    ttft_ms: float | None = None
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+    CHECKS = ("known_answer", "effects", "model_text", "adapter", "guard", "policy", "generate_ms", "guard_ms")
+
+    def meta(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def checks(self) -> dict[str, Any]:
+        meta = self.meta()
+        return {k: meta[k] for k in self.CHECKS if k in meta}
+
+    def add_guard(self, **report: Any) -> None:
+        self.guard = {**(self.guard or {}), **report}
+
+
+class Emitter:
+    """Sends text to the caller's stream, and remembers when the first text went out (time to first token)."""
+
+    def __init__(self, on_text: OnText | None) -> None:
+        self.on_text = on_text
+        self.first: float | None = None
+
+    @property
+    def streaming(self) -> bool:
+        return self.on_text is not None
+
+    def __call__(self, delta: str) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+        if self.on_text is not None:
+            self.on_text(delta)
+
+
+@dataclass
+class Context:
+    """What the classify stage read: the session, the user's profile and decoding, and the intent."""
+
+    request: TurnRequest
+    session: Session | None
+    history: list[ChatMessage]
+    profile: dict[str, str]
+    decoding: Decoding
+    mode: str
+    intent: Intent
+    user_msg_id: str = field(default_factory=lambda: new_id("msg"))
+
+    @property
+    def scopes(self) -> list[str]:
+        return scopes_for(self.request.user)
+
+    @property
+    def lang(self) -> str:
+        return language(self.request.text)
+
+
+@dataclass
+class Retrieved:
+    hits: list[Hit] = field(default_factory=list)
+    known: KnownAnswer | None = None
+
+
+@dataclass
+class Generated:
+    """The candidates of one answer and how they were made."""
+
+    candidates: list[Candidate]
+    messages: list[ChatMessage]
+    prompt_tokens: int
+    adapter: AdapterVersion | None
+    rules: list[Rule]
+    streamed: bool  # the raw text already went out to the caller
+
+
+@dataclass
+class Outcome:
+    """The turn's final text and what it cost to make."""
+
+    text: str
+    candidates: list[Candidate] = field(default_factory=list)
+    prompt_tokens: int = 0
+    adapter: AdapterVersion | None = None
+    pending: dict[str, Any] | None = None  # a question the reply asks, to remember for the next message
+
+
+@dataclass
+class Components:
+    """What the pipeline works with, built once by the Assistant."""
+
+    settings: Settings
+    store: Store
+    backend: Callable[[], Backend]
+    retriever: Retriever
+    writer: MemoryWriter
+    answers: AnswerFinder
+    asker: Asker
+    chooser: AdapterChooser
+    registry: Registry
+    reranker: Reranker
+    rules: RulesFile
+    profiles: Profiles
+    feedback: FeedbackRecorder
+
+
+class Turn:
+    """The pipeline. `run` is thread-safe; the caller holds the user's activity gate (see `Users.active`)."""
+
+    def __init__(self, parts: Components) -> None:
+        self.parts = parts
+        self._context: ContextBuilder | None = None
+
+    def run(self, req: TurnRequest) -> Reply:
+        backend = self.parts.backend()  # loaded (once) before the clock starts
+        started = time.perf_counter()
+        ctx = self.classify(req)
+        trace, emit = TurnTrace(), Emitter(req.on_text)
+        if ctx.intent.clarified:
+            trace.policy = {"action": "answer", "clarified": ctx.intent.clarified}
+        if ctx.intent.kind == "question":
+            outcome = self.answer(ctx, trace, emit)
+        else:
+            outcome = Outcome(self.act(ctx, trace))
+            emit(outcome.text)
+        return self.record(ctx, outcome, trace, backend, started, emit)
+
+    # -- classify ---------------------------------------------------------------------------------
+    def classify(self, req: TurnRequest) -> Context:
+        store = self.parts.store
+        session = None if req.session is None else store.session(req.session, req.user)
+        logged = store.session_messages(session.id) if session else []
+        profile = self.parts.profiles.get(req.user)
+        decoding = req.decoding.merged(profile_rules.decoding_overrides(profile, req.decoding.max_new_tokens))
+        pending = store.take_pending_question(req.user)  # answered by this message, or dropped
+        intent = classify(req.text, pending, logged)
+        mode = self.parts.asker.mode(profile)
+        return Context(req, session, self._history(logged), profile, decoding, mode, intent)
+
+    def _history(self, msgs: list[Message]) -> list[ChatMessage]:
+        """The session so far, minus answers the user rated bad or corrected (never reused) and their questions."""
+        fbs = self.parts.store.feedback_for([m.id for m in msgs if m.role == "assistant"])
+        bad = {
+            m.id
+            for m in msgs
+            if any(f.kind == "correction" or (f.kind == "rating" and f.rating == -1) for f in fbs.get(m.id, []))
+        }
+        skip = bad | {m.parent_id for m in msgs if m.id in bad and m.parent_id}
+        return [{"role": m.role, "content": m.content} for m in msgs if m.id not in skip]
+
+    # -- messages acted on without the model --------------------------------------------------------
+    def act(self, ctx: Context, trace: TurnTrace) -> str:
+        """Teaching, a stated preference, an answer to a pending question or a correction reply: the reply."""
+        intent, text, user, lang = ctx.intent, ctx.request.text, ctx.request.user, ctx.lang
+        if intent.kind == "answer_to_pending":
+            assert intent.pending is not None and intent.said is not None
+            return self._resolve(intent.pending, intent.said, lang, trace)
+        if intent.kind == "teaching":  # "Remember that …" / "记住：…": learn it now
+            learned = self.parts.writer.statement(user_scope(user), text, ctx.user_msg_id, kind="statement")
+            trace.effects = learned.effects
+            return _acknowledge(learned, lang)
+        if intent.kind == "stated_preference":
+            prefs = profile_rules.stated_preferences(text)
+            self.parts.profiles.learn(user, prefs)
+            trace.effects = [f"profile: {profile_rules.describe(prefs)}"]
+            return _ack_preference(prefs, lang)
+        assert intent.kind == "correction_reply" and intent.pending is not None
+        # "No, it's X" after "is that right?": a correction of the answer asked about
+        message = intent.pending["message"]
+        result = self._feedback(message, "correction", text)
+        trace.effects = result
+        trace.policy = {"action": "resolved", "kind": "unsure", "message": message}
+        return "谢谢，我已更正。" if lang == "zh" else "Thanks, I have corrected it."
+
+    def _feedback(self, message_id: str, kind: Any, value: Any) -> list[str]:
+        msg = self.parts.store.message(message_id)
+        return self.parts.feedback.record(msg, kind, value, None, None).effects
+
+    def _resolve(self, pending: dict[str, Any], said: str, lang: str, trace: TurnTrace) -> str:
+        """A yes or no to a confirmation question: keep the user's value, or retract it."""
+        trace.policy = {"action": "resolved", "kind": pending["kind"], "answer": said}
+        if pending["kind"] == "unsure":
+            trace.effects = self._feedback(pending["message"], "rating", 1 if said == "yes" else -1)
+            if said == "yes":
+                return "谢谢确认。" if lang == "zh" else "Thanks for confirming."
+            owner = self.parts.store.message(pending["message"]).user_id
+            self.parts.store.set_pending_question(owner, pending)  # the next reply corrects it
+            return "抱歉。正确答案是什么？" if lang == "zh" else "Sorry about that. What is the correct answer?"
+        if said == "no":
+            scope = pending["scope"]
+            fact = self.parts.store.retract_fact(pending["fact"], [scope])
+            trace.effects = [f"retracted fact {fact.id}: ({fact.subject}; {fact.relation}; {fact.object})"]
+            if fact.memory_id:
+                with contextlib.suppress(DilmError):
+                    self.parts.store.delete_memory(fact.memory_id, [scope])
+                    self.parts.retriever.index.invalidate(scope)
+                    trace.effects.append(f"deleted memory {fact.memory_id}")
+        return acknowledge_confirmation(said, pending["value"], pending["other"], lang)
+
+    # -- a question: retrieve -> decide -> generate -> guard ----------------------------------------
+    def answer(self, ctx: Context, trace: TurnTrace, emit: Emitter) -> Outcome:
+        found = self.retrieve(ctx)
+        t0 = time.perf_counter()
+        ask = self.decide(ctx, found)
+        guard_s = time.perf_counter() - t0
+        if ask is not None:  # ask before answering: no generation
+            trace.policy = ask.record()
+            emit(ask.text)
+            outcome = Outcome(ask.text)
+        else:
+            generated = self.generate(ctx, found, trace, emit)
+            t0 = time.perf_counter()
+            outcome = self.guard(ctx, found, generated, trace, emit)
+            guard_s += time.perf_counter() - t0
+        trace.guard_ms = round(guard_s * 1000, 1)
+        if self.parts.settings.memory:  # what users say about themselves is learned from ordinary turns too
+            learned = self.parts.writer.statement(
+                user_scope(ctx.request.user), ctx.request.text, ctx.user_msg_id, self_only=True
+            )
+            if learned.effects:
+                trace.effects = learned.effects
+        return outcome
+
+    def retrieve(self, ctx: Context) -> Retrieved:
+        if not self.parts.settings.memory:
+            return Retrieved()
+        question = ctx.intent.question
+        hits = self.parts.retriever.search(question, ctx.scopes, k=self.parts.settings.memory_k)
+        return Retrieved(hits, self.parts.answers.find(question, ctx.scopes, hits))
+
+    def decide(self, ctx: Context, found: Retrieved) -> Ask | None:
+        if found.known is not None:
+            return None
+        return self.parts.asker.before(ctx.mode, ctx.intent.question, bool(ctx.history), ctx.scopes, ctx.lang)
+
+    def generate(self, ctx: Context, found: Retrieved, trace: TurnTrace, emit: Emitter) -> Generated:
+        """The prompt, the adapter, and n candidates; the raw text streams only when nothing may change it."""
+        backend = self.parts.backend()
+        if self._context is None or self._context.backend is not backend:
+            self._context = ContextBuilder(backend)
+        req, question, decoding = ctx.request, ctx.intent.question, ctx.decoding
+        system = profile_rules.system_prompt(self.parts.settings.system_prompt, ctx.profile)
+        notes = with_notes(question, [h.memory.text for h in found.hits])
+        messages, prompt_tokens, dropped = self._context.build(system, ctx.history, notes, decoding.max_new_tokens)
+        rules = [
+            r for r in [*self.parts.rules.refresh(), *profile_rules.guard_rules(ctx.profile)] if r.applies(req.text)
+        ]
+        # With a known answer or hard rules to check, the raw model text may still change: it is sent once, final.
+        streamed = emit.streaming and found.known is None and not any(r.hard for r in rules)
+        adapter, trace.adapter = self.parts.chooser.choose(req.user, question, req.adapter)
+        t0 = time.perf_counter()
+        candidates = backend.generate(
+            messages, decoding, on_text=emit if streamed else None, cancel=req.cancel, **self._adapter_ref(adapter)
+        )
+        trace.generate_ms = round((time.perf_counter() - t0) * 1000, 1)
+        trace.history_dropped = dropped
+        return Generated(candidates, messages, prompt_tokens, adapter, rules, streamed)
+
+    def _adapter_ref(self, adapter: AdapterVersion | None) -> dict[str, Any]:
+        return {"adapter": self.parts.registry.ref(adapter)} if adapter is not None else {}
+
+    def guard(self, ctx: Context, found: Retrieved, gen: Generated, trace: TurnTrace, emit: Emitter) -> Outcome:
+        """Rerank, rules, contradictions, known-answer repair, then a follow-up question when one is due."""
+        candidates = self._checked(ctx, gen, trace)
+        best = next((c for c in candidates if c.text), None) or _first(candidates)
+        trace.finish_reason, trace.mean_logprob = best.finish_reason, best.mean_logprob
+        refused = (trace.guard or {}).get("action") == "refused"
+        final = best.text
+        if self.parts.settings.memory and not refused:
+            final = self._contradictions(final, ctx.scopes, gen.streamed, ctx.lang, trace, emit)
+        if found.known is not None and not refused:
+            final, how = repair(final, found.known, truncated=best.finish_reason == "length")
+            trace.known_answer = {"value": found.known.value, "how": found.known.how, "repaired": how}
+            if how and trace.model_text is None:
+                trace.model_text = best.text
+            emit(final)
+        elif not gen.streamed and emit.streaming:
+            emit(final)  # held back for the checks: sent once, final
+        trace.citations = _citations(found.hits, found.known)
+        outcome = Outcome(final, candidates, gen.prompt_tokens, gen.adapter)
+        if not refused:
+            self._follow_up(ctx, found, outcome, trace, emit)
+        return outcome
+
+    def _checked(self, ctx: Context, gen: Generated, trace: TurnTrace) -> list[Candidate]:
+        candidates = gen.candidates
+        if len(candidates) > 1 and self.parts.settings.guard.reward:
+            candidates, report = self.parts.reranker.order(ctx.intent.question, candidates)
+            if report is not None:
+                trace.add_guard(reward=report)
+        if gen.rules:
+
+            def regenerate(messages: list[ChatMessage], decoding: Decoding) -> list[Candidate]:
+                backend = self.parts.backend()
+                return backend.generate(messages, decoding, cancel=ctx.request.cancel, **self._adapter_ref(gen.adapter))
+
+            candidates, report = check.enforce(
+                gen.rules, ctx.request.text, gen.messages, ctx.decoding, candidates, regenerate
+            )
+            trace.add_guard(**report)
+        return candidates
+
+    def _contradictions(
+        self, final: str, scopes: list[str], streamed: bool, lang: str, trace: TurnTrace, emit: Emitter
+    ) -> str:
+        """The answer states a value that no current fact has: the fact wins."""
+        found = contradictions(self.parts.store, scopes, final)
+        if not found:
+            return final
+        trace.add_guard(contradictions=[c.describe() for c in found])
+        fix = repaired(found[0], lang)
+        if streamed:  # the text is out already: the correction follows it
+            fix = f"\n\n{'更正：' if lang == 'zh' else 'Correction: '}{fix}"
+            emit(fix)
+            fix = final + fix
+        trace.model_text = final
+        return fix
+
+    def _follow_up(self, ctx: Context, found: Retrieved, outcome: Outcome, trace: TurnTrace, emit: Emitter) -> None:
+        """A confirmation or "is that right?" after the answer."""
+        confidence = None if ctx.decoding.strategy == "sample" else trace.mean_logprob
+        ask = self.parts.asker.after(ctx.mode, ctx.request.user, bool(found.hits), found.known, confidence, ctx.lang)
+        if ask is not None:
+            outcome.text = f"{outcome.text}\n\n{ask.text}"
+            outcome.pending = ask.pending
+            trace.policy = ask.record()
+            emit(f"\n\n{ask.text}")
+
+    # -- record -----------------------------------------------------------------------------------
+    def record(
+        self, ctx: Context, outcome: Outcome, trace: TurnTrace, backend: Backend, started: float, emit: Emitter
+    ) -> Reply:
+        """Write the turn (both messages, one transaction) and return the Reply."""
+        req, store = ctx.request, self.parts.store
+        latency_ms = (time.perf_counter() - started) * 1000
+        trace.ttft_ms = (emit.first - started) * 1000 if emit.first is not None else None
+        candidates = outcome.candidates
+        trace.candidates = [c.model_dump() for c in candidates] if len(candidates) > 1 else []
+        session = ctx.session or store.create_session(req.user)  # only now: a failed first turn leaves none
+        user_msg = Message(
+            id=ctx.user_msg_id, session_id=session.id, user_id=req.user, role="user", content=req.text,
+            created_at=utcnow(),
+        )  # fmt: skip
+        best_tokens = next((c.completion_tokens for c in candidates if c.text), 0)
+        adapter_version = outcome.adapter.version if outcome.adapter else None
+        reply_msg = Message(
+            id=req.reply_id or new_id("msg"),
+            session_id=session.id,
+            user_id=req.user,
+            role="assistant",
+            content=outcome.text,
+            created_at=utcnow(),
+            parent_id=user_msg.id,
+            model=backend.model_name,
+            adapter_version=adapter_version,
+            decoding=ctx.decoding.model_dump(),
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=best_tokens,
+            latency_ms=latency_ms,
+            meta=trace.meta(),
+        )
+        store.add_turn(user_msg, reply_msg, title=req.text[:60] if not ctx.history else None)
+        if outcome.pending is not None:  # the user's next message may answer the question this reply asked
+            store.set_pending_question(req.user, {**outcome.pending, "message": reply_msg.id})
+        return Reply(
+            id=reply_msg.id,
+            text=outcome.text,
+            session_id=session.id,
+            user_id=req.user,
+            model=backend.model_name,
+            citations=trace.citations,
+            candidates=candidates,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=best_tokens,
+            latency_ms=latency_ms,
+            ttft_ms=trace.ttft_ms,
+            decoding=ctx.decoding.model_dump(),
+            adapter_version=adapter_version,
+            checks=trace.checks(),
+        )
+
+
+def _first(candidates: list[Candidate]) -> Candidate:
+    """Candidates arrive best-first from the backend (beam order)."""
+    if not candidates:
+        raise DilmError("the model returned no answer")
+    return candidates[0]
+
+
+def _citations(hits: list[Hit], known: KnownAnswer | None) -> list[dict[str, Any]]:
+    out = [{"id": h.memory.id, "kind": "memory", "text": h.memory.text, "score": h.memory.score} for h in hits]
+    if known is not None and known.fact is not None:
+        f = known.fact
+        out.append({"id": f.id, "kind": "fact", "text": f"{f.subject} · {f.relation} · {f.object}", "score": None})
+    elif known is not None and known.memory_id and all(c["id"] != known.memory_id for c in out):
+        out.append({"id": known.memory_id, "kind": "memory", "text": known.statement, "score": None})
+    return out
+
+
+def _acknowledge(learned: Learned, lang: str) -> str:
+    if any(e.startswith("flagged") for e in learned.effects):
+        return (
+            "我把它存为一条笔记，但它看起来像是指令，所以我不会执行它。"
+            if lang == "zh"
+            else "I stored that as a note, but it looks like instructions, so I will not act on it."
+        )
+    if not learned.memories:
+        return "我已经记得这一点了。" if lang == "zh" else "I already know that."
+    text = learned.memories[0].text
+    return f"好的，我记住了：{text}" if lang == "zh" else f"Got it. I will remember: {text}"
+
+
+def _ack_preference(prefs: dict[str, str], lang: str) -> str:
+    described = profile_rules.describe(prefs)
+    return f"好的，从现在起我会：{described}。" if lang == "zh" else f"Understood: from now on I will {described}."
