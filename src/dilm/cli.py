@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,6 +17,10 @@ from dilm.assistant import DEFAULT_USER, Assistant
 from dilm.config import default_data_dir
 from dilm.errors import DilmError, InvalidInputError
 from dilm.types import Fact, Memory, Reply
+
+if TYPE_CHECKING:  # rich.progress is imported when a command needs it
+    from rich.progress import Progress as ProgressBar
+    from rich.progress import TaskID
 
 app = typer.Typer(
     help="dilm: an assistant that learns from your feedback while you talk to it.",
@@ -455,9 +459,10 @@ def _scope(user: str | None, scope: str | None, default: str | None = None) -> s
         raise InvalidInputError("give --user or --scope, not both")
     if user is not None:
         return f"user:{_user(user)}"
-    if scope is None and default is None:
+    chosen = scope or default
+    if chosen is None:  # also `--scope ""` with no default, which used to slip through as None
         raise InvalidInputError("say whose adapter: --user NAME or --scope global")
-    return scope or default  # type: ignore[return-value]
+    return chosen
 
 
 @app.command()
@@ -563,6 +568,15 @@ def users_forget(
     out.print(f"forgot {user}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
+def _bar_progress(bar: ProgressBar, task: TaskID, scope: str) -> Callable[[str, int, int], None]:
+    """A training progress callback that updates `task` of `bar`."""
+
+    def report(what: str, done: int, total: int) -> None:
+        bar.update(task, description=f"{scope}: {what}", completed=done, total=total)
+
+    return report
+
+
 @app.command()
 def train(
     user: OptUser = None,
@@ -589,13 +603,7 @@ def train(
             columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
             with Progress(*columns, TimeElapsedColumn(), console=err, transient=True, disable=quiet) as bar:
                 task = bar.add_task(f"{s}: starting", total=None)
-                result = bot.train(
-                    s,
-                    force=force,
-                    progress=lambda what, done, total, s=s, task=task: bar.update(
-                        task, description=f"{s}: {what}", completed=done, total=total
-                    ),
-                )
+                result = bot.train(s, force=force, progress=_bar_progress(bar, task, s))
             results.append((s, result))
     if as_json:
         out.print_json(

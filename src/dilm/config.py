@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from dilm.errors import ConfigError, InvalidInputError
 
@@ -22,15 +27,15 @@ class Decoding(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     strategy: Literal["greedy", "beam", "sample"] = "greedy"
-    num_beams: int = Field(4, ge=1, le=16)
-    temperature: float = Field(0.7, gt=0.0, le=5.0)
-    top_k: int = Field(50, ge=0, description="0 disables top-k filtering")
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
-    repetition_penalty: float = Field(1.0, ge=1.0, le=3.0, description="1.0: off")
-    max_new_tokens: int = Field(256, ge=1, le=8192)
+    num_beams: int = Field(default=4, ge=1, le=16)
+    temperature: float = Field(default=0.7, gt=0.0, le=5.0)
+    top_k: int = Field(default=50, ge=0, description="0 disables top-k filtering")
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(default=1.0, ge=1.0, le=3.0, description="1.0: off")
+    max_new_tokens: int = Field(default=256, ge=1, le=8192)
     stop: list[str] = Field(default_factory=list)
     seed: int | None = None
-    n: int = Field(1, ge=1, le=16, description="candidates per turn")
+    n: int = Field(default=1, ge=1, le=16, description="candidates per turn")
 
     @model_validator(mode="after")
     def _check(self) -> Decoding:
@@ -55,26 +60,26 @@ class Training(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    min_examples: int = Field(4, ge=1, description="fewer new examples than this: nothing to train")
-    auto_every: int = Field(16, ge=1, description="the worker trains a scope once this many new examples wait")
-    interval_s: float = Field(3600.0, gt=0, description="...or once this long has passed with any waiting")
-    ratings: Literal["kto", "pg"] = Field("kto", description="thumbs train with KTO or policy gradient")
-    epochs: int = Field(5, ge=1, le=100)
-    learning_rate: float = Field(4e-3, gt=0, le=1.0, description="SFT on corrections")
-    preference_learning_rate: float = Field(2e-4, gt=0, le=1.0, description="DPO, KTO and policy gradient")
-    batch_size: int = Field(8, ge=1, le=256)
-    rank: int = Field(16, ge=1, le=256)
-    max_length: int = Field(256, ge=32, le=8192, description="tokens per training example at most")
-    replay: float = Field(0.25, ge=0, le=10, description="older examples mixed in per new one")
+    min_examples: int = Field(default=4, ge=1, description="fewer new examples than this: nothing to train")
+    auto_every: int = Field(default=16, ge=1, description="the worker trains a scope once this many new examples wait")
+    interval_s: float = Field(default=3600.0, gt=0, description="...or once this long has passed with any waiting")
+    ratings: Literal["kto", "pg"] = Field(default="kto", description="thumbs train with KTO or policy gradient")
+    epochs: int = Field(default=5, ge=1, le=100)
+    learning_rate: float = Field(default=4e-3, gt=0, le=1.0, description="SFT on corrections")
+    preference_learning_rate: float = Field(default=2e-4, gt=0, le=1.0, description="DPO, KTO and policy gradient")
+    batch_size: int = Field(default=8, ge=1, le=256)
+    rank: int = Field(default=16, ge=1, le=256)
+    max_length: int = Field(default=256, ge=32, le=8192, description="tokens per training example at most")
+    replay: float = Field(default=0.25, ge=0, le=10, description="older examples mixed in per new one")
     anchors: int = Field(
-        8, ge=0, le=1000, description="unrelated questions with the base model's answers (at most 1 per 4 new)"
+        default=8, ge=0, le=1000, description="unrelated questions with the base model's answers (at most 1 per 4 new)"
     )
     seed: int = 0
-    min_locality: float = Field(0.9, ge=0, le=1, description="gate: probe token agreement with the base model")
-    max_edits_drop: float = Field(0.0, ge=0, le=1, description="gate: allowed drop of the edits eval score")
-    edits_sample: int = Field(2, ge=0, le=1000, description="gate: edit-eval items run per check; 0: skip")
+    min_locality: float = Field(default=0.9, ge=0, le=1, description="gate: probe token agreement with the base model")
+    max_edits_drop: float = Field(default=0.0, ge=0, le=1, description="gate: allowed drop of the edits eval score")
+    edits_sample: int = Field(default=2, ge=0, le=1000, description="gate: edit-eval items run per check; 0: skip")
     routing: float | None = Field(
-        0.55,
+        default=0.55,
         ge=-1,
         le=1,
         description="an answer uses the adapter only when the question is this similar to "
@@ -88,11 +93,14 @@ class Interaction(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: Literal["passive", "active", "hybrid"] = Field(
-        "hybrid", description="passive: never ask; active: ask on any uncertainty; hybrid: thresholds from outcomes"
+        default="hybrid",
+        description="passive: never ask; active: ask on any uncertainty; hybrid: thresholds from outcomes",
     )
-    max_ask_rate: float = Field(0.15, ge=0, le=1, description="hybrid: share of answers it may ask about at most")
+    max_ask_rate: float = Field(
+        default=0.15, ge=0, le=1, description="hybrid: share of answers it may ask about at most"
+    )
     min_logprob: float = Field(
-        -0.9, le=0, description="active: ask when an unbacked answer's mean token log-probability is below this"
+        default=-0.9, le=0, description="active: ask when an unbacked answer's mean token log-probability is below this"
     )
 
 
@@ -101,9 +109,9 @@ class Guard(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reward: bool = Field(True, description="rank candidates (decoding n > 1) with the live reward model")
+    reward: bool = Field(default=True, description="rank candidates (decoding n > 1) with the live reward model")
     min_reward_accuracy: float = Field(
-        0.6, ge=0, le=1, description="gate: held-out pairwise accuracy a reward-model version needs to go live"
+        default=0.6, ge=0, le=1, description="gate: held-out pairwise accuracy a reward-model version needs to go live"
     )
 
 
@@ -112,9 +120,11 @@ class Server(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_body_bytes: int = Field(1 << 20, ge=1024, description="larger request bodies get 413")
-    rate_per_minute: int = Field(600, ge=0, description="requests a minute per key (or client in local mode); 0: off")
-    generation_workers: int = Field(4, ge=1, le=64, description="turns generated at once; more requests queue")
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, description="larger request bodies get 413")
+    rate_per_minute: int = Field(
+        default=600, ge=0, description="requests a minute per key (or client in local mode); 0: off"
+    )
+    generation_workers: int = Field(default=4, ge=1, le=64, description="turns generated at once; more requests queue")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS (empty: CORS off)")
 
 
@@ -125,38 +135,46 @@ class Settings(BaseSettings):
 
     backend: Literal["local", "openai"] = "local"
     model: str = Field(
-        "smollm2-135m-instruct",
+        default="smollm2-135m-instruct",
         description="local: the bundled model name or a Hugging Face model folder; openai: the served model name",
     )
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: str = "none"
-    request_timeout: float = Field(120.0, gt=0)
-    max_retries: int = Field(2, ge=0, le=10)
-    context_window: int | None = Field(None, ge=256, description="override the model's context window")
-    cache_dir: Path | None = Field(None, description="where converted models are cached (default ~/.cache/dilm)")
+    request_timeout: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    context_window: int | None = Field(default=None, ge=256, description="override the model's context window")
+    cache_dir: Path | None = Field(
+        default=None, description="where converted models are cached (default ~/.cache/dilm)"
+    )
     system_prompt: str = "You are a helpful assistant. Answer briefly and accurately."
     decoding: Decoding = Field(default_factory=Decoding)
-    max_message_chars: int = Field(32_000, ge=1)
-    max_feedback_chars: int = Field(16_000, ge=1)
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
+    max_message_chars: int = Field(default=32_000, ge=1)
+    max_feedback_chars: int = Field(default=16_000, ge=1)
+    threads: int | None = Field(default=None, ge=1, description="torch CPU threads (default: all cores)")
     extraction: Literal["auto", "rules", "model"] = Field(
-        "auto", description="fact extraction: rules, the model (JSON), or auto (model unless it is the embedded one)"
+        default="auto",
+        description="fact extraction: rules, the model (JSON), or auto (model unless it is the embedded one)",
     )
-    memory: bool = Field(True, description="use memories and facts in answers (off: the model alone)")
-    memory_k: int = Field(3, ge=1, le=20, description="memories put in the prompt at most")
-    adapters: bool = Field(True, description="answer with the live LoRA adapter of the user (else global)")
+    memory: bool = Field(default=True, description="use memories and facts in answers (off: the model alone)")
+    memory_k: int = Field(default=3, ge=1, le=20, description="memories put in the prompt at most")
+    adapters: bool = Field(default=True, description="answer with the live LoRA adapter of the user (else global)")
     train: Training = Field(default_factory=Training)
     policy: Interaction = Field(default_factory=Interaction)
     guard: Guard = Field(default_factory=Guard)
     server: Server = Field(default_factory=Server)
     consensus_users: int = Field(
-        3, ge=0, description="distinct users who must state a fact to make it global; 0: never"
+        default=3, ge=0, description="distinct users who must state a fact to make it global; 0: never"
     )
 
     @classmethod
-    def settings_customise_sources(  # type: ignore[override]
-        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
-    ):
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_toml_path.get()))
 
     @classmethod

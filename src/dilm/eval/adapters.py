@@ -14,42 +14,23 @@ from typing import Any
 from dilm.assistant import Assistant
 from dilm.editset import EditItem, LocalityItem, contains
 from dilm.eval.edits import summarize
+from dilm.learning.jobs import TrainResult
 from dilm.types import user_scope
 
 EDITOR = "editor"
+Tick = Callable[[str, int, int], None]  # (what, done, total)
 
 
 def run(
     items: list[EditItem],
     locality: list[LocalityItem],
     open_bot: Callable[..., Assistant],
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Tick | None = None,
 ) -> dict[str, Any]:
     tick = progress or (lambda *_: None)
     with tempfile.TemporaryDirectory(prefix="dilm-eval-adapters-") as tmp:
         data = Path(tmp)
-        base = open_bot(data, memory=False, adapters=False)
-        try:
-            total = len(locality) + sum(len(i.corrections) for i in items)
-            before = {}
-            for n, loc in enumerate(locality, 1):
-                before[loc.id] = base.chat(loc.question, user=EDITOR).text
-                tick("locality baseline", n, total)
-            done = len(locality)
-            for item in items:
-                for correction in item.corrections:
-                    reply = base.chat(item.question, user=EDITOR)
-                    base.feedback(reply.id, correction=correction)
-                    done += 1
-                    tick("editing", done, total)
-            t0 = time.perf_counter()
-            result = base.train(user_scope(EDITOR), force=True, progress=tick)
-            train_s = time.perf_counter() - t0
-            version = result.version
-            if version is not None and version.status == "rejected":
-                base.store.set_live_adapter(version.scope, version.version)  # measured anyway; the verdict is reported
-        finally:
-            base.close()
+        before, result, train_s = _edit_and_train(open_bot(data, memory=False, adapters=False), items, locality, tick)
         paths = {
             "adapter": open_bot(data, memory=False, adapters=True),
             "memory": open_bot(data, memory=True, adapters=False),
@@ -62,9 +43,7 @@ def run(
                 if name == "base":  # the base model's edit answers: what the corrections were up against
                     rows = _ask(bot, items, [], {}, lambda *_: None)
                 else:
-                    rows = _ask(
-                        bot, items, locality, before, lambda what, k, name=name: tick(f"{name}: {what}", k, n_q)
-                    )
+                    rows = _ask(bot, items, locality, before, _prefixed(tick, name, n_q))
                 figures[name] = rows
         finally:
             for bot in paths.values():
@@ -83,8 +62,54 @@ def run(
     }
 
 
-def _ask(bot, items, locality, before, tick) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    rows, local_rows, k = [], [], 0
+def _edit_and_train(
+    base: Assistant, items: list[EditItem], locality: list[LocalityItem], tick: Tick
+) -> tuple[dict[str, str], TrainResult, float]:
+    """With the base model: the locality baseline answers, every correction given, then one adapter trained.
+    Closes `base`."""
+    try:
+        total = len(locality) + sum(len(i.corrections) for i in items)
+        before = {}
+        for n, loc in enumerate(locality, 1):
+            before[loc.id] = base.chat(loc.question, user=EDITOR).text
+            tick("locality baseline", n, total)
+        done = len(locality)
+        for item in items:
+            for correction in item.corrections:
+                reply = base.chat(item.question, user=EDITOR)
+                base.feedback(reply.id, correction=correction)
+                done += 1
+                tick("editing", done, total)
+        t0 = time.perf_counter()
+        result = base.train(user_scope(EDITOR), force=True, progress=tick)
+        train_s = time.perf_counter() - t0
+        version = result.version
+        if version is not None and version.status == "rejected":
+            base.store.set_live_adapter(version.scope, version.version)  # measured anyway; the verdict is reported
+    finally:
+        base.close()
+    return before, result, train_s
+
+
+def _prefixed(tick: Tick, name: str, total: int) -> Callable[[str, int], None]:
+    """`tick` for one path's questions: its name before what is being done, out of `total`."""
+
+    def report(what: str, k: int) -> None:
+        tick(f"{name}: {what}", k, total)
+
+    return report
+
+
+def _ask(
+    bot: Assistant,
+    items: list[EditItem],
+    locality: list[LocalityItem],
+    before: dict[str, str],
+    tick: Callable[[str, int], None],
+) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    local_rows: list[dict[str, Any]] = []
+    k = 0
     for item in items:
         final = item.answers[-1]
         reply = bot.chat(item.question, user=EDITOR)

@@ -40,8 +40,14 @@ def run(
             bot.close()
 
 
-def _run(bot: Assistant, items: list[EditItem], locality: list[LocalityItem], tick) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    ask = lambda q, user=EDITOR: bot.chat(q, user=user).text  # noqa: E731 — every question in a new session
+Tick = Callable[[str, int, int], None]  # (what, done, total)
+
+
+def _ask(bot: Assistant, question: str, user: str = EDITOR) -> str:
+    return bot.chat(question, user=user).text  # every question in a new session
+
+
+def _run(bot: Assistant, items: list[EditItem], locality: list[LocalityItem], tick: Tick) -> dict[str, Any]:
     total = len(locality) * 2 + sum(len(i.corrections) for i in items) + sum(3 + len(i.paraphrases) for i in items)
     done = 0
 
@@ -52,7 +58,7 @@ def _run(bot: Assistant, items: list[EditItem], locality: list[LocalityItem], ti
 
     before = {}
     for loc in locality:
-        before[loc.id] = ask(loc.question)
+        before[loc.id] = _ask(bot, loc.question)
         step("locality baseline")
     feedback_ms: list[float] = []
     for item in items:
@@ -65,38 +71,14 @@ def _run(bot: Assistant, items: list[EditItem], locality: list[LocalityItem], ti
     rows: list[dict[str, Any]] = []
     retrieval_ms: list[float] = []
     for item in items:
-        final, stale = item.answers[-1], item.answers[:-1]
         t0 = time.perf_counter()
         hits = bot.retriever.search(item.question, scopes_for(EDITOR), k=bot.settings.memory_k)
         bot.answers.find(item.question, scopes_for(EDITOR), hits)
         retrieval_ms.append((time.perf_counter() - t0) * 1000)
-        main = ask(item.question)
-        step("reliability")
-        paras = [ask(p) for p in item.paraphrases]
-        for _ in paras:
-            step("generalization")
-        leak_replies = [ask(item.question, OTHER), ask(item.paraphrases[0], OTHER)]
-        step("isolation")
-        step("isolation")
-        chain_ok = None
-        if stale:
-            replies = [main, *paras]
-            chain_ok = all(contains(r, final) and not any(contains(r, s) for s in stale) for r in replies)
-        rows.append(
-            {
-                "id": item.id,
-                "lang": item.lang,
-                "reliable": contains(main, final),
-                "general": [contains(p, final) for p in paras],
-                "chain_ok": chain_ok,
-                "leak": any(contains(r, a) for r in leak_replies for a in item.answers),
-                "reply": main,
-                "paraphrase_replies": paras,
-            }
-        )
-    local_rows = []
+        rows.append(_edit_row(bot, item, step))
+    local_rows: list[dict[str, Any]] = []
     for loc in locality:
-        after = ask(loc.question)
+        after = _ask(bot, loc.question)
         local_rows.append(
             {"id": loc.id, "lang": loc.lang, "same": after == before[loc.id], "before": before[loc.id], "after": after}
         )
@@ -104,7 +86,36 @@ def _run(bot: Assistant, items: list[EditItem], locality: list[LocalityItem], ti
     return summarize(rows, local_rows, feedback_ms, retrieval_ms)
 
 
-def summarize(rows, local_rows, feedback_ms, retrieval_ms) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _edit_row(bot: Assistant, item: EditItem, step: Callable[[str], None]) -> dict[str, Any]:
+    """One edit asked again: its question, its paraphrases, and as another user (isolation)."""
+    final, stale = item.answers[-1], item.answers[:-1]
+    main = _ask(bot, item.question)
+    step("reliability")
+    paras = [_ask(bot, p) for p in item.paraphrases]
+    for _ in paras:
+        step("generalization")
+    leak_replies = [_ask(bot, item.question, OTHER), _ask(bot, item.paraphrases[0], OTHER)]
+    step("isolation")
+    step("isolation")
+    chain_ok = None
+    if stale:
+        replies = [main, *paras]
+        chain_ok = all(contains(r, final) and not any(contains(r, s) for s in stale) for r in replies)
+    return {
+        "id": item.id,
+        "lang": item.lang,
+        "reliable": contains(main, final),
+        "general": [contains(p, final) for p in paras],
+        "chain_ok": chain_ok,
+        "leak": any(contains(r, a) for r in leak_replies for a in item.answers),
+        "reply": main,
+        "paraphrase_replies": paras,
+    }
+
+
+def summarize(
+    rows: list[dict[str, Any]], local_rows: list[dict[str, Any]], feedback_ms: list[float], retrieval_ms: list[float]
+) -> dict[str, Any]:
     def figures(lang: str | None) -> dict[str, Any]:
         rs = [r for r in rows if lang is None or r["lang"] == lang]
         ls = [r for r in local_rows if lang is None or r["lang"] == lang]

@@ -31,11 +31,12 @@ from dilm.editset import EditItem, contains, pct, read_jsonl
 from dilm.guard.contradiction import contradictions
 from dilm.learning import reward
 from dilm.learning.examples import examples
-from dilm.types import scopes_for
+from dilm.types import Reply, scopes_for
 
 EDITOR, OTHER, TUNER, QUIZZED = "editor", "other-user", "quiz-tuner", "quiz-taker"
 SAMPLES = 3  # sampled answers rated per tuning quiz question
 RERANK_N = 3  # candidates per question in the rerank measurement
+Step = Callable[[str], None]  # one unit of work done: what it was
 
 
 class Trap(BaseModel):
@@ -117,7 +118,7 @@ def run(
     return _summarize(policies, turns, rm)
 
 
-def _build_log(bot: Assistant, edits: list[EditItem], tuning: list[QuizItem], step) -> None:  # type: ignore[no-untyped-def]
+def _build_log(bot: Assistant, edits: list[EditItem], tuning: list[QuizItem], step: Step) -> None:
     for item in edits:
         for correction in item.corrections:
             r = bot.chat(item.question, user=EDITOR)
@@ -135,7 +136,7 @@ def _build_log(bot: Assistant, edits: list[EditItem], tuning: list[QuizItem], st
         step("log: rated answers")
 
 
-def _turn(bot: Assistant, text: str, user: str, session: str | None = None):  # type: ignore[no-untyped-def]
+def _turn(bot: Assistant, text: str, user: str, session: str | None = None) -> tuple[Reply, dict[str, Any]]:
     r = bot.chat(text, user=user, session=session)
     policy = r.checks.get("policy", {})
     raw = r.candidates[0].text if r.candidates else None
@@ -151,7 +152,9 @@ def _turn(bot: Assistant, text: str, user: str, session: str | None = None):  # 
     return r, row
 
 
-def _conversations(bot, edits, traps, held, step) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
+def _conversations(
+    bot: Assistant, edits: list[EditItem], traps: list[Trap], held: list[QuizItem], step: Step
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Every question a simulated user asks, as one row: whether the assistant asked back, whether the final
     answer was wrong (a correction the user would have to give), and whether an ask was needed."""
     rows: list[dict[str, Any]] = []
@@ -164,8 +167,8 @@ def _conversations(bot, edits, traps, held, step) -> tuple[dict[str, Any], list[
 
     for item in edits:
         final, stale = item.answers[-1], item.answers[:-1]
-        for q in (item.question, item.paraphrases[0]):
-            r, t = _turn(bot, q, EDITOR)
+        for question in (item.question, item.paraphrases[0]):
+            r, t = _turn(bot, question, EDITOR)
             wrong = not contains(r.text, final) or any(contains(r.text, s) for s in stale)
             record("edited fact", [t], wrong, needed=False)  # the user's own newest value: never worth a question
             step("edited facts")
@@ -250,7 +253,7 @@ def _reward_model(bot: Assistant) -> dict[str, Any]:
     return report
 
 
-def _rerank(bot: Assistant, held: list[QuizItem], step) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _rerank(bot: Assistant, held: list[QuizItem], step: Step) -> dict[str, Any]:
     """Held-out quiz questions with n sampled candidates: is the reward model's pick right more often than the
     first candidate, and what does scoring cost?"""
     first = chosen = anyone = 0

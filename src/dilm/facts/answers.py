@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dilm.facts.extract import USER, parse_question, render
+from dilm.store import Store
 from dilm.text import content_terms, is_cjk, language, mentions, normalize
 from dilm.types import Fact, Hit
 
@@ -37,7 +38,7 @@ def _relation_match(question_rel: str | None, fact_rel: str, question: str) -> b
 
 
 class AnswerFinder:
-    def __init__(self, store) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     def find(self, question: str, scopes: list[str], hits: list[Hit]) -> KnownAnswer | None:

@@ -435,7 +435,7 @@ _Q_ZH = [
 ]
 
 
-_VERB_NOUN = {
+_VERB_NOUN: dict[str, str] = {
     "founded": "founder",
     "created": "creator",
     "designed": "designer",
@@ -445,7 +445,7 @@ _VERB_NOUN = {
     "owns": "owner",
     "started": "founder",
 }
-_YEAR_OF = {
+_YEAR_OF: dict[str, str] = {
     "built": "construction year",
     "constructed": "construction year",
     "completed": "construction year",
@@ -457,7 +457,7 @@ _YEAR_OF = {
     "opened": "opening year",
     "born": "birth year",
 }
-_ADJ_NOUN = {
+_ADJ_NOUN: dict[str, str] = {
     "heavy": "weight",
     "old": "age",
     "tall": "height",
@@ -470,7 +470,12 @@ _ADJ_NOUN = {
     "fast": "speed",
     "large": "size",
 }
-_ZH_WHEN = {"开门": "opening time", "营业": "opening time", "关门": "closing time", "打烊": "closing time"}
+_ZH_WHEN: dict[str, str] = {
+    "开门": "opening time",
+    "营业": "opening time",
+    "关门": "closing time",
+    "打烊": "closing time",
+}
 _AUXILIARY = re.compile(r"\b(?:does|do|did|can|could|will|would|should|is|are|was|were|has|have)\b", re.I)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dilm.facts.extract import USER, canonical_relation, extract, render
+from dilm.store import FactStore
 from dilm.text import normalize
 from dilm.types import GLOBAL_SCOPE, Fact
 
@@ -20,7 +21,7 @@ class Contradiction:
         return f"said {self.said!r} but {f.subject} · {f.relation} · {f.object} ({f.scope})"
 
 
-def contradictions(store, scopes: list[str], answer: str) -> list[Contradiction]:  # type: ignore[no-untyped-def]
+def contradictions(store: FactStore, scopes: list[str], answer: str) -> list[Contradiction]:
     said = normalize(answer)
     out = []
     for t in extract(answer):

@@ -41,8 +41,8 @@ def corrected_answer(fb: LoggedFeedback) -> str:
     return fb.learned or clean_statement(fb.text or "") or (fb.text or "")
 
 
-def examples(  # type: ignore[no-untyped-def]
-    store, fmt: Format, user: str | None = None, after: int = 0, upto: int | None = None
+def examples(
+    store: LogStore, fmt: Format, user: str | None = None, after: int = 0, upto: int | None = None
 ) -> list[dict[str, Any]]:
     """Examples of one format from the feedback of `user` (None: everyone) inside the window."""
     logged = list(logged_feedback(store, user, after, upto))
@@ -101,7 +101,7 @@ def _thumb_pairs(logged: list[LoggedFeedback]) -> list[dict[str, Any]]:
     return out
 
 
-def export(store, fmt: Format, path: Path, user: str | None = None) -> int:  # type: ignore[no-untyped-def]
+def export(store: LogStore, fmt: Format, path: Path, user: str | None = None) -> int:
     """Write the examples as JSONL (written aside, then renamed: never a half-written file); returns the count."""
     rows = examples(store, fmt, user)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ either no version or a whole one; the live pointer only ever names complete, rec
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import fcntl
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from dilm.errors import AdapterCorruptError, InvalidInputError, StorageError, TrainingBusyError
 from dilm.models.base import AdapterRef
+from dilm.store import Store
 from dilm.types import GLOBAL_SCOPE, AdapterVersion
 
 ADAPTERS_DIR = "adapters"
@@ -66,7 +68,7 @@ def _fsync_dir(folder: Path) -> None:
 class Registry:
     """Versions of one data dir: publish, verify, activate, roll back, delete."""
 
-    def __init__(self, data_dir: Path, store) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, data_dir: Path, store: Store) -> None:
         self.data_dir = data_dir
         self.root = data_dir / ADAPTERS_DIR
         self.store = store
@@ -81,7 +83,7 @@ class Registry:
     def folder(self, a: AdapterVersion) -> Path:
         return self.data_dir / a.path
 
-    def live(self, scopes: list[str]) -> AdapterVersion | None:
+    def live(self, scopes: builtins.list[str]) -> AdapterVersion | None:  # `list` here is the method above
         return self.store.live_adapter(scopes)
 
     def verify(self, a: AdapterVersion) -> Path:

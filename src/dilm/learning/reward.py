@@ -126,7 +126,8 @@ def _fit(
 
 def split(pairs: list[Pair], held_out: float = 0.25) -> tuple[list[Pair], list[Pair]]:
     """A stable split by question, so no question is on both sides."""
-    train, test = [], []
+    train: list[Pair] = []
+    test: list[Pair] = []
     for p in pairs:
         h = int(hashlib.sha256(p.question.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
         (test if h < held_out else train).append(p)

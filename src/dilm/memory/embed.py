@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -20,10 +21,11 @@ class Embedder:
     dim = DIM
 
     def __init__(self) -> None:
-        self._model = None
+        self._model: Any = None  # a transformers BertModel once loaded
+        self.tokenizer: Any  # set by _load
         self._lock = threading.Lock()
 
-    def _load(self):  # type: ignore[no-untyped-def]
+    def _load(self) -> Any:
         """all-MiniLM-L6-v2 is BERT + mean pooling + L2 norm; transformers does it without the 4 s import of
         sentence-transformers, which matters for a CLI process that answers one question."""
         if self._model is None:

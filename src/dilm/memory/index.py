@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dilm.memory.embed import DIM
+from dilm.store import MemoryStore
 
 
 @dataclass
@@ -27,7 +28,7 @@ class _Shard:
 
 
 class VectorIndex:
-    def __init__(self, store) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, store: MemoryStore) -> None:
         self.store = store
         self._shards: dict[str, _Shard] = {}
         self._lock = threading.Lock()

@@ -16,13 +16,13 @@ import numpy as np
 
 from dilm.memory.embed import Embedder
 from dilm.memory.index import VectorIndex
+from dilm.store import MemoryStore
 from dilm.text import CJK_RUN, content_terms, is_cjk, language, mentions, normalize, terms
 from dilm.types import Hit
 
 RRF_K = 60
 _WORD = re.compile(r"[^\W_\u3400-\u9fff]+(?:[-'.][^\W_\u3400-\u9fff]+)*")
 _FIRST_PERSON = re.compile(r"\b(?:i|me|my|mine|myself)\b|我", re.I)
-
 
 
 def anchors(text: str, vocab: set[str] | None) -> set[str]:
@@ -43,7 +43,7 @@ def anchors(text: str, vocab: set[str] | None) -> set[str]:
 
 
 class Retriever:
-    def __init__(self, store, embedder: Embedder) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, store: MemoryStore, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
         self.index = VectorIndex(store)

@@ -11,6 +11,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dilm.errors import ModelNotFoundError
 
@@ -105,7 +106,8 @@ def _convert(gguf: Path, target: Path, source: dict[str, object]) -> None:
     os.environ["TQDM_DISABLE"] = "1"  # the GGUF reader draws its own bars; ours is the spinner
     with console.status(f"Converting the embedded model {gguf.name} once (about 20 s)…"):
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # Any: transformers types the model as an nn.Module, whose attributes only take tensors and modules.
+        model: Any = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         # The GGUF quantizer marker would make save_pretrained refuse / reloads expect GGUF.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):

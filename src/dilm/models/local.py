@@ -7,7 +7,9 @@ import logging
 import math
 import os
 import threading
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 from dilm.config import Decoding
 from dilm.errors import BackendError, GenerationCancelled, ModelNotFoundError
@@ -30,6 +32,9 @@ class LocalBackend:
             torch.set_num_threads(threads)
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()  # loading takes well under a second from safetensors
+        # transformers/peft/torch objects are Any: a PeftModel replaces the model once an adapter loads.
+        self.tokenizer: Any
+        self.model: Any
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
             self.model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
@@ -45,12 +50,12 @@ class LocalBackend:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._lock = threading.Lock()
-        self._torch = torch
+        self._torch: Any = torch
         self._adapters: list[str] = []  # loaded LoRA adapters, least recently used first
         self.fixed = False  # True: the model is used as it is (e.g. a model being trained), adapters ignored
 
     @classmethod
-    def from_model(cls, model, tokenizer, name: str, folder: Path) -> LocalBackend:  # type: ignore[no-untyped-def]
+    def from_model(cls, model: Any, tokenizer: Any, name: str, folder: Path) -> LocalBackend:
         """Wrap a model already in memory (e.g. one being trained) without loading anything."""
         import torch
 
@@ -63,7 +68,7 @@ class LocalBackend:
     # -- adapters ---------------------------------------------------------------------------------
     MAX_LOADED_ADAPTERS = 8
 
-    def _use_adapter(self, adapter: AdapterRef | None):  # type: ignore[no-untyped-def]
+    def _use_adapter(self, adapter: AdapterRef | None) -> AbstractContextManager[Any]:
         """Context in which the model answers with `adapter` (None: the base weights). Holds the lock."""
         import contextlib
 
@@ -132,53 +137,20 @@ class LocalBackend:
         adapter: AdapterRef | None = None,
     ) -> list[Candidate]:
         torch = self._torch
-        from transformers import (
-            LogitsProcessor,
-            LogitsProcessorList,
-            StoppingCriteria,
-            StoppingCriteriaList,
-            TextStreamer,
-        )
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         cancel = cancel or threading.Event()
-
-        class _Cancel(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):  # type: ignore[no-untyped-def]
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
-
-        class _LogProbs(LogitsProcessor):
-            """Log-probability of each chosen token, without keeping every step's full scores."""
-
-            def __init__(self) -> None:
-                self.prev = None
-                self.steps: list = []
-
-            def __call__(self, input_ids, scores):  # type: ignore[no-untyped-def]
-                if self.prev is not None:  # input_ids now ends with the token chosen from self.prev
-                    self.steps.append(self.prev.gather(1, input_ids[:, -1:]).squeeze(1))
-                self.prev = torch.log_softmax(scores.float(), dim=-1)
-                return scores
-
-            def table(self, sequences):  # type: ignore[no-untyped-def]
-                last = [self.prev.gather(1, sequences[:, -1:]).squeeze(1)] if self.prev is not None else []
-                return torch.stack(self.steps + last, dim=1) if self.steps or last else None
-
+        stop_on_cancel, logprobs_class = _hooks(torch, cancel)
         prompt = torch.tensor([self.encode_chat(messages)])
         kw = self.generation_kwargs(decoding)
         beam = decoding.strategy == "beam"
-        logprobs = None if beam else _LogProbs()
+        logprobs = None if beam else logprobs_class()
         if logprobs is not None:
             kw["logits_processor"] = LogitsProcessorList([logprobs])
         trimmer = None
-        streams = on_text is not None and decoding.n == 1 and decoding.strategy != "beam"
-        if streams:
-            trimmer = StopTrimmer(decoding.stop, on_text)  # type: ignore[arg-type]
-
-            class _Streamer(TextStreamer):
-                def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-                    trimmer.feed(text)  # type: ignore[union-attr]
-
-            kw["streamer"] = _Streamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        if on_text is not None and decoding.n == 1 and decoding.strategy != "beam":
+            trimmer = StopTrimmer(decoding.stop, on_text)
+            kw["streamer"] = self._streamer(trimmer)
         with self._lock:
             if decoding.seed is not None:
                 torch.manual_seed(decoding.seed)
@@ -187,7 +159,7 @@ class LocalBackend:
                     out = self.model.generate(
                         input_ids=prompt,
                         attention_mask=torch.ones_like(prompt),
-                        stopping_criteria=StoppingCriteriaList([_Cancel()]),
+                        stopping_criteria=StoppingCriteriaList([stop_on_cancel]),
                         output_scores=beam,  # beams need their indices; others use the cheap _LogProbs
                         return_dict_in_generate=True,
                         **kw,
@@ -204,7 +176,17 @@ class LocalBackend:
             on_text(candidates[0].text)
         return candidates
 
-    def _beam_scores(self, out):  # type: ignore[no-untyped-def]
+    def _streamer(self, trimmer: StopTrimmer) -> Any:
+        """A TextStreamer that feeds the decoded answer to `trimmer` as it is produced."""
+        from transformers import TextStreamer
+
+        class _Streamer(TextStreamer):
+            def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+                trimmer.feed(text)
+
+        return _Streamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+    def _beam_scores(self, out: Any) -> Any:
         try:
             return self.model.compute_transition_scores(
                 out.sequences, out.scores, getattr(out, "beam_indices", None), normalize_logits=True
@@ -212,7 +194,7 @@ class LocalBackend:
         except (RuntimeError, ValueError, IndexError):  # scores are a nicety, never a failure
             return None
 
-    def _candidates(self, seqs, scores, d: Decoding) -> list[Candidate]:  # type: ignore[no-untyped-def]
+    def _candidates(self, seqs: Any, scores: Any, d: Decoding) -> list[Candidate]:
         torch = self._torch
         eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
         pad = self.tokenizer.pad_token_id
@@ -239,6 +221,34 @@ class LocalBackend:
                     mean_lp = None if math.isnan(mean_lp) else mean_lp
             result.append(Candidate(text=text, completion_tokens=n_tokens, finish_reason=finish, mean_logprob=mean_lp))
         return result
+
+
+def _hooks(torch: Any, cancel: threading.Event) -> tuple[Any, type[Any]]:
+    """A stopping criterion that ends generation once `cancel` is set, and the log-probability recorder class."""
+    from transformers import LogitsProcessor, StoppingCriteria
+
+    class _Cancel(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+
+    class _LogProbs(LogitsProcessor):
+        """Log-probability of each chosen token, without keeping every step's full scores."""
+
+        def __init__(self) -> None:
+            self.prev: Any = None
+            self.steps: list[Any] = []
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            if self.prev is not None:  # input_ids now ends with the token chosen from self.prev
+                self.steps.append(self.prev.gather(1, input_ids[:, -1:]).squeeze(1))
+            self.prev = torch.log_softmax(scores.float(), dim=-1)
+            return scores
+
+        def table(self, sequences: Any) -> Any:
+            last = [self.prev.gather(1, sequences[:, -1:]).squeeze(1)] if self.prev is not None else []
+            return torch.stack(self.steps + last, dim=1) if self.steps or last else None
+
+    return _Cancel(), _LogProbs
 
 
 def _as_list(x: int | list[int] | None) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from dilm.config import Decoding
 from dilm.errors import BackendError, BackendUnavailableError, GenerationCancelled
@@ -39,8 +40,9 @@ class OpenAIBackend:
 
     def request(
         self, messages: list[ChatMessage], d: Decoding, stream: bool, model: str | None = None
-    ) -> dict[str, object]:
-        body: dict[str, object] = {
+    ) -> dict[str, Any]:
+        """Keyword arguments for `chat.completions.create`."""
+        body: dict[str, Any] = {
             "model": model or self.model_name,
             "messages": messages,
             "max_tokens": d.max_new_tokens,
@@ -76,11 +78,10 @@ class OpenAIBackend:
         oa = self._openai
         model = adapter.name if adapter is not None else None
         cancel = cancel or threading.Event()
-        streams = on_text is not None and decoding.n == 1
         try:
-            if streams:
-                return [self._stream(messages, decoding, on_text, cancel, model)]  # type: ignore[arg-type]
-            resp = self.client.chat.completions.create(**self.request(messages, decoding, False, model))  # type: ignore[arg-type]
+            if on_text is not None and decoding.n == 1:
+                return [self._stream(messages, decoding, on_text, cancel, model)]
+            resp = self.client.chat.completions.create(**self.request(messages, decoding, False, model))
         except oa.APIConnectionError as e:
             raise BackendUnavailableError(
                 f"cannot reach the model server at {self.base_url} ({e.__class__.__name__}): is it running?"
@@ -112,7 +113,7 @@ class OpenAIBackend:
         parts: list[str] = []
         finish = "stop"
         chunks = 0
-        stream = self.client.chat.completions.create(**self.request(messages, d, True, model))  # type: ignore[arg-type]
+        stream = self.client.chat.completions.create(**self.request(messages, d, True, model))
         with stream:
             for chunk in stream:
                 if cancel.is_set():

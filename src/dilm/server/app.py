@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
@@ -152,10 +152,7 @@ class FactIn(Body):
 
 _PROFILE_FIELDS: dict[str, Any] = {  # one field per profile key, with the values `dilm.profile.KEYS` allows
     "user": (UserName | None, None),
-    **{
-        key: ((Literal[allowed] if allowed else Short) | None, None)  # type: ignore[valid-type]
-        for key, allowed in profile_rules.KEYS.items()
-    },
+    **{key: ((Literal[allowed] if allowed else Short) | None, None) for key, allowed in profile_rules.KEYS.items()},
 }
 if TYPE_CHECKING:  # what the type checker needs to know of the model built below
 
@@ -341,12 +338,16 @@ class _Stream(StreamingResponse):
     """Closes its body generator when the response ends in any way, so a client that leaves mid-stream stops
     the generation at once (Starlette leaves the generator suspended when the send fails)."""
 
+    def __init__(self, content: AsyncGenerator[str, None], media_type: str) -> None:
+        super().__init__(content, media_type=media_type)
+        self._events = content  # the same object as body_iterator, typed as the generator it is
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
             with anyio.CancelScope(shield=True):
-                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+                await self._events.aclose()
 
 
 # -- who is asking ---------------------------------------------------------------------------------
@@ -525,12 +526,12 @@ def _chat_routes(app: FastAPI, bot: Assistant, metrics: Metrics, slots: anyio.Ca
 
 async def _events(
     stream: ReplyStream, chunk: dict[str, Any], usage: bool, slots: anyio.CapacityLimiter, metrics: Metrics
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """A streamed turn as server-sent events: one chunk per text delta, then the last one with dilm's extras."""
     done = object()
     # A slot is held on behalf of this stream, not of a task: the closing may run in another task.
     await slots.acquire_on_behalf_of(stream)
-    deltas = iter(stream)
+    deltas = _deltas(stream)
     try:
         while (delta := await anyio.to_thread.run_sync(next, deltas, done)) is not done:
             yield _sse({**chunk, "choices": [{"index": 0, "delta": {"content": delta}}]})
@@ -545,7 +546,7 @@ async def _events(
         if stream.reply is None:  # client gone (cancelled) or failed: stop generating, log nothing
             stream.cancel()
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(deltas.close)  # type: ignore[attr-defined]
+                await anyio.to_thread.run_sync(deltas.close)
         slots.release_on_behalf_of(stream)
     reply = stream.reply
     assert reply is not None  # the deltas ran out: the turn is done and logged
@@ -555,6 +556,12 @@ async def _events(
     if usage:  # as OpenAI does: one more chunk, no choices, the token counts
         yield _sse({**chunk, "choices": [], "usage": _usage(reply).model_dump()})
     yield "data: [DONE]\n\n"
+
+
+def _deltas(stream: ReplyStream) -> Generator[str, None, None]:
+    """The stream's text deltas; closing this generator closes the stream's own, which stops the generation
+    and waits for its worker."""
+    yield from stream
 
 
 def _feedback_routes(app: FastAPI, bot: Assistant, metrics: Metrics) -> None:

@@ -64,4 +64,4 @@ class Metrics:
                 metrics.requests.labels(method, path, str(status)).inc()
                 metrics.latency.labels(path).observe(time.perf_counter() - started)
 
-        return measured  # type: ignore[return-value]
+        return measured
