@@ -75,7 +75,7 @@ def _named(text: str) -> bool:
     return any(w[0].isdigit() or (w[0].isupper() and w != "I") for w in words[1:])
 
 
-def ambiguous_subjects(store, scopes: list[str], question: str) -> list[str]:  # type: ignore[no-untyped-def]
+def ambiguous_subjects(store: Store, scopes: list[str], question: str) -> list[str]:
     """Subjects of known facts whose relation the question asks about while naming none of them; two or more
     mean the question is ambiguous ("What's the hotline?" when Acme and Globex both have one)."""
     parsed = parse_question(question)
@@ -116,10 +116,10 @@ def _generic(subject: str, relation_terms: set[str]) -> bool:
     return not _named(f"x {s}")
 
 
-def conflict(store, user_scope: str, fact: Fact | None) -> dict[str, Any] | None:  # type: ignore[no-untyped-def]
+def conflict(store: Store, scope: str, fact: Fact | None) -> dict[str, Any] | None:
     """A genuine conflict about the fact a turn answers with: the user's value against global knowledge, or a
-    value the user went back to after changing it. None when there is none."""
-    if fact is None or fact.scope != user_scope or fact.subject == USER:
+    value the user went back to after changing it. `scope` is the user's scope. None when there is none."""
+    if fact is None or fact.scope != scope or fact.subject == USER:
         return None
     rel = canonical_relation(fact.relation)
     same_key = [f for f in store.facts([GLOBAL_SCOPE], subject=fact.subject) if canonical_relation(f.relation) == rel]
@@ -128,13 +128,13 @@ def conflict(store, user_scope: str, fact: Fact | None) -> dict[str, Any] | None
         return {"signal": "conflict", "fact": fact.id, "other": other[0].object, "other_scope": GLOBAL_SCOPE}
     history = [
         f
-        for f in store.facts([user_scope], subject=fact.subject, current_only=False)
+        for f in store.facts([scope], subject=fact.subject, current_only=False)
         if canonical_relation(f.relation) == rel and f.id != fact.id
     ]
     values = [normalize(f.object) for f in sorted(history, key=lambda f: f.recorded_at)]
     if normalize(fact.object) in values and any(v != normalize(fact.object) for v in values):
         between = next(f.object for f in reversed(history) if normalize(f.object) != normalize(fact.object))
-        return {"signal": "reverted", "fact": fact.id, "other": between, "other_scope": user_scope}
+        return {"signal": "reverted", "fact": fact.id, "other": between, "other_scope": scope}
     return None
 
 
@@ -241,7 +241,7 @@ def tune(outcomes: list[Outcome], budget: float, min_outcomes: int = 20, min_pre
 class Thresholds:
     """The hybrid policy's confidence threshold, re-tuned from the log when new feedback arrives."""
 
-    def __init__(self, store, budget: float) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, store: Store, budget: float) -> None:
         self.store = store
         self.budget = budget
         self._at: tuple[int, float] = (-1, 0.0)

@@ -23,6 +23,7 @@ from dilm.facts.answers import AnswerFinder
 from dilm.facts.api import Facts
 from dilm.facts.model_extract import extract_with_model
 from dilm.feedback import FeedbackRecorder, one_kind
+from dilm.guard.contradiction import Contradiction, contradictions
 from dilm.guard.rerank import Reranker
 from dilm.guard.rules import RulesFile
 from dilm.keys import Keys
@@ -42,8 +43,8 @@ from dilm.sessions import Sessions
 from dilm.stats import Stats
 from dilm.store import Store, open_store
 from dilm.training import Training
-from dilm.turn import Components, Turn, TurnRequest
-from dilm.types import FeedbackResult, Reply, new_id, user_scope
+from dilm.turn import Components, Retrieved, Turn, TurnRequest
+from dilm.types import FeedbackResult, Reply, new_id, scopes_for, user_scope
 from dilm.users import Users
 
 log = logging.getLogger(__name__)
@@ -256,6 +257,17 @@ class Assistant:
         edit_score = partial(edit_probe, system=self.settings.system_prompt, sample=sample) if sample else None
         scope = scope or user_scope(validate.user(user))
         return train(self.data_dir, self.settings, self.store, scope, progress, force, edit_score)
+
+    def recall(self, question: str, user: str | None = None) -> Retrieved:
+        """The retrieve stage of a turn alone, nothing generated or logged: the memories a turn by `user` would
+        use (best first, with scores) and the current fact that answers `question` (None if none)."""
+        question = validate.text(question, "question", self.settings.max_message_chars)
+        return self._turn.recall(question, scopes_for(user and validate.user(user)))
+
+    def contradictions(self, text: str, user: str | None = None) -> list[Contradiction]:
+        """Statements in `text` (an answer) that contradict the current facts `user` can read (theirs, then
+        global): what the guard repairs. Empty when there are none."""
+        return contradictions(self.store, scopes_for(user and validate.user(user)), text)
 
     def history(self, user: str | None = None, session: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Recent messages (oldest first), each with the feedback given on it."""

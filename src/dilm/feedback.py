@@ -19,17 +19,14 @@ def one_kind(
     rating: int | None, correction: str | None, supplement: str | None, preferred: str | None, comment: str | None
 ) -> tuple[FeedbackKind, Any]:
     """(kind, value) of the one kind of feedback given. Raises InvalidInputError for none or several."""
-    given: dict[FeedbackKind, Any] = {
-        k: v
-        for k, v in (
-            ("rating", rating),
-            ("correction", correction),
-            ("supplement", supplement),
-            ("preference", preferred),
-            ("comment", comment),
-        )
-        if v is not None
-    }
+    offered: list[tuple[FeedbackKind, Any]] = [
+        ("rating", rating),
+        ("correction", correction),
+        ("supplement", supplement),
+        ("preference", preferred),
+        ("comment", comment),
+    ]
+    given = {k: v for k, v in offered if v is not None}
     if len(given) != 1:
         raise InvalidInputError(
             "give exactly one of rating, correction, supplement, preferred or comment"

@@ -144,6 +144,8 @@ class Context:
 
 @dataclass
 class Retrieved:
+    """What the retrieve stage found: memories with their scores, and the known answer (a current fact)."""
+
     hits: list[Hit] = field(default_factory=list)
     known: KnownAnswer | None = None
 
@@ -308,11 +310,12 @@ class Turn:
         return outcome
 
     def retrieve(self, ctx: Context) -> Retrieved:
-        if not self.parts.settings.memory:
-            return Retrieved()
-        question = ctx.intent.question
-        hits = self.parts.retriever.search(question, ctx.scopes, k=self.parts.settings.memory_k)
-        return Retrieved(hits, self.parts.answers.find(question, ctx.scopes, hits))
+        return self.recall(ctx.intent.question, ctx.scopes) if self.parts.settings.memory else Retrieved()
+
+    def recall(self, question: str, scopes: list[str]) -> Retrieved:
+        """Memories for `question` (best first) and the current fact that answers it, if any."""
+        hits = self.parts.retriever.search(question, scopes, k=self.parts.settings.memory_k)
+        return Retrieved(hits, self.parts.answers.find(question, scopes, hits))
 
     def decide(self, ctx: Context, found: Retrieved) -> Ask | None:
         if found.known is not None:

@@ -85,7 +85,7 @@ def _edit_and_train(
         train_s = time.perf_counter() - t0
         version = result.version
         if version is not None and version.status == "rejected":
-            base.store.set_live_adapter(version.scope, version.version)  # measured anyway; the verdict is reported
+            base.adapters.activate(version.version, despite_gate=True)  # measured anyway; the verdict is reported
     finally:
         base.close()
     return before, result, train_s

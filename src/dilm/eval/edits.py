@@ -17,7 +17,6 @@ from typing import Any
 
 from dilm.assistant import Assistant
 from dilm.editset import EditItem, LocalityItem, contains, load, pct
-from dilm.types import scopes_for
 
 __all__ = ["EditItem", "LocalityItem", "contains", "dump", "load", "run", "summarize", "table_rows"]
 
@@ -72,8 +71,7 @@ def _run(bot: Assistant, items: list[EditItem], locality: list[LocalityItem], ti
     retrieval_ms: list[float] = []
     for item in items:
         t0 = time.perf_counter()
-        hits = bot.retriever.search(item.question, scopes_for(EDITOR), k=bot.settings.memory_k)
-        bot.answers.find(item.question, scopes_for(EDITOR), hits)
+        bot.recall(item.question, user=EDITOR)
         retrieval_ms.append((time.perf_counter() - t0) * 1000)
         rows.append(_edit_row(bot, item, step))
     local_rows: list[dict[str, Any]] = []

@@ -28,10 +28,8 @@ from pydantic import BaseModel, Field
 from dilm.asking import MODES
 from dilm.assistant import Assistant
 from dilm.editset import EditItem, contains, pct, read_jsonl
-from dilm.guard.contradiction import contradictions
 from dilm.learning import reward
-from dilm.learning.examples import examples
-from dilm.types import Reply, scopes_for
+from dilm.types import Reply
 
 EDITOR, OTHER, TUNER, QUIZZED = "editor", "other-user", "quiz-tuner", "quiz-taker"
 SAMPLES = 3  # sampled answers rated per tuning quiz question
@@ -140,14 +138,13 @@ def _turn(bot: Assistant, text: str, user: str, session: str | None = None) -> t
     r = bot.chat(text, user=user, session=session)
     policy = r.checks.get("policy", {})
     raw = r.candidates[0].text if r.candidates else None
-    scopes = scopes_for(user)
     row = {
         "asked": policy.get("action") == "ask",
         "signal": policy.get("signal"),
         "generate_ms": r.checks.get("generate_ms"),
         "guard_ms": r.checks.get("guard_ms"),
-        "contradicts_before": bool(raw and contradictions(bot.store, scopes, raw)),
-        "contradicts_after": bool(contradictions(bot.store, scopes, r.text)) if raw is not None else False,
+        "contradicts_before": bool(raw and bot.contradictions(raw, user)),
+        "contradicts_after": bool(bot.contradictions(r.text, user)) if raw is not None else False,
     }
     return r, row
 
@@ -245,7 +242,7 @@ def _reward_model(bot: Assistant) -> dict[str, Any]:
     result = bot.train(scope=reward.REWARD_SCOPE, force=True)
     report = dict(result.report)
     if result.version is not None:
-        pairs = reward.pairs_from(examples(bot.store, "reward"))
+        pairs = reward.pairs_from(bot.training.examples("reward"))
         _, test = reward.split(pairs)
         report["shorter_wins"] = sum(len(p.chosen) < len(p.rejected) for p in test) / len(test) if test else None
         report["version"] = result.version.version

@@ -157,12 +157,14 @@ class Registry:
         return self.store.adapter(version)
 
     # -- changing what is live --------------------------------------------------------------------
-    def activate(self, version: str) -> AdapterVersion:
+    def activate(self, version: str, *, despite_gate: bool = False) -> AdapterVersion:
+        """Make `version` live for its scope. Raises InvalidInputError (deleted, or rejected by the gate unless
+        `despite_gate`: for evaluating a rejected version, e.g. `dilm eval adapters`) or AdapterCorruptError."""
         a = self.get(version)
         if a.deleted_at:
             raise InvalidInputError(f"adapter {version} was deleted")
         self.verify(a)
-        if a.status != "accepted":
+        if a.status != "accepted" and not despite_gate:
             raise InvalidInputError(
                 f"adapter {version} was rejected by the regression gate ({_why(a)}); it can be inspected, not activated"
             )

@@ -170,16 +170,7 @@ class MemoryWriter:
         learned = Learned(
             memories=[wrote.memory] if wrote.created else [], facts=wrote.facts, superseded=wrote.superseded
         )
-        if not wrote.created:
-            learned.effects.append(f"already remembered as {wrote.memory.id}")
-        for m in learned.memories:
-            learned.effects.append(f"remembered {m.id}: {m.text}")
-        for f in learned.facts:
-            learned.effects.append(f"fact {f.id}: ({f.subject}; {f.relation}; {f.object})")
-        for f in learned.superseded:
-            learned.effects.append(f"superseded fact {f.id}: ({f.subject}; {f.relation}; {f.object})")
-        for mid in wrote.superseded_memories:
-            learned.effects.append(f"superseded memory {mid}")
+        learned.effects = _effects(learned, wrote.memory.id, wrote.superseded_memories)
         self._consensus(learned)
         return learned
 
@@ -215,6 +206,15 @@ class MemoryWriter:
                 stored, _ = self.store.add_fact(promoted)
                 if stored.id == promoted.id:
                     learned.effects.append(f"promoted to global by consensus of {len(users)} users: {stored.id}")
+
+
+def _effects(learned: Learned, memory_id: str, superseded_memories: list[str]) -> list[str]:
+    """What a write did, one line each, for `FeedbackResult.effects` and the turn's trace."""
+    out = [] if learned.memories else [f"already remembered as {memory_id}"]
+    out += [f"remembered {m.id}: {m.text}" for m in learned.memories]
+    out += [f"fact {f.id}: ({f.subject}; {f.relation}; {f.object})" for f in learned.facts]
+    out += [f"superseded fact {f.id}: ({f.subject}; {f.relation}; {f.object})" for f in learned.superseded]
+    return out + [f"superseded memory {mid}" for mid in superseded_memories]
 
 
 def _is_bare_value(text: str) -> bool:
