@@ -343,6 +343,19 @@ def test_decoding_defaults_merge_and_remove(store: Store) -> None:
     assert store.user_decoding("ann") == {"stop": ["\n"], "top_p": 0.9} and store.user_decoding("ben") == {}
 
 
+def test_a_decoding_check_that_fails_rolls_the_update_back(store: Store) -> None:
+    store.update_user_decoding("ann", {"strategy": "greedy"})
+
+    def check(saved: dict[str, object]) -> None:
+        if saved.get("strategy") == "greedy" and saved.get("n", 1) != 1:
+            raise ValueError("n > 1 needs beam or sampling")
+
+    with pytest.raises(ValueError):
+        store.update_user_decoding("ann", {"n": 4}, check=check)
+    assert store.user_decoding("ann") == {"strategy": "greedy"}  # nothing of the failed update was saved
+    assert store.update_user_decoding("ann", {"strategy": "sample", "n": 4}, check=check)["n"] == 4
+
+
 def test_profile_updates_run_on_the_current_profile(store: Store) -> None:
     assert store.profile("ann") == {}
     store.update_profile("ann", lambda p: {**p, "language": "zh", "avoid": "香菜"})

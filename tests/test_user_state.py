@@ -6,6 +6,7 @@ must hold both writes. No wall-clock deadlines: the threads only wait on each ot
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import TypeVar
 import pytest
 
 from dilm import Assistant
+from dilm.errors import InvalidInputError
 
 ROUNDS = 60
 USER = "amy"
@@ -104,3 +106,20 @@ def test_banned_terms_stated_at_once_add_up(bot: Assistant) -> None:
         lambda i: set(bot.profiles.get(USER)["avoid"].split(", ")),
     )
     assert seen == [{f"apple{j}" for j in range(i + 1)} | {f"苹果{j}" for j in range(i + 1)} for i in range(rounds)]
+
+
+def test_decoding_changes_at_once_never_save_an_invalid_combination(bot: Assistant) -> None:
+    """n=4 (fine with sampling) and strategy=greedy (fine with n=1), set at the same moment: one must be refused,
+    and what is saved must still be a valid whole (else every later turn of the user would fail)."""
+    def attempt(**values: object) -> None:
+        with contextlib.suppress(InvalidInputError):  # the second of the two is the invalid combination
+            bot.set_user_decoding(USER, **values)
+
+    def state(i: int) -> tuple[str, int]:
+        d = bot.decoding_for(USER)  # raises if an invalid combination was saved
+        bot.set_user_decoding(USER, strategy="sample", n=1)  # the next round starts valid again
+        return d.strategy, d.n
+
+    bot.set_user_decoding(USER, strategy="sample", n=1)
+    seen = race(ROUNDS, lambda i: attempt(n=4), lambda i: attempt(strategy="greedy"), state)
+    assert all(s in (("sample", 4), ("greedy", 1)) for s in seen)

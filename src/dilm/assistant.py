@@ -155,7 +155,7 @@ class Assistant:
         `adapter`: answer with this adapter version (one of the user's or a global one; "base": none) instead of
         the live one, which is otherwise routed per question. Raises InvalidInputError (bad text, user, decoding
         or adapter), SessionNotFoundError, AdapterNotFoundError, ContextOverflowError or BackendError."""
-        req = self._request(text, user, session, decoding, adapter, decoding_overrides)
+        req = self._request(text, user, session, decoding, adapter, decoding_overrides, pin_first=True)
         with self.users.active(req.user):
             return self._turn.run(req)
 
@@ -190,11 +190,16 @@ class Assistant:
         decoding: Decoding | dict[str, Any] | None,
         adapter: str | None,
         overrides: dict[str, Any],
+        pin_first: bool = False,
     ) -> TurnRequest:
-        """A turn's inputs, checked before it starts."""
+        """A turn's inputs, checked before it starts (chat checks the adapter before the text, stream after)."""
         d = self.decoding_for(user, decoding, overrides)
         user = validate.user(user)
-        text = validate.text(text, "message", self.settings.max_message_chars)
+        limit = self.settings.max_message_chars
+        if pin_first:
+            pinned = self.chooser.pin(user, adapter)
+            return TurnRequest(validate.text(text, "message", limit), user, session, d, pinned)
+        text = validate.text(text, "message", limit)
         return TurnRequest(text, user, session, d, self.chooser.pin(user, adapter))
 
     def decoding_for(
@@ -209,9 +214,9 @@ class Assistant:
     def set_user_decoding(self, user: str, **values: Any) -> Decoding:
         """Save decoding defaults for one user (validated first); None values remove a saved setting."""
         user = validate.user(user)
-        current = self.store.user_decoding(user)
-        self.settings.decoding.merged({k: v for k, v in {**current, **values}.items() if v is not None})
-        return self.settings.decoding.merged(self.store.update_user_decoding(user, values))
+        # Validated as a whole inside the write: two concurrent changes can never save an invalid combination.
+        saved = self.store.update_user_decoding(user, values, check=self.settings.decoding.merged)
+        return self.settings.decoding.merged(saved)
 
     # -- one piece of feedback --------------------------------------------------------------------
     def feedback(

@@ -102,6 +102,8 @@ class FeedbackRecorder:
     def _confirm(self, msg: Message, learned: Learned) -> str | None:
         """A confirmation question when a correction contradicts global knowledge (active and hybrid)."""
         mode = self.asker.mode(self.profiles.get(msg.user_id))
+        if mode == "passive":
+            return None
         parent = self.store.message(msg.parent_id) if msg.parent_id else None
         lang = language(parent.content if parent else msg.content)
         return self.asker.after_correction(msg.user_id, learned.facts, msg.id, mode, lang)

@@ -88,11 +88,15 @@ class TurnTrace:
     history_dropped: int | None = None
     ttft_ms: float | None = None
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    pinned_adapter: str | None = None  # the version (or "base") the request pinned
 
     CHECKS = ("known_answer", "effects", "model_text", "adapter", "guard", "policy", "generate_ms", "guard_ms")
+    ALWAYS = ("citations", "candidates", "ttft_ms")  # in every turn's meta, null or not
+    GENERATED = ("finish_reason", "mean_logprob", "history_dropped")  # in every generated answer's meta
 
     def meta(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        keep = set(self.ALWAYS) | (set(self.GENERATED) if self.history_dropped is not None else set())
+        return {k: v for k, v in asdict(self).items() if v is not None or k in keep}
 
     def checks(self) -> dict[str, Any]:
         meta = self.meta()
@@ -203,7 +207,7 @@ class Turn:
         backend = self.parts.backend()  # loaded (once) before the clock starts
         started = time.perf_counter()
         ctx = self.classify(req)
-        trace, emit = TurnTrace(), Emitter(req.on_text)
+        trace, emit = TurnTrace(pinned_adapter=req.adapter), Emitter(req.on_text)
         if ctx.intent.clarified:
             trace.policy = {"action": "answer", "clarified": ctx.intent.clarified}
         if ctx.intent.kind == "question":

@@ -19,8 +19,9 @@ class Facts:
         """Facts that hold now, from the user's scope and global knowledge."""
         return self.store.facts(scopes_for(user and validate.user(user)), subject=subject)
 
-    def history(self, subject: str, user: str | None = None) -> list[Fact]:
-        """Every fact ever recorded about `subject`, superseded and retracted ones included, oldest first."""
+    def history(self, subject: str | None, user: str | None = None) -> list[Fact]:
+        """Every fact ever recorded about `subject` (None: every subject), superseded and retracted ones included,
+        oldest first."""
         facts = self.store.facts(scopes_for(user and validate.user(user)), subject=subject, current_only=False)
         return sorted(facts, key=lambda f: f.recorded_at)
 
@@ -47,6 +48,7 @@ class Facts:
         return stored
 
     def retract(self, fact_id: str, user: str | None = None) -> Fact:
-        """End a fact now (its invalid time is set; it stays in the history)."""
+        """Retract a fact: its record is expired now (`expired_at`), it stays in the history. Raises
+        FactNotFoundError when the fact is not in the user's (or, for None, the global) scope."""
         scopes = [user_scope(validate.user(user))] if user else [GLOBAL_SCOPE]
         return self.store.retract_fact(fact_id, scopes)

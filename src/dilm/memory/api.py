@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dilm import validate
+from dilm.errors import InvalidInputError
 from dilm.memory.retrieve import Retriever
 from dilm.memory.writer import MemoryWriter
 from dilm.store import Store
@@ -62,5 +63,6 @@ class Memories:
         if learned.memories:
             return learned.memories[0]
         found = self.store.duplicate_memory(GLOBAL_SCOPE, mem.text)
-        assert found is not None  # the statement was already remembered globally
+        if found is None:  # flagged text is never promoted, and nothing else leaves no memory behind
+            raise InvalidInputError(f"memory {memory_id} cannot become global knowledge: {learned.effects}")
         return found

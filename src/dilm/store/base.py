@@ -284,8 +284,12 @@ class UserStore(Protocol):
         """The user's saved decoding defaults ({} when none)."""
         ...
 
-    def update_user_decoding(self, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        """Merge `changes` into the saved defaults (a None value removes the key); returns what is saved."""
+    def update_user_decoding(
+        self, user_id: str, changes: dict[str, Any], check: Callable[[dict[str, Any]], object] | None = None
+    ) -> dict[str, Any]:
+        """Merge `changes` into the saved defaults (a None value removes the key) in one transaction; `check`
+        runs on the merged result inside it, and an exception from it rolls the update back (and propagates).
+        Returns what is saved."""
         ...
 
     def profile(self, user_id: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from dilm.store.sqlite import rows
 from dilm.store.sqlite.connection import SQLiteBase
-from dilm.text import normalize, terms
+from dilm.text import terms
 from dilm.types import Fact, LearnedWrite, Memory
 
 
@@ -35,12 +35,8 @@ class LearnedMixin(SQLiteBase):
             question = memory.metadata.get("question")
             if question and memory.kind == "correction":
                 # A new correction of the same question replaces the previous correction of it.
-                found = db.execute(
-                    """SELECT id FROM memories WHERE scope = ? AND question_key = ? AND kind = 'correction'
-                       AND superseded_by IS NULL""",
-                    (memory.scope, normalize(question)),
-                ).fetchall()
-                replaced.update(r[0] for r in found if r[0] != out.memory.id)
+                found = rows.memories_for_question(db, memory.scope, question, "correction")
+                replaced.update(m for m in found if m != out.memory.id)
             out.superseded_memories = sorted(replaced)
             _supersede_memories(db, out, memory.created_at)
         return out

@@ -28,11 +28,8 @@ class MemoriesMixin(SQLiteBase):
         return [a for r in found if (a := json.loads(r[0]).get("answer"))]
 
     def memories_for_question(self, scope: str, question: str, kind: str) -> list[str]:
-        found = self._all(
-            "SELECT id FROM memories WHERE scope = ? AND question_key = ? AND kind = ? AND superseded_by IS NULL",
-            (scope, normalize(question), kind),
-        )
-        return [r[0] for r in found]
+        with self._lock:
+            return rows.memories_for_question(self._db, scope, question, kind)
 
     def scope_rev(self, scope: str) -> int:
         with self._lock:

@@ -86,6 +86,15 @@ def insert_memory(db: sqlite3.Connection, m: Memory, key: str, embedding: bytes,
     bump(db, m.scope)
 
 
+def memories_for_question(db: sqlite3.Connection, scope: str, question: str, kind: str) -> list[str]:
+    """Ids of the current memories of `kind` learned about `question` in `scope`."""
+    found = db.execute(
+        "SELECT id FROM memories WHERE scope = ? AND question_key = ? AND kind = ? AND superseded_by IS NULL",
+        (scope, normalize(question), kind),
+    )
+    return [r[0] for r in found.fetchall()]
+
+
 def duplicate_memory(db: sqlite3.Connection, scope: str, text: str) -> Memory | None:
     row = db.execute(
         f"SELECT {MEMORY_COLS} FROM memories WHERE scope = ? AND text_key = ? AND superseded_by IS NULL",

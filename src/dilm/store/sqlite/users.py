@@ -23,12 +23,17 @@ class UserStateMixin(SQLiteBase):
         with self._lock:
             return _decoding(self._db, user_id)
 
-    def update_user_decoding(self, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    def update_user_decoding(
+        self, user_id: str, changes: dict[str, Any], check: Callable[[dict[str, Any]], object] | None = None
+    ) -> dict[str, Any]:
         with self._tx() as db:
             rows.ensure_user(db, user_id)
             for key, value in changes.items():
                 _put(db, "user_decoding", user_id, key, None if value is None else json.dumps(value))
-            return _decoding(db, user_id)
+            saved = _decoding(db, user_id)
+            if check is not None:
+                check(saved)  # raising rolls the whole update back
+            return saved
 
     # -- profile ----------------------------------------------------------------------------------
     def profile(self, user_id: str) -> dict[str, str]:
