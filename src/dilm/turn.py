@@ -44,6 +44,7 @@ from dilm.text import language
 from dilm.types import (
     AdapterVersion,
     Candidate,
+    FeedbackKind,
     Hit,
     Message,
     Reply,
@@ -264,7 +265,7 @@ class Turn:
         trace.policy = {"action": "resolved", "kind": "unsure", "message": message}
         return "谢谢，我已更正。" if lang == "zh" else "Thanks, I have corrected it."
 
-    def _feedback(self, message_id: str, kind: Any, value: Any) -> list[str]:
+    def _feedback(self, message_id: str, kind: FeedbackKind, value: Any) -> list[str]:
         msg = self.parts.store.message(message_id)
         return self.parts.feedback.record(msg, kind, value, None, None).effects
 
