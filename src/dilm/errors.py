@@ -65,9 +65,16 @@ class StorageError(DilmError):
 
 
 class ModelNotFoundError(DilmError):
-    """The model (bundled package or folder) cannot be found."""
+    """The model (catalogue name, added GGUF, file or folder) cannot be found or is not installed."""
 
     code = "model_not_found"
+    status = 500
+
+
+class ModelIntegrityError(DilmError):
+    """A model file's bytes do not match the size and sha256 its catalogue entry records (tampered, truncated)."""
+
+    code = "model_integrity"
     status = 500
 
 

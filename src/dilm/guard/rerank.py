@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dilm.errors import DilmError
-from dilm.models.bundled import resolve_model_dir
+from dilm.models.catalogue import resolve_model_dir
 from dilm.models.hf import quiet
 from dilm.types import AdapterVersion, Candidate
 

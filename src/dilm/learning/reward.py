@@ -29,7 +29,7 @@ from dilm.learning.jobs import TrainResult
 from dilm.learning.registry import Registry
 from dilm.learning.trainers import Progress
 from dilm.models import DEFAULT_MODEL
-from dilm.models.bundled import resolve_model_dir
+from dilm.models.catalogue import resolve_model_dir
 from dilm.store import Store
 from dilm.types import AdapterVersion
 

@@ -23,7 +23,7 @@ from dilm.learning.jobs import TrainResult
 from dilm.learning.registry import Registry
 from dilm.learning.routing import Router
 from dilm.memory.embed import shared_embedder
-from dilm.models.bundled import resolve_model_dir
+from dilm.models.catalogue import resolve_model_dir
 from dilm.store import Store
 from dilm.text import normalize
 from dilm.types import GLOBAL_SCOPE, AdapterVersion
