@@ -1,32 +1,87 @@
-"""Generation overhead: `Assistant.chat` (streamed) vs a bare `model.generate` on the same prompt and model.
+"""Generation speed, side by side in one run on the same prompt and the same GGUF file:
 
-    python benchmarks/generation.py [--runs 5] [--max-new-tokens 64]
+1. dilm's llama.cpp path (`Assistant.stream`: retrieval, prompt, guard, log) vs bare xllamacpp (goal >= 0.95);
+2. the same model on the old transformers path (de-quantized fp32 `model.generate`; expect llama.cpp >= 5x);
+3. 1 / 4 / 8 concurrent streams through `Assistant.chat`: aggregate tokens/s must rise with concurrency;
+4. time to first token, peak RSS.
 
-Prints tokens/s and time-to-first-token for both, and their ratio (goal: >= 0.95), then writes
-benchmarks/results/generation.json.
+    python benchmarks/generation.py [--model qwen2.5-coder-1.5b] [--runs 5] [--max-new-tokens 64]
+                                    [--concurrency 1,4,8] [--transformers-runs 1] [--threads N]
+
+Writes benchmarks/results/generation-<model>.json. Run it on an idle machine: it measures time.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
-import torch
 from rich.console import Console
 from rich.table import Table
-from transformers import TextStreamer
 
 from dilm import Assistant
+from dilm.config import Settings
+from dilm.models.catalogue import DEFAULT_MODEL, gguf_path
+from dilm.models.llamacpp import LlamaCppBackend
 
 PROMPT = "Explain in a few sentences why the sky is blue."
+PROMPTS = [  # one per concurrent user: different prompts, as real users send
+    PROMPT,
+    "Write a short paragraph about the history of tea.",
+    "Describe how a bicycle works.",
+    "用几句话解释为什么天空是蓝色的。",
+    "What are the benefits of regular exercise?",
+    "介绍一下长城的历史。",
+    "Explain what a database index is.",
+    "Give three tips for learning a new language.",
+]
+
+Run = tuple[float, float, int]  # (seconds, seconds to the first text, new tokens)
 
 
-def bare_run(backend, messages, max_new_tokens: int) -> tuple[float, float, int]:
-    """(seconds, ttft seconds, new tokens) for plain model.generate with a streamer to time the first text."""
+def bare_run(server: Any, messages: list[dict[str, str]], max_new_tokens: int) -> Run:
+    """One greedy streamed chat completion straight on an xllamacpp server."""
+    first: list[float] = []
+    tokens = [0]
+
+    def on_chunk(chunk: dict[str, Any]) -> None:
+        for choice in chunk.get("choices", []):
+            if (choice.get("delta") or {}).get("content"):
+                tokens[0] += 1
+                if not first:
+                    first.append(time.perf_counter())
+
+    req = {"messages": messages, "max_tokens": max_new_tokens, "stream": True, "temperature": 0.0, "top_k": 1}
+    start = time.perf_counter()
+    server.handle_chat_completions(req, on_chunk)
+    elapsed = time.perf_counter() - start
+    return elapsed, (first[0] if first else time.perf_counter()) - start, tokens[0]
+
+
+def dilm_run(bot: Assistant, max_new_tokens: int, prompt: str = PROMPT, user: str = "bench") -> Run:
+    start = time.perf_counter()
+    first = None
+    stream = bot.stream(prompt, user=user, max_new_tokens=max_new_tokens)
+    for _ in stream:
+        if first is None:
+            first = time.perf_counter()
+    elapsed = time.perf_counter() - start
+    assert stream.reply is not None
+    return elapsed, (first or time.perf_counter()) - start, stream.reply.completion_tokens
+
+
+def transformers_run(backend: Any, messages: list[dict[str, str]], max_new_tokens: int) -> Run:
+    """The old path: de-quantized fp32 weights, `model.generate` with a streamer timing the first text."""
+    import torch
+    from transformers import TextStreamer
+
     first: list[float] = []
 
     class Timer(TextStreamer):
@@ -46,60 +101,139 @@ def bare_run(backend, messages, max_new_tokens: int) -> tuple[float, float, int]
             streamer=Timer(backend.tokenizer, skip_prompt=True, skip_special_tokens=True),
         )
     elapsed = time.perf_counter() - start
-    return elapsed, (first[0] - start) if first else elapsed, out.shape[1] - ids.shape[1]
+    return elapsed, (first[0] if first else elapsed), out.shape[1] - ids.shape[1]
 
 
-def dilm_run(bot: Assistant, max_new_tokens: int) -> tuple[float, float, int]:
+def concurrent(bot: Assistant, n: int, max_new_tokens: int) -> dict[str, float]:
+    """n users streaming at once: aggregate tokens/s, median per-stream tokens/s and TTFT."""
+    runs: list[Run] = []
+    lock = threading.Lock()
+
+    def user(i: int) -> None:
+        r = dilm_run(bot, max_new_tokens, PROMPTS[i % len(PROMPTS)], user=f"load{i}")
+        with lock:
+            runs.append(r)
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(n)]
     start = time.perf_counter()
-    first = None
-    stream = bot.stream(PROMPT, user="bench", max_new_tokens=max_new_tokens)
-    for _ in stream:
-        if first is None:
-            first = time.perf_counter()
-    elapsed = time.perf_counter() - start
-    assert stream.reply is not None
-    return elapsed, (first or time.perf_counter()) - start, stream.reply.completion_tokens
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    return {
+        "streams": n,
+        "aggregate_tokens_per_s": sum(r[2] for r in runs) / wall,
+        "per_stream_tokens_per_s": statistics.median(r[2] / r[0] for r in runs),
+        "ttft_ms": statistics.median(r[1] * 1000 for r in runs),
+    }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    args = ap.parse_args()
-    console = Console()
-    with tempfile.TemporaryDirectory() as tmp, Assistant.open(tmp) as bot:
+def summarize(runs: list[Run]) -> dict[str, float]:
+    return {
+        "tokens_per_s": statistics.median(n / s for s, _, n in runs),
+        "ttft_ms": statistics.median(t * 1000 for _, t, _ in runs),
+        "seconds": statistics.median(s for s, _, _ in runs),
+        "tokens": statistics.median(n for _, _, n in runs),
+    }
+
+
+def rss_mb() -> float:
+    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def llama_phase(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    """dilm vs bare xllamacpp, interleaved, then the concurrency sweep; both on the same GGUF."""
+    import xllamacpp as xlc
+
+    with tempfile.TemporaryDirectory() as tmp, Assistant.open(tmp, model=args.model, threads=args.threads) as bot:
         backend = bot.backend
+        assert isinstance(backend, LlamaCppBackend), "the model must run on llama.cpp"
+        p = xlc.CommonParams()  # the bare engine gets exactly dilm's engine settings
+        p.model.path, p.n_parallel = str(backend.gguf), backend.parallel
+        p.n_ctx = backend.context_window * backend.parallel
+        p.cpuparams.n_threads = p.cpuparams_batch.n_threads = backend.threads
+        p.verbosity, p.hostnames = 0, [f"{tmp}/bare.sock"]
+        server = xlc.Server(p)
         messages = [{"role": "system", "content": bot.settings.system_prompt}, {"role": "user", "content": PROMPT}]
-        bare_run(backend, messages, 8)  # warm-up both paths
+        bare_run(server, messages, 8)  # warm-up both paths
         dilm_run(bot, 8)
-        rows: dict[str, list[tuple[float, float, int]]] = {"bare model.generate": [], "Assistant.chat": []}
+        rows: dict[str, list[Run]] = {"bare xllamacpp": [], "dilm (Assistant.stream)": []}
         for _ in range(args.runs):  # interleaved, so drift in machine load hits both alike
-            rows["bare model.generate"].append(bare_run(backend, messages, args.max_new_tokens))
-            rows["Assistant.chat"].append(dilm_run(bot, args.max_new_tokens))
-        model = backend.model_name
-    stats = {}
-    for name, runs in rows.items():
-        stats[name] = {
-            "tokens_per_s": statistics.median(n / s for s, _, n in runs),
-            "ttft_ms": statistics.median(t * 1000 for _, t, _ in runs),
-            "seconds": statistics.median(s for s, _, _ in runs),
-            "tokens": statistics.median(n for _, _, n in runs),
-        }
-    bare, ours = stats["bare model.generate"], stats["Assistant.chat"]
+            rows["bare xllamacpp"].append(bare_run(server, messages, args.max_new_tokens))
+            rows["dilm (Assistant.stream)"].append(dilm_run(bot, args.max_new_tokens))
+        del server
+        console.print(f"[dim]llama.cpp: {backend.threads} thread(s), {backend.parallel} slots[/dim]")
+        sweep = [concurrent(bot, n, args.max_new_tokens) for n in args.concurrency]
+        return {"rows": rows, "sweep": sweep, "threads": backend.threads, "rss_mb": rss_mb()}
+
+
+def transformers_phase(args: argparse.Namespace) -> list[Run]:
+    from dilm.models.catalogue import resolve_model_dir
+    from dilm.models.local import LocalBackend
+
+    settings = Settings.load(None, model=args.model)
+    name, folder = resolve_model_dir(args.model, settings.resolved_cache_dir())
+    backend = LocalBackend(folder, name, threads=args.threads)
+    messages = [{"role": "system", "content": settings.system_prompt}, {"role": "user", "content": PROMPT}]
+    transformers_run(backend, messages, 4)
+    return [transformers_run(backend, messages, args.max_new_tokens) for _ in range(args.transformers_runs)]
+
+
+def report(args: argparse.Namespace, console: Console, llama: dict[str, Any], tf: list[Run]) -> dict[str, Any]:
+    stats = {name: summarize(runs) for name, runs in llama["rows"].items()}
+    if tf:
+        stats["transformers fp32 (old path)"] = summarize(tf)
+    bare, ours = stats["bare xllamacpp"], stats["dilm (Assistant.stream)"]
     ratio = ours["tokens_per_s"] / bare["tokens_per_s"]
-    table = Table(title=f"generation on {model}, greedy, {args.max_new_tokens} new tokens, median of {args.runs}")
+    table = Table(title=f"{args.model}, greedy, {args.max_new_tokens} new tokens, median of {args.runs}")
     for col in ("path", "tokens/s", "TTFT ms", "seconds", "tokens"):
         table.add_column(col, justify="right")
     for name, s in stats.items():
         table.add_row(
             name, f"{s['tokens_per_s']:.1f}", f"{s['ttft_ms']:.0f}", f"{s['seconds']:.2f}", f"{s['tokens']:.0f}"
         )
-    table.add_row("ratio dilm/bare", f"{ratio:.3f}", f"{ours['ttft_ms'] / bare['ttft_ms']:.3f}", "", "")
+    table.add_row("ratio dilm / bare", f"{ratio:.3f}", f"{ours['ttft_ms'] / bare['ttft_ms']:.2f}", "", "")
+    speedup = None
+    if tf:
+        speedup = ours["tokens_per_s"] / stats["transformers fp32 (old path)"]["tokens_per_s"]
+        table.add_row("ratio dilm / transformers", f"{speedup:.1f}x", "", "", "")
     console.print(table)
-    console.print(f"throughput ratio {ratio:.3f} (goal >= 0.95): {'met' if ratio >= 0.95 else 'NOT met'}")
-    out = Path(__file__).parent / "results" / "generation.json"
+    sweep = Table(title="concurrent streams through Assistant.chat")
+    for col in ("streams", "aggregate tokens/s", "per-stream tokens/s", "TTFT ms"):
+        sweep.add_column(col, justify="right")
+    for s in llama["sweep"]:
+        sweep.add_row(
+            str(s["streams"]),
+            f"{s['aggregate_tokens_per_s']:.1f}",
+            f"{s['per_stream_tokens_per_s']:.1f}",
+            f"{s['ttft_ms']:.0f}",
+        )
+    console.print(sweep)
+    console.print(f"peak RSS: llama.cpp phase {llama['rss_mb']:.0f} MiB, whole run {rss_mb():.0f} MiB")
+    console.print(f"throughput ratio dilm/bare {ratio:.3f} (goal >= 0.95): {'met' if ratio >= 0.95 else 'NOT met'}")
+    return {"model": args.model, "runs": args.runs, "stats": stats, "ratio": ratio, "speedup_vs_transformers": speedup}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--concurrency", default="1,4,8", help="comma-separated stream counts")
+    ap.add_argument("--transformers-runs", type=int, default=1, help="0 skips the old path")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    args.concurrency = [int(x) for x in args.concurrency.split(",")]
+    gguf_path(args.model, Settings.load(None).resolved_cache_dir())  # a clear error before anything loads
+    console = Console()
+    llama = llama_phase(args, console)
+    tf = transformers_phase(args) if args.transformers_runs else []
+    result = report(args, console, llama, tf) | {"sweep": llama["sweep"], "threads": llama["threads"]}
+    out = Path(__file__).parent / "results" / f"generation-{args.model}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"model": model, "runs": args.runs, "stats": stats, "ratio": ratio}, indent=2))
+    out.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

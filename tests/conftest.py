@@ -11,6 +11,9 @@ import pytest
 # Converted models are cached across runs (the first conversion takes ~20 s); tests never touch ~/.local/share.
 os.environ.setdefault("DILM_CACHE_DIR", str(Path.home() / ".cache" / "dilm"))
 os.environ.pop("DILM_DATA_DIR", None)
+# Most tests run on the smallest catalogue model (llama.cpp); tests about answer quality or Chinese output
+# ask for qwen2.5-coder-0.5b themselves (scripts/setup.sh --dev installs it).
+os.environ.setdefault("DILM_MODEL", "smollm2-135m-instruct")
 
 from dilm import Assistant  # noqa: E402
 from dilm.config import Settings  # noqa: E402
@@ -21,8 +24,8 @@ DILM = [sys.executable, "-m", "dilm"]
 
 @pytest.fixture(scope="session")
 def backend():
-    """The real embedded model (SmolLM2-135M-Instruct), loaded once."""
-    return load_backend(Settings.load(None, threads=2))
+    """The real embedded model (SmolLM2-135M-Instruct on llama.cpp), loaded once."""
+    return load_backend(Settings.load(None))
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from dilm.memory.api import Memories
 from dilm.memory.embed import shared_embedder
 from dilm.memory.retrieve import Retriever
 from dilm.memory.writer import MemoryWriter
-from dilm.models import BUNDLED, Backend, load_backend
+from dilm.models import CATALOGUE, Backend, load_backend
 from dilm.profile import Profiles
 from dilm.sessions import Sessions
 from dilm.stats import Stats
@@ -61,7 +61,7 @@ class Assistant:
         self.retriever = Retriever(store, shared_embedder())
         self.writer = MemoryWriter(store, self.retriever.embedder, self.retriever, settings.consensus_users)
         if settings.extraction == "model" or (
-            settings.extraction == "auto" and (settings.backend == "openai" or settings.model not in BUNDLED)
+            settings.extraction == "auto" and (settings.backend == "openai" or settings.model not in CATALOGUE)
         ):
             self.writer.extract = lambda text: extract_with_model(self.backend, text)
         self.answers = AnswerFinder(store)

@@ -134,9 +134,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DILM_", env_nested_delimiter="__", extra="forbid")
 
     backend: Literal["local", "openai"] = "local"
+    runtime: Literal["auto", "llamacpp", "transformers"] = Field(
+        default="auto",
+        description="local backend: llama.cpp for GGUF models (auto), transformers for Hugging Face folders "
+        "(auto) or for a GGUF de-quantized once (transformers)",
+    )
     model: str = Field(
-        default="smollm2-135m-instruct",
-        description="local: the bundled model name or a Hugging Face model folder; openai: the served model name",
+        default="qwen2.5-coder-1.5b",
+        description="local: a catalogue name (`dilm models list`), a .gguf path or a Hugging Face model folder; "
+        "openai: the served model name",
     )
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: str = "none"
@@ -150,7 +156,11 @@ class Settings(BaseSettings):
     decoding: Decoding = Field(default_factory=Decoding)
     max_message_chars: int = Field(default=32_000, ge=1)
     max_feedback_chars: int = Field(default=16_000, ge=1)
-    threads: int | None = Field(default=None, ge=1, description="torch CPU threads (default: all cores)")
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU threads (llama.cpp default: 1 on <= 2 cores, else cores - 1; torch: all cores)",
+    )
     extraction: Literal["auto", "rules", "model"] = Field(
         default="auto",
         description="fact extraction: rules, the model (JSON), or auto (model unless it is the embedded one)",

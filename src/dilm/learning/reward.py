@@ -28,8 +28,7 @@ from dilm.learning import examples, jobs
 from dilm.learning.jobs import TrainResult
 from dilm.learning.registry import Registry
 from dilm.learning.trainers import Progress
-from dilm.models import DEFAULT_MODEL
-from dilm.models.catalogue import resolve_model_dir
+from dilm.models.catalogue import FALLBACK, resolve_model_dir
 from dilm.store import Store
 from dilm.types import AdapterVersion
 
@@ -145,8 +144,8 @@ def pairs_from(examples: list[dict[str, Any]]) -> list[Pair]:
 
 
 def base_model_for(settings: Settings) -> str:
-    """The local model a reward model is built on: the served one when local, else the embedded default."""
-    return settings.model if settings.backend == "local" else DEFAULT_MODEL
+    """The local model a reward model is built on: the served one when local, else the smallest catalogue model."""
+    return settings.model if settings.backend == "local" else FALLBACK
 
 
 def hard_negatives(store: Store) -> set[tuple[str, str]]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from dilm.errors import ModelNotFoundError
-from dilm.models.bundled import package_dir
+from dilm.models.catalogue import package_dir
 
 DIM = 384
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dilm.config import Settings
+from dilm.errors import ConfigError
 from dilm.models.base import Backend, ChatMessage
-from dilm.models.bundled import BUNDLED, DEFAULT_MODEL, resolve_model_dir
+from dilm.models.catalogue import CATALOGUE, DEFAULT, choose, resolve_model_dir
 
 
 def load_backend(settings: Settings) -> Backend:
-    """The backend the settings name: the local model (bundled or a folder) or an OpenAI-compatible server."""
+    """The backend the settings name: an OpenAI-compatible server, or a local model: a GGUF (catalogue name,
+    added name or path) on llama.cpp, or a Hugging Face folder (or, with runtime "transformers", the
+    de-quantized GGUF) on transformers. Raises ModelNotFoundError, ModelIntegrityError, ConfigError."""
     if settings.backend == "openai":
         from dilm.models.openai import OpenAIBackend
 
@@ -20,10 +25,25 @@ def load_backend(settings: Settings) -> Backend:
             max_retries=settings.max_retries,
             context_window=settings.context_window,
         )
-    from dilm.models.local import LocalBackend
+    cache = settings.resolved_cache_dir()
+    folder = Path(settings.model).expanduser().is_dir()
+    if settings.runtime == "transformers" or (settings.runtime == "auto" and folder):
+        from dilm.models.local import LocalBackend
 
-    name, folder = resolve_model_dir(settings.model, settings.resolved_cache_dir())
-    return LocalBackend(folder, name, context_window=settings.context_window, threads=settings.threads)
+        name, hf = resolve_model_dir(settings.model, cache)
+        return LocalBackend(hf, name, context_window=settings.context_window, threads=settings.threads)
+    if folder:
+        raise ConfigError(f"runtime llamacpp needs a GGUF model, and {settings.model} is a folder")
+    from dilm.models.llamacpp import LlamaCppBackend
+
+    name, gguf = choose(settings.model, cache)
+    return LlamaCppBackend(
+        gguf,
+        name,
+        context_window=settings.context_window,
+        threads=settings.threads,
+        parallel=settings.server.generation_workers,
+    )
 
 
-__all__ = ["BUNDLED", "DEFAULT_MODEL", "Backend", "ChatMessage", "load_backend"]
+__all__ = ["CATALOGUE", "DEFAULT", "Backend", "ChatMessage", "load_backend"]

@@ -1,0 +1,314 @@
+"""llama.cpp backend: a GGUF model run in-process by llama.cpp's server engine (the `xllamacpp` bindings).
+
+Concurrent turns share one model through `parallel` slots (continuous batching: every slot's next token is
+computed in one batch), not a lock. LoRA adapters are GGUF LoRA files (`adapter.gguf` in a published
+version's folder); the engine loads a set of them with the model and each request chooses its own with a
+per-request scale, so users with different live versions are answered side by side. A request for an adapter
+outside the loaded set reloads the engine with it (least recently used adapter out), between requests.
+
+The engine also serves llama.cpp's HTTP API. It cannot be switched off, so it listens on a unix socket in a
+private (0700) temporary folder, with a random API key: nothing is reachable over TCP. dilm uses that socket
+itself for the chat template and the tokenizer (`/apply-template`, `/tokenize`).
+
+Source: llama.cpp tools/server (ggml-org/llama.cpp); xllamacpp (xorbitsai/xllamacpp), `Server.handle_chat_completions`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from dilm.config import Decoding
+from dilm.errors import BackendError, GenerationCancelled, InvalidInputError, ModelNotFoundError
+from dilm.models.base import AdapterRef, ChatMessage, OnText, StopTrimmer
+from dilm.types import Candidate
+
+log = logging.getLogger(__name__)
+
+LORA_FILE = "adapter.gguf"  # a published adapter version's GGUF LoRA, next to its PEFT files
+DEFAULT_CONTEXT = 4096  # tokens per slot unless configured: the models train on more, a laptop's RAM decides
+
+
+@dataclass
+class _Engine:
+    """One loaded llama.cpp server engine and the adapters it was started with (their index is the LoRA id)."""
+
+    server: Any
+    http: httpx.Client  # the engine's own HTTP API, over its unix socket
+    adapters: list[Path] = field(default_factory=list)
+
+
+class LlamaCppBackend:
+    """A GGUF chat model on llama.cpp. Thread-safe: up to `parallel` generations run at once, more wait.
+
+    `threads`: CPU threads for generation and prompt processing (None: 1 on a machine with <= 2 cores, where
+    2 threads collapse under load (OpenMP spinning), else cores - 1). `context_window`: tokens per slot.
+    Raises ModelNotFoundError when the file is missing or not a model llama.cpp can load."""
+
+    MAX_LOADED_ADAPTERS = 8
+
+    def __init__(
+        self,
+        gguf: Path,
+        name: str,
+        context_window: int | None = None,
+        threads: int | None = None,
+        parallel: int = 4,
+    ) -> None:
+        if not gguf.is_file():
+            raise ModelNotFoundError(f"model file {gguf} does not exist")
+        self.model_name = name
+        self.gguf = gguf
+        self.parallel = parallel
+        self.threads = threads or default_threads()
+        self.context_window = min(context_window or DEFAULT_CONTEXT, trained_context(gguf))
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="dilm-llama-"))  # mkdtemp: mode 0700
+        self._api_key = secrets.token_urlsafe(24)
+        self._cond = threading.Condition()
+        self._active = 0  # requests inside the engine
+        self._reloading = False
+        self._lru: list[Path] = []  # adapters by last use, most recent last
+        self._starts = 0
+        self._engine = self._start([])
+
+    # -- engine lifecycle -------------------------------------------------------------------------
+    def _start(self, adapters: list[Path]) -> _Engine:
+        import xllamacpp as xlc
+
+        p = xlc.CommonParams()
+        p.model.path = str(self.gguf)
+        p.n_parallel = self.parallel
+        p.n_ctx = self.context_window * self.parallel  # split evenly: each slot holds one whole context
+        p.cpuparams.n_threads = self.threads
+        p.cpuparams_batch.n_threads = self.threads
+        self._starts += 1  # a fresh socket per start: a stopped engine may leave its socket file behind
+        socket = self._socket_dir / f"engine-{self._starts}.sock"
+        p.hostnames = [str(socket)]
+        p.api_keys = [self._api_key]
+        p.verbosity = 0
+        p.warmup = False
+        if adapters:
+            p.lora_adapters = [xlc.CommonAdapterLoraInfo(str(a), 1.0) for a in adapters]
+            p.lora_init_without_apply = True  # scale 0 unless a request asks for the adapter
+        try:
+            server = xlc.Server(p)
+        except RuntimeError as e:
+            raise ModelNotFoundError(
+                f"llama.cpp cannot load {self.gguf} with {len(adapters)} adapter(s): {e}"
+            ) from None
+        http = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(socket)),
+            base_url="http://llama.cpp",
+            headers={"Authorization": f"Bearer {self._api_key}"},
+            timeout=60.0,
+        )
+        return _Engine(server, http, list(adapters))
+
+    def close(self) -> None:
+        """Stop the engine and remove its socket folder (also done at interpreter exit)."""
+        with self._cond:
+            self._engine.server = None
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    def __del__(self) -> None:
+        shutil.rmtree(getattr(self, "_socket_dir", ""), ignore_errors=True)
+
+    @contextmanager
+    def _request(self, adapter: AdapterRef | None) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
+        """(engine, the request's `lora` list) for one generation; reloads the engine first when `adapter`
+        is not loaded. Reloads wait for running requests and hold new ones back."""
+        path = _lora_file(adapter) if adapter is not None else None
+        with self._cond:
+            while self._reloading:
+                self._cond.wait()
+            if path is not None and path not in self._engine.adapters:
+                self._reload_with(path)
+            if path is not None:
+                self._lru = [p for p in self._lru if p != path] + [path]
+            engine = self._engine
+            self._active += 1
+        try:
+            yield engine.server, [{"id": i, "scale": 1.0 if a == path else 0.0} for i, a in enumerate(engine.adapters)]
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    def _reload_with(self, path: Path) -> None:
+        """Restart the engine with `path` among its adapters (called holding the condition)."""
+        self._reloading = True
+        try:
+            while self._active:
+                self._cond.wait()
+            keep = [a for a in self._lru if a in self._engine.adapters and a.is_file()]
+            keep = keep[-(self.MAX_LOADED_ADAPTERS - 1) :]
+            self._engine.server = None  # free the old engine's memory before loading the new one
+            self._engine.http.close()
+            self._engine = self._start([*keep, path])
+            log.info("llama.cpp engine reloaded with %d adapter(s)", len(self._engine.adapters))
+        finally:
+            self._reloading = False
+            self._cond.notify_all()
+
+    # -- tokens -----------------------------------------------------------------------------------
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        """Tokens of the chat-templated prompt, generation prompt included (the engine's own template)."""
+        prompt = self._post("/apply-template", {"messages": messages})["prompt"]
+        return len(self._post("/tokenize", {"content": prompt, "add_special": True, "parse_special": True})["tokens"])
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A JSON POST to the running engine's own HTTP API, over its unix socket."""
+        with self._cond:
+            while self._reloading:
+                self._cond.wait()
+            http = self._engine.http
+        try:
+            r = http.post(path, json=body)
+            r.raise_for_status()
+            result: dict[str, Any] = r.json()
+            return result
+        except (httpx.HTTPError, ValueError) as e:
+            raise BackendError(f"llama.cpp engine {path} failed: {e}") from None
+
+    # -- generation -------------------------------------------------------------------------------
+    def generate(
+        self,
+        messages: list[ChatMessage],
+        decoding: Decoding,
+        on_text: OnText | None = None,
+        cancel: threading.Event | None = None,
+        adapter: AdapterRef | None = None,
+    ) -> list[Candidate]:
+        """n candidates (see Backend.generate). Beam search does not exist in llama.cpp's sampler chain: it
+        raises InvalidInputError. Raises BackendError when the engine fails, GenerationCancelled on cancel."""
+        cancel = cancel or threading.Event()
+        request = self.request(messages, decoding)
+        stream = _Collector(decoding.n, StopTrimmer(decoding.stop, on_text) if on_text and decoding.n == 1 else None)
+        with self._request(adapter) as (server, lora):
+            if lora:
+                request["lora"] = lora
+            try:
+                server.handle_chat_completions(request, lambda chunk: stream.feed(chunk, cancel))
+            except (RuntimeError, ValueError) as e:
+                raise BackendError(f"generation failed: {e}") from None
+        if cancel.is_set():
+            raise GenerationCancelled("generation cancelled")
+        if stream.error:
+            raise BackendError(f"generation failed: {stream.error}")
+        candidates = stream.candidates()
+        if on_text is not None and stream.trimmer is None:
+            on_text(candidates[0].text)
+        return candidates
+
+    def request(self, messages: list[ChatMessage], d: Decoding) -> dict[str, Any]:
+        """The engine's chat-completion request for `d` (OpenAI fields plus llama.cpp's sampler settings)."""
+        if d.strategy == "beam":
+            raise InvalidInputError(
+                "beam search is not available on llama.cpp: use strategy 'greedy' or 'sample' "
+                '(or runtime = "transformers")'
+            )
+        req: dict[str, Any] = {
+            "messages": messages,
+            "max_tokens": d.max_new_tokens,
+            "n": d.n,
+            "stream": True,
+            "logprobs": True,
+            "top_logprobs": 1,
+            "repeat_penalty": d.repetition_penalty,
+            "repeat_last_n": 64,
+            "cache_prompt": True,
+            "min_p": 0.0,
+        }
+        if d.strategy == "greedy":
+            req.update(temperature=0.0, top_k=1)
+        else:
+            req.update(temperature=d.temperature, top_k=d.top_k, top_p=d.top_p)
+        if d.stop:
+            req["stop"] = list(d.stop)
+        if d.seed is not None:
+            req["seed"] = d.seed
+        return req
+
+
+class _Collector:
+    """Assembles streamed chunks into n candidates; streams candidate 0 through `trimmer` when given."""
+
+    def __init__(self, n: int, trimmer: StopTrimmer | None) -> None:
+        self.texts = [""] * n
+        self.logprobs: list[list[float]] = [[] for _ in range(n)]
+        self.finish = ["stop"] * n
+        self.trimmer = trimmer
+        self.error: str | None = None
+
+    def feed(self, chunk: dict[str, Any], cancel: threading.Event) -> bool:
+        """Take one streamed chunk; True asks the engine to stop (the request was cancelled)."""
+        if "error" in chunk:
+            self.error = str(chunk["error"].get("message", chunk["error"]))
+            return True
+        for choice in chunk.get("choices", []):
+            i = int(choice.get("index", 0))
+            if i >= len(self.texts):
+                continue
+            text = (choice.get("delta") or {}).get("content") or ""
+            self.texts[i] += text
+            if text and i == 0 and self.trimmer is not None:
+                self.trimmer.feed(text)
+            for token in ((choice.get("logprobs") or {}).get("content")) or []:
+                self.logprobs[i].append(float(token["logprob"]))
+            if choice.get("finish_reason"):
+                self.finish[i] = "length" if choice["finish_reason"] == "length" else "stop"
+        return cancel.is_set()
+
+    def candidates(self) -> list[Candidate]:
+        if self.trimmer is not None:
+            self.trimmer.flush()
+        out = []
+        for text, lps, finish in zip(self.texts, self.logprobs, self.finish, strict=True):
+            finite = [x for x in lps if x > float("-inf")]
+            mean = sum(finite) / len(finite) if finite else None
+            out.append(
+                Candidate(text=text.strip(), completion_tokens=len(lps), finish_reason=finish, mean_logprob=mean)
+            )
+        return out
+
+
+def _lora_file(adapter: AdapterRef) -> Path:
+    path = (adapter.folder / LORA_FILE).resolve()
+    if not path.is_file():
+        raise BackendError(
+            f"adapter {adapter.name} has no GGUF LoRA ({LORA_FILE}) for llama.cpp; it was published before "
+            'llama.cpp serving: train a new version, or answer with runtime = "transformers"'
+        )
+    return path
+
+
+def default_threads() -> int:
+    """1 on a machine with <= 2 cores (2 threads collapsed under load there: measured in
+    benchmarks/generation.py), else all cores but one (one is left for the server and the embedder)."""
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else cores - 1
+
+
+def trained_context(gguf: Path) -> int:
+    """The context length the model was trained with, from the GGUF metadata (`<arch>.context_length`)."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(gguf))
+        arch_field = reader.fields["general.architecture"]
+        arch = bytes(arch_field.parts[arch_field.data[0]]).decode()
+        ctx = reader.fields[f"{arch}.context_length"]
+        return int(ctx.parts[ctx.data[0]][0])
+    except (KeyError, IndexError, ValueError, OSError) as e:
+        raise ModelNotFoundError(f"{gguf} is not a GGUF chat model llama.cpp can load: {e}") from None
