@@ -111,3 +111,11 @@ class TrainingBusyError(DilmError):
 
     code = "training_busy"
     status = 409
+
+
+class LoraConversionError(BackendError):
+    """A trained PEFT adapter could not be converted to a llama.cpp GGUF LoRA, or the GGUF file does not match
+    the adapter it was made from; the version is not published."""
+
+    code = "lora_conversion_failed"
+    status = 500
