@@ -5,7 +5,7 @@ question (JSON or streamed, alternately), then rate or correct the answer. A pro
 throughout: its latency shows whether the event loop stays free while the model generates. Afterwards every
 feedback id the server acknowledged is looked up in the database.
 
-    python benchmarks/server.py [--users 20] [--seconds 120]     # seconds per phase, at most 300
+    python benchmarks/server.py [--users 20] [--seconds 120] [--model NAME] [--runtime llamacpp|transformers]
 """
 
 from __future__ import annotations
@@ -126,10 +126,20 @@ def summary(log: list[dict], kind: str) -> dict:
     return {"n": len(rows), "errors": len(rows) - len(ok), "p50": pct[0], "p95": pct[1], "p99": pct[2]}
 
 
+def server_peak_rss_mb(pid: int) -> float:
+    """The server process's peak resident set size (VmHWM in /proc, Linux), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=120, help="per phase (at most 300)")
+    ap.add_argument("--model", default=None, help="catalogue name, .gguf or folder (default: the configured default)")
+    ap.add_argument("--runtime", default=None, choices=["auto", "llamacpp", "transformers"])
     args = ap.parse_args()
     seconds = min(args.seconds, 300.0)
     console = Console(width=140)
@@ -140,8 +150,12 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server_log = (data / "server.log").open("w")  # a file, not a pipe: a full pipe would stall the server
+    env = dict(os.environ)
+    env.update({k: v for k, v in (("DILM_MODEL", args.model), ("DILM_RUNTIME", args.runtime)) if v})
     server = subprocess.Popen(
-        [sys.executable, "-m", "dilm", "serve", "--port", str(port), "--data-dir", str(data)], stderr=server_log
+        [sys.executable, "-m", "dilm", "serve", "--port", str(port), "--data-dir", str(data)],
+        stderr=server_log,
+        env=env,
     )
     try:
         deadline = time.monotonic() + 300
@@ -171,6 +185,7 @@ def main() -> None:
                 "healthz": summary(log, "healthz"),
                 "acknowledged_feedback": len(acked),
             }
+        peak_rss_mb = server_peak_rss_mb(server.pid)
     finally:
         server.terminate()
         server.wait(30)
@@ -180,7 +195,8 @@ def main() -> None:
     db.close()
     missing = [i for i in all_acked if i not in found]
 
-    table = Table(title=f"dilm serve under load (127.0.0.1, {os.cpu_count()} cores, embedded model, 16 tokens)")
+    model = f"{args.model or 'default model'}" + (f", {args.runtime}" if args.runtime else "")
+    table = Table(title=f"dilm serve under load (127.0.0.1, {os.cpu_count()} cores, {model}, 16 tokens)")
     for col in ("phase", "req/s", "chat p50/p95/p99 ms", "feedback p50/p95/p99 ms", "healthz p50/p99 ms", "errors"):
         table.add_column(col)
     for name, r in results.items():
@@ -197,7 +213,10 @@ def main() -> None:
     console.print(f"acknowledged feedback: {len(all_acked)}; found in the database: {len(all_acked) - len(missing)}")
     RESULTS.mkdir(exist_ok=True)
     out = {"phases": results, "acknowledged": len(all_acked), "missing": missing}
-    (RESULTS / "server.json").write_text(json.dumps(out, indent=2))
+    console.print(f"server peak RSS: {peak_rss_mb:.0f} MiB")
+    out |= {"model": args.model, "runtime": args.runtime, "server_peak_rss_mb": peak_rss_mb}
+    name = "-".join(x for x in ("server", args.model, args.runtime) if x)
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))
     if missing:
         raise SystemExit(f"{len(missing)} acknowledged feedback rows are missing")
 

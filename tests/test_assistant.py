@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dilm import Assistant
+from dilm.config import Settings
 from dilm.errors import (
     ContextOverflowError,
     InvalidInputError,
@@ -17,6 +18,7 @@ from dilm.errors import (
     SessionNotFoundError,
     StorageError,
 )
+from dilm.models.catalogue import resolve_model_dir
 
 
 def counts(bot: Assistant) -> tuple[int, int, int]:
@@ -188,10 +190,11 @@ def test_data_dir_not_writable(tmp_path: Path, backend):
         Assistant.open(blocker / "data", backend=backend)
 
 
-def test_a_model_folder_given_by_path(tmp_path: Path, backend):
-    folder = backend.folder  # any Hugging Face model folder works; the converted cache is one
+def test_a_model_folder_given_by_path(tmp_path: Path):
+    """Any Hugging Face model folder runs on transformers; the de-quantized cache of a GGUF is one."""
+    _, folder = resolve_model_dir("smollm2-135m", Settings.load(None).resolved_cache_dir())
     with Assistant.open(tmp_path, model=str(folder), decoding={"max_new_tokens": 8}) as bot:
         r = bot.chat("What is the capital of France?")
-        assert r.model == folder.name and r.text
+        assert r.model == folder.name and r.text and type(bot.backend).__name__ == "LocalBackend"
     with pytest.raises(ModelNotFoundError, match="config.json"):
         Assistant.open(tmp_path, model=str(tmp_path)).chat("hi")

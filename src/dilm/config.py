@@ -36,6 +36,11 @@ class Decoding(BaseModel):
     stop: list[str] = Field(default_factory=list)
     seed: int | None = None
     n: int = Field(default=1, ge=1, le=16, description="candidates per turn")
+    json_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="constrain the answer to JSON matching this JSON Schema (llama.cpp: grammar-constrained "
+        "decoding; openai: response_format; transformers: not constrained)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Decoding:

@@ -1,7 +1,8 @@
 """Model-based triple extraction: ask the backend for JSON, parse it tolerantly, fall back to the rules.
 
-Worth it with a capable model behind the openai backend (vLLM, Ollama); the embedded 135M model rarely
-produces usable JSON, so `extraction = "auto"` uses the rules alone for it.
+Worth it with a capable model behind the openai backend (vLLM, Ollama); the embedded catalogue models use
+the rules alone under `extraction = "auto"`. The answer is constrained to `SCHEMA` where the backend can
+(llama.cpp: grammar-constrained decoding), so it always parses.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ PROMPT = (
     'Example: "Acme\'s CEO is Mira Quell and I live in Lisbon." -> '
     '[["Acme", "ceo", "Mira Quell"], ["user", "lives in", "Lisbon"]]\n\nText: '
 )
+
+# A list of [subject, relation, object] string triples (JSON Schema; enforced by llama.cpp's grammar sampler).
+SCHEMA = {
+    "type": "array",
+    "items": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 3},
+    "maxItems": 8,
+}
 
 
 def parse_triples(text: str) -> list[Triple]:
@@ -45,7 +53,8 @@ def extract_with_model(backend: Backend, text: str) -> list[Triple]:
     """The model's triples, or the rules' when the model gives none."""
     try:
         reply = backend.generate(
-            [{"role": "user", "content": PROMPT + text}], Decoding(max_new_tokens=128, stop=["\n\n"])
+            [{"role": "user", "content": PROMPT + text}],
+            Decoding(max_new_tokens=128, stop=["\n\n"], json_schema=SCHEMA),
         )[0].text
     except Exception:  # noqa: BLE001 — extraction must never break feedback; the rules still apply
         return extract(text)

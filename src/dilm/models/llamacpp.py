@@ -30,13 +30,14 @@ from typing import Any
 import httpx
 
 from dilm.config import Decoding
-from dilm.errors import BackendError, GenerationCancelled, InvalidInputError, ModelNotFoundError
+from dilm.errors import BackendError, GenerationCancelled, ModelNotFoundError
 from dilm.models.base import AdapterRef, ChatMessage, OnText, StopTrimmer
 from dilm.types import Candidate
 
 log = logging.getLogger(__name__)
 
 LORA_FILE = "adapter.gguf"  # a published adapter version's GGUF LoRA, next to its PEFT files
+BEAM_TEMPERATURE = 0.3  # "beam" with n > 1 on llama.cpp: close to the likeliest candidates, yet distinct
 DEFAULT_CONTEXT = 4096  # tokens per slot unless configured: the models train on more, a laptop's RAM decides
 
 
@@ -190,8 +191,10 @@ class LlamaCppBackend:
         cancel: threading.Event | None = None,
         adapter: AdapterRef | None = None,
     ) -> list[Candidate]:
-        """n candidates (see Backend.generate). Beam search does not exist in llama.cpp's sampler chain: it
-        raises InvalidInputError. Raises BackendError when the engine fails, GenerationCancelled on cancel."""
+        """n candidates (see Backend.generate). llama.cpp's server has no beam search: strategy "beam" is
+        answered greedily when n == 1 and, for n > 1, by sampling at a low temperature among the `num_beams`
+        likeliest tokens per step (an approximation; runtime "transformers" has the real beam search).
+        Raises BackendError when the engine fails, GenerationCancelled on cancel."""
         cancel = cancel or threading.Event()
         request = self.request(messages, decoding)
         stream = _Collector(decoding.n, StopTrimmer(decoding.stop, on_text) if on_text and decoding.n == 1 else None)
@@ -213,11 +216,6 @@ class LlamaCppBackend:
 
     def request(self, messages: list[ChatMessage], d: Decoding) -> dict[str, Any]:
         """The engine's chat-completion request for `d` (OpenAI fields plus llama.cpp's sampler settings)."""
-        if d.strategy == "beam":
-            raise InvalidInputError(
-                "beam search is not available on llama.cpp: use strategy 'greedy' or 'sample' "
-                '(or runtime = "transformers")'
-            )
         req: dict[str, Any] = {
             "messages": messages,
             "max_tokens": d.max_new_tokens,
@@ -230,14 +228,18 @@ class LlamaCppBackend:
             "cache_prompt": True,
             "min_p": 0.0,
         }
-        if d.strategy == "greedy":
+        if d.strategy == "greedy" or (d.strategy == "beam" and d.n == 1):
             req.update(temperature=0.0, top_k=1)
+        elif d.strategy == "beam":  # n candidates, each step among the num_beams likeliest tokens
+            req.update(temperature=BEAM_TEMPERATURE, top_k=d.num_beams, top_p=1.0)
         else:
             req.update(temperature=d.temperature, top_k=d.top_k, top_p=d.top_p)
         if d.stop:
             req["stop"] = list(d.stop)
         if d.seed is not None:
             req["seed"] = d.seed
+        if d.json_schema is not None:
+            req["json_schema"] = d.json_schema
         return req
 
 

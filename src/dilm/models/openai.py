@@ -63,6 +63,11 @@ class OpenAIBackend:
             body["stop"] = d.stop
         if d.seed is not None:
             body["seed"] = d.seed
+        if d.json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": d.json_schema},
+            }
         body["extra_body"] = extra
         return body
 
