@@ -4,7 +4,7 @@ process twice: cold (the first job in a fresh data dir, from the base model) and
 corrections, continuing from the first version). The base model's probe answers and edit score are cached per
 model in the cache dir; the first job on a machine generates them (+~20 s, shown as base_answers/gate_before).
 
-    python benchmarks/training.py [--corrections 16]
+    python benchmarks/training.py [--corrections 16] [--model NAME]
 """
 
 from __future__ import annotations
@@ -57,7 +57,10 @@ def train_child(data: Path) -> tuple[dict, float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corrections", type=int, default=16)
+    ap.add_argument("--model", default=None, help="catalogue name (default: the configured default)")
     args = ap.parse_args()
+    if args.model:
+        os.environ["DILM_MODEL"] = args.model  # this process's assistant and the `dilm train` children
     items = [i for i in edits.load()[0] if i.lang == "en"]
     n = args.corrections
     if len(items) < 2 * n:
@@ -90,7 +93,8 @@ def main() -> None:
                     "locality_raw": report.get("gate", {}).get("after", {}).get("locality_raw"),
                 }
             )
-    table = Table(title=f"consolidated learning: {n} corrections per job, embedded model, {os.cpu_count()} cores")
+    model = args.model or "default model"
+    table = Table(title=f"consolidated learning: {n} corrections per job, {model}, {os.cpu_count()} cores")
     cols = (
         "run",
         "status",
@@ -113,7 +117,7 @@ def main() -> None:
     for r in rows:
         console.print(f"{r['run']} job phases (s): {r['timings']}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "training.json").write_text(json.dumps(rows, indent=2))
+    (RESULTS / f"training-{args.model or 'default'}.json").write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

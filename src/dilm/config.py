@@ -146,6 +146,7 @@ class Settings(BaseSettings):
     )
     model: str = Field(
         default="qwen2.5-coder-1.5b",
+        min_length=1,
         description="local: a catalogue name (`dilm models list`), a .gguf path or a Hugging Face model folder; "
         "openai: the served model name",
     )

@@ -32,11 +32,11 @@ import httpx
 from dilm.config import Decoding
 from dilm.errors import BackendError, GenerationCancelled, ModelNotFoundError
 from dilm.models.base import AdapterRef, ChatMessage, OnText, StopTrimmer
+from dilm.models.lora_gguf import LORA_FILE
 from dilm.types import Candidate
 
 log = logging.getLogger(__name__)
 
-LORA_FILE = "adapter.gguf"  # a published adapter version's GGUF LoRA, next to its PEFT files
 BEAM_TEMPERATURE = 0.3  # "beam" with n > 1 on llama.cpp: close to the likeliest candidates, yet distinct
 DEFAULT_CONTEXT = 4096  # tokens per slot unless configured: the models train on more, a laptop's RAM decides
 
@@ -73,7 +73,7 @@ class LlamaCppBackend:
         self.gguf = gguf
         self.parallel = parallel
         self.threads = threads or default_threads()
-        self.context_window = min(context_window or DEFAULT_CONTEXT, trained_context(gguf))
+        self.context_window = context_window or DEFAULT_CONTEXT
         self._socket_dir = Path(tempfile.mkdtemp(prefix="dilm-llama-"))  # mkdtemp: mode 0700
         self._api_key = secrets.token_urlsafe(24)
         self._cond = threading.Condition()
@@ -82,6 +82,10 @@ class LlamaCppBackend:
         self._lru: list[Path] = []  # adapters by last use, most recent last
         self._starts = 0
         self._engine = self._start([])
+        trained = self.trained_context()
+        if trained < self.context_window:  # never promise more context than the model was trained with
+            self.context_window = trained
+            self._engine = self._start([])
 
     # -- engine lifecycle -------------------------------------------------------------------------
     def _start(self, adapters: list[Path]) -> _Engine:
@@ -161,6 +165,17 @@ class LlamaCppBackend:
         finally:
             self._reloading = False
             self._cond.notify_all()
+
+    def trained_context(self) -> int:
+        """The context length the model was trained with (llama.cpp's `n_ctx_train`, from `/v1/models`)."""
+        import httpx
+
+        try:
+            r = self._engine.http.get("/v1/models")
+            r.raise_for_status()
+            return int(r.json()["data"][0]["meta"]["n_ctx_train"])
+        except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as e:
+            raise ModelNotFoundError(f"{self.gguf}: llama.cpp did not report the model's context length: {e}") from None
 
     # -- tokens -----------------------------------------------------------------------------------
     def count_tokens(self, messages: list[ChatMessage]) -> int:
@@ -300,17 +315,3 @@ def default_threads() -> int:
     benchmarks/generation.py), else all cores but one (one is left for the server and the embedder)."""
     cores = os.cpu_count() or 1
     return 1 if cores <= 2 else cores - 1
-
-
-def trained_context(gguf: Path) -> int:
-    """The context length the model was trained with, from the GGUF metadata (`<arch>.context_length`)."""
-    from gguf import GGUFReader
-
-    try:
-        reader = GGUFReader(str(gguf))
-        arch_field = reader.fields["general.architecture"]
-        arch = bytes(arch_field.parts[arch_field.data[0]]).decode()
-        ctx = reader.fields[f"{arch}.context_length"]
-        return int(ctx.parts[ctx.data[0]][0])
-    except (KeyError, IndexError, ValueError, OSError) as e:
-        raise ModelNotFoundError(f"{gguf} is not a GGUF chat model llama.cpp can load: {e}") from None
