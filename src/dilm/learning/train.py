@@ -23,6 +23,7 @@ from dilm.learning.jobs import TrainResult
 from dilm.learning.registry import Registry
 from dilm.learning.routing import Router
 from dilm.memory.embed import shared_embedder
+from dilm.models import lora_gguf
 from dilm.models.catalogue import resolve_model_dir
 from dilm.store import Store
 from dilm.text import normalize
@@ -231,6 +232,10 @@ class _AdapterJob:
 
         def save(staging: Path) -> None:
             self.model.save_pretrained(str(staging))
+            # the llama.cpp backend's copy, checked against the PEFT files; a LoraConversionError fails the job
+            # before anything is published
+            gguf = lora_gguf.convert(staging, self.base_folder, staging / lora_gguf.LORA_FILE)
+            lora_gguf.check(gguf, staging)
             if self.questions or self.parent_questions:
                 Router.save(staging, self.parent_questions + self.questions)
 
