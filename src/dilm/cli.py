@@ -909,6 +909,7 @@ def eval_adapters(
     limit: Annotated[int | None, typer.Option(help="Only the first N edits (and N locality questions)")] = 16,
     lang: Annotated[str | None, typer.Option(help="Only edits in this language (en, zh)")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Answer length during the run")] = 32,
+    parity: Annotated[bool, typer.Option(help="Also answer on transformers and count identical answers")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Adapters only (memory off): train on the edit set's corrections, then score reliability, generalization
@@ -928,6 +929,7 @@ def eval_adapters(
                 d, decoding={"max_new_tokens": max_new_tokens}, policy={"mode": "passive"}, **kw
             ),
             progress=tick,
+            parity=parity,
         )
     edits.dump(report, _results_path("eval_adapters.json"))
     if as_json:
@@ -944,6 +946,8 @@ def eval_adapters(
         for name, f in langs.items():
             table.add_row(path, name, pct(f["reliability"]), pct(f["generalization"]), pct(f.get("locality")))
     out.print(table)
+    if (p := report["parity"]) is not None:
+        out.print(f"parity with transformers: {p['identical']} of {p['answers']} adapter answers identical")
 
 
 @eval_app.command("guard")

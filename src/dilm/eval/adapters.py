@@ -1,6 +1,10 @@
 """`dilm eval adapters`: the parametric path on its own. The edit benchmark's corrections are given as feedback,
 one adapter is trained on them, and then every question is asked with memory off (adapter only), next to
 the memory path (memory on, adapter off) and the base model — scored like `dilm eval edits`.
+
+With `parity`, the adapter's answers are also generated on transformers (PEFT on the de-quantized weights, the
+runtime the adapter was trained on) and compared with the served runtime's (llama.cpp with the GGUF LoRA):
+how many answers are identical, and the ones that are not.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ def run(
     locality: list[LocalityItem],
     open_bot: Callable[..., Assistant],
     progress: Tick | None = None,
+    parity: bool = False,
 ) -> dict[str, Any]:
     tick = progress or (lambda *_: None)
     with tempfile.TemporaryDirectory(prefix="dilm-eval-adapters-") as tmp:
@@ -36,12 +41,14 @@ def run(
             "memory": open_bot(data, memory=True, adapters=False),
             "base": open_bot(data, memory=False, adapters=False),
         }
+        if parity:
+            paths["adapter on transformers"] = open_bot(data, memory=False, adapters=True, runtime="transformers")
         figures: dict[str, Any] = {}
         try:
             n_q = sum(1 + len(i.paraphrases) for i in items) + len(locality)
             for name, bot in paths.items():
-                if name == "base":  # the base model's edit answers: what the corrections were up against
-                    rows = _ask(bot, items, [], {}, lambda *_: None)
+                if name in ("base", "adapter on transformers"):  # edit answers only: no locality needed
+                    rows = _ask(bot, items, [], {}, _prefixed(tick, name, n_q))
                 else:
                     rows = _ask(bot, items, locality, before, _prefixed(tick, name, n_q))
                 figures[name] = rows
@@ -57,6 +64,7 @@ def run(
             "gate": result.report.get("gate"),
         },
         "paths": {name: _summary(rows) for name, rows in figures.items()},
+        "parity": _parity(figures["adapter"], figures["adapter on transformers"]) if parity else None,
         "failures": [r for r in figures["adapter"]["items"] if not r["reliable"]],
         "locality_changes": [r for r in figures["adapter"]["locality"] if not r["same"]],
     }
@@ -137,6 +145,16 @@ def _ask(
         k += 1
         tick("locality", k)
     return {"items": rows, "locality": local_rows}
+
+
+def _parity(served: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    """Identical answers (question and paraphrases) between the served runtime and transformers, greedy."""
+    pairs = []
+    for a, b in zip(served["items"], reference["items"], strict=True):
+        pairs += list(zip([a["reply"], *a["paraphrase_replies"]], [b["reply"], *b["paraphrase_replies"]], strict=True))
+    differ = [{"served": x, "transformers": y} for x, y in pairs if x != y]
+    same = len(pairs) - len(differ)
+    return {"identical": same, "answers": len(pairs), "rate": same / len(pairs) if pairs else None, "differ": differ}
 
 
 def _summary(data: dict[str, Any]) -> dict[str, Any]:
