@@ -786,16 +786,14 @@ def models_list(as_json: AsJson = False, data_dir: DataDir = None) -> None:
     if as_json:
         out.print_json(json.dumps([asdict(r) for r in rows], ensure_ascii=False))
         return
-    table = Table()
-    for col in ("name", "default", "installed", "size", "RAM", "languages", "license", "source"):
-        table.add_column(col, justify="right" if col in ("size", "RAM") else "left")
+    table = Table(caption="--json adds licenses, sources and paths")
+    for col in ("name", "installed", "size", "RAM", "languages"):
+        table.add_column(col, justify="right" if col in ("size", "RAM") else "left", no_wrap=col == "name")
     for r in rows:
-        names = ", ".join([r.name, *r.aliases])
+        name = r.name + (" (default)" if r.default else "")
         ram = f"{r.ram_mb / 1024:.1f} GiB" if r.ram_mb else "?"
         langs = ", ".join(r.languages) or "?"
-        source = r.path if r.source == "added" and r.path else r.source
-        table.add_row(names, "*" if r.default else "", "yes" if r.installed else "no", _size(r.size), ram, langs,
-                      r.license, source)  # fmt: skip
+        table.add_row(name, "yes" if r.installed else "no", _size(r.size), ram, langs)
     out.print(table)
 
 
