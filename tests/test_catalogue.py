@@ -190,7 +190,7 @@ def one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
     )
 
 
-def test_cli_list_use_add(cli_env, data_dir: Path, tmp_path: Path):
+def test_cli_list_use_add(cli_env, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     env = {**cli_env, "DILM_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("DILM_MODEL", None)
     rows = {r["name"]: r for r in json.loads(run(env, "models", "list", "--json").stdout)}
@@ -204,6 +204,7 @@ def test_cli_list_use_add(cli_env, data_dir: Path, tmp_path: Path):
     run(env, "models", "use", "smollm2-135m")
     text = (data_dir / "config.toml").read_text()
     assert text.startswith('# mine\nsystem_prompt = "Be brief."\n') and 'model = "smollm2-135m"' in text
+    monkeypatch.delenv("DILM_MODEL")  # conftest's test default would override the file
     settings = Settings.load(data_dir)
     assert settings.model == "smollm2-135m" and settings.decoding.max_new_tokens == 32
     one_line_error(run(env, "models", "use", "qwen2.5-coder-0.5b", ok=False), "dilm models install qwen2.5-coder-0.5b")

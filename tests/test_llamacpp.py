@@ -117,3 +117,16 @@ def test_chinese_question_gets_a_chinese_answer():
         qwen.close()
     assert "北京" in text
     assert sum("\u4e00" <= ch <= "\u9fff" for ch in text) >= len(text.replace(" ", "")) // 2
+
+
+def test_a_stated_language_preference_gives_chinese_answers(tmp_path: Path):
+    """On a Chinese-capable model, "answer in Chinese" (a stated preference) turns later English questions'
+    answers Chinese."""
+    from dilm import Assistant
+
+    with Assistant.open(tmp_path, model="qwen2.5-coder-0.5b", decoding={"max_new_tokens": 32}) as bot:
+        bot.chat("Please answer in Chinese from now on.", user="mei")
+        text = bot.chat("What is the capital of France?", user="mei").text
+        english = bot.chat("What is the capital of France?", user="tom").text
+    assert "巴黎" in text and sum("\u4e00" <= ch <= "\u9fff" for ch in text) >= 2
+    assert not any("\u4e00" <= ch <= "\u9fff" for ch in english)  # another user's answers stay English

@@ -49,16 +49,21 @@ class ContextBuilder:
             kept.append(m)
             used += cost
         kept.reverse()
-        # An assistant turn without its question is confusing; start the window on a user turn.
-        while kept and kept[0]["role"] != "user":
-            kept.pop(0)
+        _start_on_user(kept)
         messages = [sys_msg, *kept, cur_msg]
         total = self.backend.count_tokens(messages)
         while total > budget and kept:  # estimates were off (templates that are not per-message)
             kept.pop(0)
+            _start_on_user(kept)
             messages = [sys_msg, *kept, cur_msg]
             total = self.backend.count_tokens(messages)
         return messages, total, len(history) - len(kept)
+
+
+def _start_on_user(kept: list[ChatMessage]) -> None:
+    """An assistant turn without its question is confusing: the window starts on a user turn."""
+    while kept and kept[0]["role"] != "user":
+        kept.pop(0)
 
 
 def with_notes(question: str, notes: list[str]) -> str:

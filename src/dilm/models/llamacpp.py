@@ -37,7 +37,7 @@ from dilm.types import Candidate
 
 log = logging.getLogger(__name__)
 
-BEAM_TEMPERATURE = 0.3  # "beam" with n > 1 on llama.cpp: close to the likeliest candidates, yet distinct
+BEAM_TEMPERATURE = 1.0  # "beam" with n > 1 on llama.cpp: sampling restricted to the num_beams likeliest tokens
 DEFAULT_CONTEXT = 4096  # tokens per slot unless configured: the models train on more, a laptop's RAM decides
 
 
@@ -207,7 +207,7 @@ class LlamaCppBackend:
         adapter: AdapterRef | None = None,
     ) -> list[Candidate]:
         """n candidates (see Backend.generate). llama.cpp's server has no beam search: strategy "beam" is
-        answered greedily when n == 1 and, for n > 1, by sampling at a low temperature among the `num_beams`
+        answered greedily when n == 1 and, for n > 1, by sampling among the `num_beams`
         likeliest tokens per step (an approximation; runtime "transformers" has the real beam search).
         Raises BackendError when the engine fails, GenerationCancelled on cancel."""
         cancel = cancel or threading.Event()
@@ -225,6 +225,8 @@ class LlamaCppBackend:
         if stream.error:
             raise BackendError(f"generation failed: {stream.error}")
         candidates = stream.candidates()
+        if decoding.strategy == "beam":  # ranked like beams: the likeliest first
+            candidates.sort(key=lambda c: c.mean_logprob if c.mean_logprob is not None else float("-inf"), reverse=True)
         if on_text is not None and stream.trimmer is None:
             on_text(candidates[0].text)
         return candidates
