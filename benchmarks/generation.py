@@ -28,7 +28,7 @@ from rich.table import Table
 
 from dilm import Assistant
 from dilm.config import Settings
-from dilm.models.catalogue import DEFAULT_MODEL, gguf_path
+from dilm.models.catalogue import DEFAULT, gguf_path
 from dilm.models.llamacpp import LlamaCppBackend
 
 PROMPT = "Explain in a few sentences why the sky is blue."
@@ -101,7 +101,7 @@ def transformers_run(backend: Any, messages: list[dict[str, str]], max_new_token
             streamer=Timer(backend.tokenizer, skip_prompt=True, skip_special_tokens=True),
         )
     elapsed = time.perf_counter() - start
-    return elapsed, (first[0] if first else elapsed), out.shape[1] - ids.shape[1]
+    return elapsed, (first[0] - start if first else elapsed), out.shape[1] - ids.shape[1]
 
 
 def concurrent(bot: Assistant, n: int, max_new_tokens: int) -> dict[str, float]:
@@ -218,7 +218,7 @@ def report(args: argparse.Namespace, console: Console, llama: dict[str, Any], tf
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--model", default=DEFAULT)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--concurrency", default="1,4,8", help="comma-separated stream counts")
