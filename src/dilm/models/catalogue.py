@@ -184,7 +184,7 @@ def _mismatch(entry: CatalogueModel, path: Path, cache_dir: Path) -> str | None:
         if json.loads(stamp.read_text()) == want:
             return None
     except (OSError, ValueError):
-        pass
+        pass  # no readable stamp: verify the bytes themselves below
     if st.st_size != entry.size:
         return f"expected {entry.size} bytes with sha256 {entry.sha256}, found {st.st_size} bytes"
     actual = sha256_of(path)
