@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dilm.errors import AdapterCorruptError, InvalidInputError, StorageError, TrainingBusyError
+from dilm.files import fsync_dir
 from dilm.models.base import AdapterRef
 from dilm.store import Store
 from dilm.types import GLOBAL_SCOPE, AdapterVersion
@@ -54,15 +55,7 @@ def _fsync_tree(folder: Path) -> None:
         if path.is_file():
             with path.open("rb") as f:
                 os.fsync(f.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(folder)
 
 
 class Registry:
@@ -147,7 +140,7 @@ class Registry:
                 os.replace(staging, final)
 
             version = self.store.publish_adapter(a, make_live, place)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except OSError as e:
             if e.errno == errno.ENOSPC:
                 raise StorageError(

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO
 
 from dilm.errors import InvalidInputError, ModelIntegrityError, ModelNotFoundError
+from dilm.files import fsync_dir
 from dilm.models import dequantize
 
 log = logging.getLogger(__name__)
@@ -345,15 +346,7 @@ def _assemble(entry: CatalogueModel, openers: list[Opener], target: Path, progre
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(target.parent)
 
 
 # --- models the user added ----------------------------------------------------------------------------------

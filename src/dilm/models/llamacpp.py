@@ -124,6 +124,7 @@ class LlamaCppBackend:
         """Stop the engine and remove its socket folder (also done at interpreter exit)."""
         with self._cond:
             self._engine.server = None
+            self._engine.http.close()
         shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     def __del__(self) -> None:
