@@ -125,6 +125,12 @@ class Assistant:
                 self._backend = load_backend(self.settings)
             return self._backend
 
+    def warm(self) -> None:
+        """Load the model and the embedder now, so that the first chat and the first feedback do not pay for it
+        (the embedder's first use imports torch: seconds). Raises what `backend` raises."""
+        _ = self.backend
+        self.retriever.embedder.embed("warm")
+
     @property
     def model_name(self) -> str:
         return self._backend.model_name if self._backend is not None else self.settings.model

@@ -496,7 +496,7 @@ def serve(
     with _open(data_dir) as bot:
         if not local and not bot.keys.has_admin():
             raise InvalidInputError("no admin API key yet: create one with `dilm keys create --admin`, or use --local")
-        _ = bot.backend  # load the model before the first request, not during it
+        bot.warm()  # load the model and the embedder before the first request, not during it
         where = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
         err.print(f"dilm serves {bot.model_name} at {where}/ (API {where}/v1; data dir {bot.data_dir})")
         if local:
