@@ -111,6 +111,7 @@ def test_banned_terms_stated_at_once_add_up(bot: Assistant) -> None:
 def test_decoding_changes_at_once_never_save_an_invalid_combination(bot: Assistant) -> None:
     """n=4 (fine with sampling) and strategy=greedy (fine with n=1), set at the same moment: one must be refused,
     and what is saved must still be a valid whole (else every later turn of the user would fail)."""
+
     def attempt(**values: object) -> None:
         with contextlib.suppress(InvalidInputError):  # the second of the two is the invalid combination
             bot.set_user_decoding(USER, **values)
