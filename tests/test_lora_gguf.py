@@ -48,13 +48,14 @@ def base_gguf() -> Path:
 
 
 @pytest.fixture(scope="module")
-def peft_model(base_folder: Path) -> Any:
+def peft_model(base_folder: Path) -> Iterator[Any]:
     """SmolLM2 + a LoRA (r=8, alpha=16, q_proj and v_proj) trained for 15 steps to give ANSWER."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the module's torch numbers on one thread; restored after it (process-wide state)
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(str(base_folder))
     base = AutoModelForCausalLM.from_pretrained(str(base_folder), dtype=torch.float32)
@@ -69,7 +70,8 @@ def peft_model(base_folder: Path) -> Any:
         opt.zero_grad()
     model.eval()
     model.tokenizer = tokenizer
-    return model
+    yield model
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -56,8 +56,9 @@ def load_trainable(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quiet()
-    if threads:
-        torch.set_num_threads(threads)
+    # Always set: torch's thread count is process-wide state that other code (a one-thread backend) may have
+    # lowered, and training is compute-bound: every core counts (1 thread made a job 2x slower here).
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     torch.manual_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(base_folder))
     if tokenizer.pad_token_id is None:
