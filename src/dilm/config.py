@@ -75,6 +75,11 @@ class Training(BaseModel):
     batch_size: int = Field(default=8, ge=1, le=256)
     rank: int = Field(default=16, ge=1, le=256)
     max_length: int = Field(default=256, ge=32, le=8192, description="tokens per training example at most")
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="recompute activations in the backward pass: less memory, more time (TRL's default is on; "
+        "off is faster on a CPU, where memory is rarely the limit: benchmarks/training.py)",
+    )
     replay: float = Field(default=0.25, ge=0, le=10, description="older examples mixed in per new one")
     anchors: int = Field(
         default=8, ge=0, le=1000, description="unrelated questions with the base model's answers (at most 1 per 4 new)"

@@ -118,6 +118,7 @@ def _args(config_cls: Any, cfg: Training, out: Path, rows: int, lr: float, **ext
         data_seed=cfg.seed,
         max_length=cfg.max_length,
         dataloader_num_workers=0,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         **extra,
     )
 
