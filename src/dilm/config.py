@@ -80,6 +80,11 @@ class Training(BaseModel):
         description="recompute activations in the backward pass: less memory, more time (TRL's default is on; "
         "off is faster on a CPU, where memory is rarely the limit: benchmarks/training.py)",
     )
+    bf16: bool = Field(
+        default=False,
+        description="bfloat16 autocast while training: faster only where the CPU has native bfloat16 (AVX512-BF16, "
+        "AMX); emulated, hence several times slower, on others (TRL's default is on)",
+    )
     replay: float = Field(default=0.25, ge=0, le=10, description="older examples mixed in per new one")
     anchors: int = Field(
         default=8, ge=0, le=1000, description="unrelated questions with the base model's answers (at most 1 per 4 new)"

@@ -119,6 +119,7 @@ def _args(config_cls: Any, cfg: Training, out: Path, rows: int, lr: float, **ext
         max_length=cfg.max_length,
         dataloader_num_workers=0,
         gradient_checkpointing=cfg.gradient_checkpointing,
+        bf16=cfg.bf16,
         **extra,
     )
 
