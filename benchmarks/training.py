@@ -4,7 +4,10 @@ process twice: cold (the first job in a fresh data dir, from the base model) and
 corrections, continuing from the first version). The base model's probe answers and edit score are cached per
 model in the cache dir; the first job on a machine generates them (+~20 s, shown as base_answers/gate_before).
 
-    python benchmarks/training.py [--corrections 16] [--model NAME]
+    python benchmarks/training.py [--corrections 16] [--model NAME] [--bf16-too]
+
+--bf16-too adds a third job, the cold one again in its own data dir with TRL's bf16 autocast on
+(`train.bf16`): on a CPU without native bfloat16 it is emulated, which is why dilm trains in fp32.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def give_corrections(data: Path, items: list[edits.EditItem]) -> float:
         return time.perf_counter()
 
 
-def train_child(data: Path) -> tuple[dict, float, float]:
+def train_child(data: Path, bf16: bool = False) -> tuple[dict, float, float]:
     """`dilm train` in a child process: its JSON report, wall seconds, and the child's peak RSS in MiB."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
@@ -45,7 +48,7 @@ def train_child(data: Path) -> tuple[dict, float, float]:
         [sys.executable, "-m", "dilm", "train", "--user", "bench", "--json", "--quiet", "--data-dir", str(data)],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        env={**os.environ, "PYTHONWARNINGS": "ignore", "DILM_TRAIN__BF16": str(bf16).lower()},
     )
     wall = time.perf_counter() - t0
     if proc.returncode not in (0, 3):
@@ -58,6 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corrections", type=int, default=16)
     ap.add_argument("--model", default=None, help="catalogue name (default: the configured default)")
+    ap.add_argument("--bf16-too", action="store_true", help="also the cold job with bf16 autocast")
     args = ap.parse_args()
     if args.model:
         os.environ["DILM_MODEL"] = args.model  # this process's assistant and the `dilm train` children
@@ -66,11 +70,14 @@ def main() -> None:
     if len(items) < 2 * n:
         sys.exit(f"need {2 * n} English edit items, have {len(items)}")
     rows = []
+    runs = [("cold", items[:n], False, "a"), ("warm", items[n : 2 * n], False, "a")]
+    if args.bf16_too:
+        runs.append(("cold, bf16", items[:n], True, "b"))
     with tempfile.TemporaryDirectory(prefix="dilm-bench-train-") as tmp:
-        data = Path(tmp)
-        for label, batch in (("cold", items[:n]), ("warm", items[n : 2 * n])):
+        for label, batch, bf16, folder in runs:
+            data = Path(tmp) / folder
             acked = give_corrections(data, batch)
-            result, wall, peak = train_child(data)
+            result, wall, peak = train_child(data, bf16)
             live_s = time.perf_counter() - acked
             report = result["report"]
             steps = sum(len(v) for v in report.get("losses", {}).values())
