@@ -328,3 +328,26 @@ def test_a_request_can_pin_an_adapter_version_or_the_base_model(copy, backend):
             assert bob.post("/v1/chat/completions", json=body).status_code == 404
             other = {**body, "model": "gpt-4o"}  # any other name: the live adapter, routed per question
             assert alice.post("/v1/chat/completions", json=other).json()["dilm"]["adapter_version"] is None
+
+
+def test_training_runs_in_fp32_on_every_core_without_gradient_checkpointing_unless_configured(tmp_path):
+    import torch
+    from trl import SFTConfig
+
+    from dilm.config import Settings, Training
+    from dilm.learning.trainers import _args, load_trainable
+    from dilm.models.catalogue import resolve_model_dir
+
+    default = _args(SFTConfig, Training(), tmp_path, 4, 1e-3)
+    assert default.bf16 is False and default.gradient_checkpointing is False  # TRL's defaults are both on
+    chosen = _args(SFTConfig, Training(bf16=True, gradient_checkpointing=True), tmp_path, 4, 1e-3)
+    assert chosen.bf16 is True and chosen.gradient_checkpointing is True
+    settings = Settings.load(None)
+    _, folder = resolve_model_dir(settings.model, settings.resolved_cache_dir())
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # as other code in the process may have left it
+        load_trainable(folder, None, Training())
+        assert torch.get_num_threads() == os.cpu_count()
+    finally:
+        torch.set_num_threads(before)
