@@ -103,7 +103,8 @@ def test_streaming_and_n_candidates(server):
     remote = OpenAIBackend(url, "smollm2", max_retries=0, timeout=HANG_S)
     parts: list[str] = []
     cand = remote.generate(MSGS, Decoding(max_new_tokens=12), on_text=parts.append)[0]
-    # the words are not checked: llama.cpp's reuse of a cached prompt prefix may change a 135M model's greedy pick
+    # the words are not checked: llama.cpp does not promise bit-identical logits across runs (batch shapes, cache
+    # state), and a 135M model's greedy pick flips on tiny differences
     assert len(parts) > 1 and "".join(parts).strip() == cand.text and cand.completion_tokens > 1
     cands = remote.generate(MSGS, Decoding(strategy="sample", n=2, seed=1, max_new_tokens=8))
     assert len(cands) == 2 and app.state.requests[-1]["n"] == 2 and app.state.requests[-1]["top_k"] == 50
