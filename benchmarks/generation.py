@@ -3,10 +3,12 @@
 1. dilm's llama.cpp path (`Assistant.stream`: retrieval, prompt, guard, log) vs bare xllamacpp (goal >= 0.95);
 2. the same model on the old transformers path (de-quantized fp32 `model.generate`; expect llama.cpp >= 5x);
 3. 1 / 4 / 8 concurrent streams through `Assistant.chat`: aggregate tokens/s must rise with concurrency;
+   the sweep runs on the default number of llama.cpp engines and again on each `--compare-engines` count;
 4. time to first token, peak RSS.
 
     python benchmarks/generation.py [--model qwen2.5-coder-1.5b] [--runs 5] [--max-new-tokens 64]
                                     [--concurrency 1,4,8] [--transformers-runs 1] [--threads N]
+                                    [--compare-engines 1]
 
 Writes benchmarks/results/generation-<model>.json. Run it on an idle machine: it measures time.
 """
@@ -150,9 +152,9 @@ def llama_phase(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, Assistant.open(tmp, model=args.model, threads=args.threads) as bot:
         backend = bot.backend
         assert isinstance(backend, LlamaCppBackend), "the model must run on llama.cpp"
-        p = xlc.CommonParams()  # the bare engine gets exactly dilm's engine settings
-        p.model.path, p.n_parallel = str(backend.gguf), backend.parallel
-        p.n_ctx = backend.context_window * backend.parallel
+        p = xlc.CommonParams()  # the bare engine gets exactly the settings of one of dilm's engines
+        p.model.path, p.n_parallel = str(backend.gguf), backend.slots
+        p.n_ctx = backend.context_window * backend.slots
         p.cpuparams.n_threads = p.cpuparams_batch.n_threads = backend.threads
         p.verbosity, p.hostnames = 0, [f"{tmp}/bare.sock"]
         server = xlc.Server(p)
@@ -164,9 +166,25 @@ def llama_phase(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             rows["bare xllamacpp"].append(bare_run(server, messages, args.max_new_tokens))
             rows["dilm (Assistant.stream)"].append(dilm_run(bot, args.max_new_tokens))
         del server
-        console.print(f"[dim]llama.cpp: {backend.threads} thread(s), {backend.parallel} slots[/dim]")
-        sweep = [concurrent(bot, n, args.max_new_tokens) for n in args.concurrency]
-        return {"rows": rows, "sweep": sweep, "threads": backend.threads, "rss_mb": rss_mb()}
+        sweep = sweep_of(bot, args, console)
+        rss = rss_mb()
+    for engines in [e for e in args.compare_engines if e != backend.engines]:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            Assistant.open(tmp, model=args.model, threads=args.threads, engines=engines) as bot,
+        ):
+            sweep += sweep_of(bot, args, console)
+    return {"rows": rows, "sweep": sweep, "threads": backend.threads, "rss_mb": rss}
+
+
+def sweep_of(bot: Assistant, args: argparse.Namespace, console: Console) -> list[dict[str, float]]:
+    """The concurrency sweep on `bot`'s engines, each row labelled with the engine count."""
+    backend = bot.backend
+    assert isinstance(backend, LlamaCppBackend)
+    shape = f"{backend.engines} engine(s) x {backend.threads} thread(s), {backend.slots} slots each"
+    console.print(f"[dim]llama.cpp: {shape}[/dim]")
+    bot.chat("Hello.", user="warm", decoding={"max_new_tokens": 4})  # the embedder loads outside the timing
+    return [{"engines": backend.engines} | concurrent(bot, n, args.max_new_tokens) for n in args.concurrency]
 
 
 def transformers_phase(args: argparse.Namespace) -> list[Run]:
@@ -201,10 +219,11 @@ def report(args: argparse.Namespace, console: Console, llama: dict[str, Any], tf
         table.add_row("ratio dilm / transformers", f"{speedup:.1f}x", "", "", "")
     console.print(table)
     sweep = Table(title="concurrent streams through Assistant.chat")
-    for col in ("streams", "aggregate tokens/s", "per-stream tokens/s", "TTFT ms"):
+    for col in ("engines", "streams", "aggregate tokens/s", "per-stream tokens/s", "TTFT ms"):
         sweep.add_column(col, justify="right")
     for s in llama["sweep"]:
         sweep.add_row(
+            str(s["engines"]),
             str(s["streams"]),
             f"{s['aggregate_tokens_per_s']:.1f}",
             f"{s['per_stream_tokens_per_s']:.1f}",
@@ -224,8 +243,10 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,4,8", help="comma-separated stream counts")
     ap.add_argument("--transformers-runs", type=int, default=1, help="0 skips the old path")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--compare-engines", default="1", help="engine counts to sweep besides the default ('' none)")
     args = ap.parse_args()
     args.concurrency = [int(x) for x in args.concurrency.split(",")]
+    args.compare_engines = [int(x) for x in args.compare_engines.split(",") if x]
     gguf_path(args.model, Settings.load(None).resolved_cache_dir())  # a clear error before anything loads
     console = Console()
     llama = llama_phase(args, console)

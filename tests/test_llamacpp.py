@@ -91,11 +91,40 @@ def test_concurrent_requests_share_the_model(llama: LlamaCppBackend):
     assert len(answers) == 4 and answers[0] == alone and "Paris" in alone
 
 
+def test_concurrent_turns_go_to_the_least_busy_engine(llama: LlamaCppBackend):
+    """Two engines, two streams at once: while both stream, each engine runs one of them."""
+    two = LlamaCppBackend(llama.gguf, llama.model_name, context_window=512, threads=1, parallel=2, engines=2)
+    streaming = threading.Barrier(2, timeout=60)
+    seen: list[list[int]] = []
+
+    def ask(question: str) -> None:
+        first = [True]
+
+        def on_text(_: str) -> None:
+            if first:  # this stream's first text
+                first.clear()
+                streaming.wait()  # both requests are inside their engines now
+                seen.append([e.active for e in two._engines])
+
+        two.generate([{"role": "user", "content": question}], Decoding(max_new_tokens=8), on_text=on_text)
+
+    try:
+        threads = [threading.Thread(target=ask, args=(q,)) for q in ("Name a fruit.", "Name a color.")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        two.close()
+    assert seen and seen[0] == [1, 1]
+
+
 def test_the_engine_listens_on_a_private_socket_only(llama: LlamaCppBackend):
     folder = llama._socket_dir
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    assert llama._engine.server.listening_address.startswith("unix://")
-    assert str(folder) in llama._engine.server.listening_address
+    for engine in llama._engines:
+        assert engine.server.listening_address.startswith("unix://")
+        assert str(folder) in engine.server.listening_address
 
 
 def test_an_adapter_without_its_gguf_lora_is_a_clear_error(llama: LlamaCppBackend, tmp_path: Path):

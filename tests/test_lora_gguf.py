@@ -241,3 +241,25 @@ def test_a_failed_conversion_fails_the_job_and_publishes_nothing(
         jobs.run(registry, GLOBAL_SCOPE, "adapter", stages)
     assert registry.list() == []
     assert not [p for p in (data_dir / "adapters").rglob("*") if p.is_file() and p.suffix != ".lock"]
+
+
+def test_an_adapter_is_loaded_by_one_engine_and_the_others_keep_theirs(base_gguf: Path, adapter: tuple[Path, Path]):
+    """With two engines, a request for an adapter restarts one engine with it; later requests for the adapter
+    go to that engine (no second restart), and requests without it still get the base model."""
+    from dilm.config import Decoding
+    from dilm.models.base import AdapterRef
+    from dilm.models.llamacpp import LlamaCppBackend
+
+    llama = LlamaCppBackend(base_gguf, MODEL, context_window=512, threads=1, parallel=1, engines=2)
+    ref = AdapterRef("v1", adapter[0])
+    question = [{"role": "user", "content": TRAINED[0]}]
+    try:
+        first = llama.generate(question, Decoding(max_new_tokens=MAX_TOKENS), adapter=ref)[0].text
+        starts = llama._starts
+        again = llama.generate(question, Decoding(max_new_tokens=MAX_TOKENS), adapter=ref)[0].text
+        base = llama.generate(question, Decoding(max_new_tokens=MAX_TOKENS))[0].text
+        loaded = [adapter[1].resolve() in e.adapters for e in llama._engines]
+    finally:
+        llama.close()
+    assert "pineapple zebra" in first and again == first and "pineapple" not in base
+    assert sorted(loaded) == [False, True] and llama._starts == starts  # 2 engines + 1 restart, none after

@@ -177,6 +177,13 @@ class Settings(BaseSettings):
         ge=1,
         description="CPU threads (llama.cpp default: 1 on <= 2 cores, else cores - 1; torch: all cores)",
     )
+    engines: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="llama.cpp engines sharing the model file, `threads` threads each; a turn goes to the least "
+        "busy (default: one per core on <= 2 cores, else 1)",
+    )
     extraction: Literal["auto", "rules", "model"] = Field(
         default="auto",
         description="fact extraction: rules, the model (JSON), or auto (model unless it is the embedded one)",

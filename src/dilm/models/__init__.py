@@ -43,6 +43,7 @@ def load_backend(settings: Settings) -> Backend:
         context_window=settings.context_window,
         threads=settings.threads,
         parallel=settings.server.generation_workers,
+        engines=settings.engines,
     )
 
 

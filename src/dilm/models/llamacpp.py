@@ -43,18 +43,26 @@ DEFAULT_CONTEXT = 4096  # tokens per slot unless configured: the models train on
 
 @dataclass
 class _Engine:
-    """One loaded llama.cpp server engine and the adapters it was started with (their index is the LoRA id)."""
+    """One loaded llama.cpp server engine, the adapters it was started with (their index is the LoRA id), and
+    its traffic: requests inside it, and the adapter it is being restarted for (None while it serves)."""
 
     server: Any
     http: httpx.Client  # the engine's own HTTP API, over its unix socket
     adapters: list[Path] = field(default_factory=list)
+    lru: list[Path] = field(default_factory=list)  # adapters by last use, most recent last
+    active: int = 0
+    loading: Path | None = None
 
 
 class LlamaCppBackend:
     """A GGUF chat model on llama.cpp. Thread-safe: up to `parallel` generations run at once, more wait.
 
-    `threads`: CPU threads for generation and prompt processing (None: 1 on a machine with <= 2 cores, where
-    2 threads collapse under load (OpenMP spinning), else cores - 1). `context_window`: tokens per slot.
+    `threads`: CPU threads per engine (None: 1 on a machine with <= 2 cores, where 2 threads collapse under
+    load (OpenMP spinning), else cores - 1). `engines`: independent llama.cpp engines on the same file (its
+    pages are shared; each engine has its own KV cache), each with `threads` threads and `parallel` slots; a
+    request goes to the least busy one (None: one per core on <= 2 cores, so two streams use both cores
+    without a shared thread barrier, else 1).
+    `context_window`: tokens per slot.
     Raises ModelNotFoundError when the file is missing or not a model llama.cpp can load."""
 
     MAX_LOADED_ADAPTERS = 8
@@ -66,6 +74,7 @@ class LlamaCppBackend:
         context_window: int | None = None,
         threads: int | None = None,
         parallel: int = 4,
+        engines: int | None = None,
     ) -> None:
         if not gguf.is_file():
             raise ModelNotFoundError(f"model file {gguf} does not exist")
@@ -73,19 +82,22 @@ class LlamaCppBackend:
         self.gguf = gguf
         self.parallel = parallel
         self.threads = threads or default_threads()
+        self.engines = engines or default_engines(self.threads)
+        # Every engine gets all `parallel` slots: n candidates of one request need n slots in one engine. The
+        # server admits at most `parallel` turns at once, so the extra slots cost KV-cache memory, not CPU.
+        self.slots = parallel
         self.context_window = context_window or DEFAULT_CONTEXT
         self._socket_dir = Path(tempfile.mkdtemp(prefix="dilm-llama-"))  # mkdtemp: mode 0700
         self._api_key = secrets.token_urlsafe(24)
         self._cond = threading.Condition()
-        self._active = 0  # requests inside the engine
-        self._reloading = False
-        self._lru: list[Path] = []  # adapters by last use, most recent last
         self._starts = 0
-        self._engine = self._start([])
-        trained = self.trained_context()
+        first = self._start([])
+        trained = self._trained_context(first)
         if trained < self.context_window:  # never promise more context than the model was trained with
             self.context_window = trained
-            self._engine = self._start([])
+            self._stop(first)
+            first = self._start([])
+        self._engines = [first, *(self._start([]) for _ in range(self.engines - 1))]
 
     # -- engine lifecycle -------------------------------------------------------------------------
     def _start(self, adapters: list[Path]) -> _Engine:
@@ -93,8 +105,8 @@ class LlamaCppBackend:
 
         p = xlc.CommonParams()
         p.model.path = str(self.gguf)
-        p.n_parallel = self.parallel
-        p.n_ctx = self.context_window * self.parallel  # split evenly: each slot holds one whole context
+        p.n_parallel = self.slots
+        p.n_ctx = self.context_window * self.slots  # split evenly: each slot holds one whole context
         p.cpuparams.n_threads = self.threads
         p.cpuparams_batch.n_threads = self.threads
         self._starts += 1  # a fresh socket per start: a stopped engine may leave its socket file behind
@@ -120,11 +132,16 @@ class LlamaCppBackend:
         )
         return _Engine(server, http, list(adapters))
 
+    @staticmethod
+    def _stop(engine: _Engine) -> None:
+        engine.server = None  # frees the engine's memory (the binding stops it when collected)
+        engine.http.close()
+
     def close(self) -> None:
-        """Stop the engine and remove its socket folder (also done at interpreter exit)."""
+        """Stop the engines and remove their socket folder (also done at interpreter exit)."""
         with self._cond:
-            self._engine.server = None
-            self._engine.http.close()
+            for engine in self._engines:
+                self._stop(engine)
         shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     def __del__(self) -> None:
@@ -132,47 +149,57 @@ class LlamaCppBackend:
 
     @contextmanager
     def _request(self, adapter: AdapterRef | None) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
-        """(engine, the request's `lora` list) for one generation; reloads the engine first when `adapter`
-        is not loaded. Reloads wait for running requests and hold new ones back."""
+        """(engine, the request's `lora` list) for one generation, on the least busy engine that has
+        `adapter` loaded; when none has, the least busy engine is restarted with it first (after its running
+        requests finish; the other engines keep answering)."""
         path = _lora_file(adapter) if adapter is not None else None
         with self._cond:
-            while self._reloading:
+            engine = self._pick(path)
+            while engine is None:
                 self._cond.wait()
-            if path is not None and path not in self._engine.adapters:
-                self._reload_with(path)
+                engine = self._pick(path)
+            if path is not None and path not in engine.adapters:
+                self._reload_with(engine, path)
             if path is not None:
-                self._lru = [p for p in self._lru if p != path] + [path]
-            engine = self._engine
-            self._active += 1
+                engine.lru = [p for p in engine.lru if p != path] + [path]
+            engine.active += 1
         try:
-            yield engine.server, [{"id": i, "scale": 1.0 if a == path else 0.0} for i, a in enumerate(engine.adapters)]
+            lora = [{"id": i, "scale": 1.0 if a == path else 0.0} for i, a in enumerate(engine.adapters)]
+            yield engine.server, lora
         finally:
             with self._cond:
-                self._active -= 1
+                engine.active -= 1
                 self._cond.notify_all()
 
-    def _reload_with(self, path: Path) -> None:
-        """Restart the engine with `path` among its adapters (called holding the condition)."""
-        self._reloading = True
+    def _pick(self, path: Path | None) -> _Engine | None:
+        """The engine for a request (called holding the condition): the least busy serving engine with `path`
+        loaded, else the least busy serving engine; None while one is being restarted for `path` or all are."""
+        serving = [e for e in self._engines if e.loading is None]
+        if not serving or (path is not None and any(e.loading == path for e in self._engines)):
+            return None
+        ready = [e for e in serving if path is None or path in e.adapters]
+        return min(ready or serving, key=lambda e: e.active)
+
+    def _reload_with(self, engine: _Engine, path: Path) -> None:
+        """Restart `engine` with `path` among its adapters (called holding the condition)."""
+        engine.loading = path
         try:
-            while self._active:
+            while engine.active:
                 self._cond.wait()
-            keep = [a for a in self._lru if a in self._engine.adapters and a.is_file()]
+            keep = [a for a in engine.lru if a in engine.adapters and a.is_file()]
             keep = keep[-(self.MAX_LOADED_ADAPTERS - 1) :]
-            self._engine.server = None  # free the old engine's memory before loading the new one
-            self._engine.http.close()
-            self._engine = self._start([*keep, path])
-            log.info("llama.cpp engine reloaded with %d adapter(s)", len(self._engine.adapters))
+            self._stop(engine)  # free the old engine's memory before loading the new one
+            fresh = self._start([*keep, path])
+            engine.server, engine.http, engine.adapters = fresh.server, fresh.http, fresh.adapters
+            log.info("llama.cpp engine reloaded with %d adapter(s)", len(engine.adapters))
         finally:
-            self._reloading = False
+            engine.loading = None
             self._cond.notify_all()
 
-    def trained_context(self) -> int:
+    def _trained_context(self, engine: _Engine) -> int:
         """The context length the model was trained with (llama.cpp's `n_ctx_train`, from `/v1/models`)."""
-        import httpx
-
         try:
-            r = self._engine.http.get("/v1/models")
+            r = engine.http.get("/v1/models")
             r.raise_for_status()
             return int(r.json()["data"][0]["meta"]["n_ctx_train"])
         except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as e:
@@ -185,11 +212,13 @@ class LlamaCppBackend:
         return len(self._post("/tokenize", {"content": prompt, "add_special": True, "parse_special": True})["tokens"])
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """A JSON POST to the running engine's own HTTP API, over its unix socket."""
+        """A JSON POST to a serving engine's own HTTP API, over its unix socket."""
         with self._cond:
-            while self._reloading:
+            engine = self._pick(None)
+            while engine is None:
                 self._cond.wait()
-            http = self._engine.http
+                engine = self._pick(None)
+            http = engine.http
         try:
             r = http.post(path, json=body)
             r.raise_for_status()
@@ -318,3 +347,10 @@ def default_threads() -> int:
     benchmarks/generation.py), else all cores but one (one is left for the server and the embedder)."""
     cores = os.cpu_count() or 1
     return 1 if cores <= 2 else cores - 1
+
+
+def default_engines(threads: int) -> int:
+    """One engine per `threads` cores on a machine with <= 2 cores (two 1-thread engines served 2 streams at
+    1.5x one engine's tokens/s: benchmarks/generation.py), else 1 (its threads already use the cores)."""
+    cores = os.cpu_count() or 1
+    return max(1, cores // threads) if cores <= 2 else 1
