@@ -141,8 +141,15 @@ def summarize(runs: list[Run]) -> dict[str, float]:
 
 
 def rss_mb() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
+    """Peak resident set size of this process so far, MiB (Linux reports KiB). Pages of the model file mapped
+    by several engines count once per engine here: see pss_mb."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def pss_mb() -> float:
+    """Proportional set size now, MiB: resident memory with each shared page counted once (Linux)."""
+    with open("/proc/self/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Pss:")) / 1024
 
 
 def llama_phase(args: argparse.Namespace, console: Console) -> dict[str, Any]:
@@ -167,14 +174,14 @@ def llama_phase(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             rows["dilm (Assistant.stream)"].append(dilm_run(bot, args.max_new_tokens))
         del server
         sweep = sweep_of(bot, args, console)
-        rss = rss_mb()
+        rss, pss = rss_mb(), pss_mb()
     for engines in [e for e in args.compare_engines if e != backend.engines]:
         with (
             tempfile.TemporaryDirectory() as tmp,
             Assistant.open(tmp, model=args.model, threads=args.threads, engines=engines) as bot,
         ):
             sweep += sweep_of(bot, args, console)
-    return {"rows": rows, "sweep": sweep, "threads": backend.threads, "rss_mb": rss}
+    return {"rows": rows, "sweep": sweep, "threads": backend.threads, "rss_mb": rss, "pss_mb": pss}
 
 
 def sweep_of(bot: Assistant, args: argparse.Namespace, console: Console) -> list[dict[str, float]]:
@@ -230,7 +237,10 @@ def report(args: argparse.Namespace, console: Console, llama: dict[str, Any], tf
             f"{s['ttft_ms']:.0f}",
         )
     console.print(sweep)
-    console.print(f"peak RSS: llama.cpp phase {llama['rss_mb']:.0f} MiB, whole run {rss_mb():.0f} MiB")
+    console.print(
+        f"peak RSS: llama.cpp phase {llama['rss_mb']:.0f} MiB, whole run {rss_mb():.0f} MiB; "
+        f"PSS after the llama.cpp phase (bare engine freed) {llama['pss_mb']:.0f} MiB"
+    )
     console.print(f"throughput ratio dilm/bare {ratio:.3f} (goal >= 0.95): {'met' if ratio >= 0.95 else 'NOT met'}")
     return {"model": args.model, "runs": args.runs, "stats": stats, "ratio": ratio, "speedup_vs_transformers": speedup}
 

@@ -861,6 +861,12 @@ def models_add(
 
 
 # -- eval ---------------------------------------------------------------------------------------------
+def _eval_settings(max_new_tokens: int) -> dict[str, Any]:
+    """Settings every eval answers with: its answer length, and no prompt cache, so that an answer which
+    changes is the change under test, not a near-tie tipped by llama.cpp's cache (see `prompt_cache`)."""
+    return {"decoding": {"max_new_tokens": max_new_tokens}, "prompt_cache": False}
+
+
 @eval_app.command("edits")
 def eval_edits(
     data: Annotated[Path | None, typer.Option(help="Edits JSONL (default: the bundled dev set)")] = None,
@@ -880,7 +886,7 @@ def eval_edits(
             items,
             local,
             # passive: the memory path is measured, not the policy (an "is that right?" would change answers)
-            lambda d: Assistant.open(d, decoding={"max_new_tokens": max_new_tokens}, policy={"mode": "passive"}),
+            lambda d: Assistant.open(d, policy={"mode": "passive"}, **_eval_settings(max_new_tokens)),
             progress=tick,
         )
     edits.dump(report, _results_path("eval_edits.json"))
@@ -923,9 +929,7 @@ def eval_adapters(
         report = adapters.run(
             items,
             local,
-            lambda d, **kw: Assistant.open(
-                d, decoding={"max_new_tokens": max_new_tokens}, policy={"mode": "passive"}, **kw
-            ),
+            lambda d, **kw: Assistant.open(d, policy={"mode": "passive"}, **_eval_settings(max_new_tokens), **kw),
             progress=tick,
             parity=parity,
         )
@@ -972,7 +976,7 @@ def eval_guard(
             items,
             trap_items,
             quiz_items,
-            lambda d, mode: Assistant.open(d, decoding={"max_new_tokens": max_new_tokens}, policy={"mode": mode}),
+            lambda d, mode: Assistant.open(d, policy={"mode": mode}, **_eval_settings(max_new_tokens)),
             progress=tick,
         )
     edits_eval.dump(report, _results_path("eval_guard.json"))

@@ -177,6 +177,11 @@ class Settings(BaseSettings):
         ge=1,
         description="CPU threads (llama.cpp default: 1 on <= 2 cores, else cores - 1; torch: all cores)",
     )
+    prompt_cache: bool = Field(
+        default=True,
+        description="llama.cpp: reuse a slot's cached prompt prefix (faster first token). llama.cpp's numerics depend "
+        "on batch shape, so a greedy answer may then differ from an uncached run in near-ties; the evals turn it off",
+    )
     engines: int | None = Field(
         default=None,
         ge=1,

@@ -138,9 +138,16 @@ def _ask(
             }
         )
     for loc in locality:
-        after = bot.chat(loc.question, user=EDITOR).text
+        reply = bot.chat(loc.question, user=EDITOR)
         local_rows.append(
-            {"id": loc.id, "lang": loc.lang, "same": after == before[loc.id], "before": before[loc.id], "after": after}
+            {
+                "id": loc.id,
+                "lang": loc.lang,
+                "same": reply.text == before[loc.id],
+                "before": before[loc.id],
+                "after": reply.text,
+                "adapter_used": reply.adapter_version is not None,
+            }
         )
         k += 1
         tick("locality", k)

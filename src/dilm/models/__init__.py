@@ -44,6 +44,7 @@ def load_backend(settings: Settings) -> Backend:
         threads=settings.threads,
         parallel=settings.server.generation_workers,
         engines=settings.engines,
+        prompt_cache=settings.prompt_cache,
     )
 
 

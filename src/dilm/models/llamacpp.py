@@ -62,7 +62,9 @@ class LlamaCppBackend:
     pages are shared; each engine has its own KV cache), each with `threads` threads and `parallel` slots; a
     request goes to the least busy one (None: one per core on <= 2 cores, so two streams use both cores
     without a shared thread barrier, else 1).
-    `context_window`: tokens per slot.
+    `context_window`: tokens per slot. `prompt_cache`: reuse a slot's cached prompt prefix; off, every prompt is
+    computed whole, and greedy answers repeat exactly (with it, a near-tie may tip: llama.cpp's numerics depend
+    on the batch shape, and a cached prefix changes it).
     Raises ModelNotFoundError when the file is missing or not a model llama.cpp can load."""
 
     MAX_LOADED_ADAPTERS = 8
@@ -75,12 +77,14 @@ class LlamaCppBackend:
         threads: int | None = None,
         parallel: int = 4,
         engines: int | None = None,
+        prompt_cache: bool = True,
     ) -> None:
         if not gguf.is_file():
             raise ModelNotFoundError(f"model file {gguf} does not exist")
         self.model_name = name
         self.gguf = gguf
         self.parallel = parallel
+        self.prompt_cache = prompt_cache
         self.threads = threads or default_threads()
         self.engines = engines or default_engines(self.threads)
         # Every engine gets all `parallel` slots: n candidates of one request need n slots in one engine. The
@@ -272,7 +276,7 @@ class LlamaCppBackend:
             "top_logprobs": 1,
             "repeat_penalty": d.repetition_penalty,
             "repeat_last_n": 64,
-            "cache_prompt": True,
+            "cache_prompt": self.prompt_cache,
             "min_p": 0.0,
         }
         if d.strategy == "greedy" or (d.strategy == "beam" and d.n == 1):
