@@ -212,3 +212,16 @@ def test_cli_list_use_add(cli_env, data_dir: Path, tmp_path: Path, monkeypatch: 
     bad.write_text("hello")
     one_line_error(run(env, "models", "add", str(bad), ok=False), "not a GGUF")
     assert Settings.load(data_dir).model == "smollm2-135m"
+
+
+def test_the_learning_rate_is_the_models_own_unless_configured():
+    """Unset, `train.learning_rate` becomes the catalogue model's measured rate (1e-3 on Qwen, which 4e-3
+    damaged; 4e-3 on SmolLM2), 1e-3 for other models; a configured rate always wins."""
+    from dilm.config import Settings
+    from dilm.learning.train import resolved
+
+    assert resolved(Settings.load(None, model="qwen2.5-coder-0.5b")).learning_rate == 1e-3
+    assert resolved(Settings.load(None, model="smollm2-135m-instruct")).learning_rate == 4e-3
+    assert resolved(Settings.load(None, model="/models/other.gguf")).learning_rate == 1e-3
+    configured = Settings.load(None, model="smollm2-135m", train={"learning_rate": 5e-4})
+    assert resolved(configured).learning_rate == 5e-4

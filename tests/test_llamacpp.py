@@ -119,6 +119,24 @@ def test_concurrent_turns_go_to_the_least_busy_engine(llama: LlamaCppBackend):
     assert seen and seen[0] == [1, 1]
 
 
+def test_without_the_prompt_cache_every_prompt_is_computed_whole(llama: LlamaCppBackend):
+    """`prompt_cache` reaches llama.cpp's `cache_prompt`; off, the same question gets the same greedy answer
+    whatever was asked before it."""
+    from dilm.models import load_backend
+
+    assert llama.request(MESSAGES, Decoding())["cache_prompt"] is True
+    settings = Settings.load(None, model=llama.gguf.as_posix(), prompt_cache=False, context_window=512)
+    uncached = load_backend(settings)
+    assert isinstance(uncached, LlamaCppBackend)
+    try:
+        assert uncached.request(MESSAGES, Decoding())["cache_prompt"] is False
+        first = uncached.generate(MESSAGES, Decoding(max_new_tokens=16))[0].text
+        uncached.generate([MESSAGES[0], {"role": "user", "content": "Name a color."}], Decoding(max_new_tokens=8))
+        assert uncached.generate(MESSAGES, Decoding(max_new_tokens=16))[0].text == first
+    finally:
+        uncached.close()
+
+
 def test_the_engine_listens_on_a_private_socket_only(llama: LlamaCppBackend):
     folder = llama._socket_dir
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700

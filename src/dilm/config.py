@@ -70,7 +70,13 @@ class Training(BaseModel):
     interval_s: float = Field(default=3600.0, gt=0, description="...or once this long has passed with any waiting")
     ratings: Literal["kto", "pg"] = Field(default="kto", description="thumbs train with KTO or policy gradient")
     epochs: int = Field(default=5, ge=1, le=100)
-    learning_rate: float = Field(default=4e-3, gt=0, le=1.0, description="SFT on corrections")
+    learning_rate: float | None = Field(
+        default=None,
+        gt=0,
+        le=1.0,
+        description="SFT on corrections (None: the model's own rate from the catalogue: 4e-3 for smollm2-135m, "
+        "1e-3 for the Qwen models and for models outside the catalogue)",
+    )
     preference_learning_rate: float = Field(default=2e-4, gt=0, le=1.0, description="DPO, KTO and policy gradient")
     batch_size: int = Field(default=8, ge=1, le=256)
     rank: int = Field(default=16, ge=1, le=256)

@@ -23,7 +23,7 @@ from dilm.learning.jobs import TrainResult
 from dilm.learning.registry import Registry
 from dilm.learning.routing import Router
 from dilm.memory.embed import shared_embedder
-from dilm.models import lora_gguf
+from dilm.models import catalogue, lora_gguf
 from dilm.models.catalogue import resolve_model_dir
 from dilm.store import Store
 from dilm.text import normalize
@@ -109,6 +109,14 @@ def train(
     return jobs.run(registry, scope, "adapter", stages)
 
 
+def resolved(settings: Settings) -> Training:
+    """`settings.train` with every default that depends on the model filled in (the learning rate)."""
+    cfg = settings.train
+    if cfg.learning_rate is None:
+        cfg = cfg.model_copy(update={"learning_rate": catalogue.learning_rate(settings.model)})
+    return cfg
+
+
 class _AdapterJob:
     """The stages of one adapter job, in order: load the model, build the training rows, measure the gate's
     figures before, train and measure after. `jobs.run` saves, records and publishes the result."""
@@ -122,7 +130,8 @@ class _AdapterJob:
         progress: Progress | None,
         edit_score: gate.EditScore | None,
     ) -> None:
-        self.registry, self.store, self.settings, self.cfg = registry, registry.store, settings, settings.train
+        self.registry, self.store, self.settings = registry, registry.store, settings
+        self.cfg = resolved(settings)
         self.after, self.upto = window
         self.n_new = count(new)
         self.new = {k: [_with_system(r, settings.system_prompt) for r in rows] for k, rows in new.items()}

@@ -179,8 +179,12 @@ def sft(
     tracker: Tracker,
     progress: Progress | None = None,
 ) -> list[float]:
-    """Supervised fine-tuning on prompt → completion (loss on the completion only)."""
+    """Supervised fine-tuning on prompt → completion (loss on the completion only). `cfg.learning_rate` must be
+    set (`dilm.learning.train.resolved` fills in the model's own); raises ValueError if it is not."""
     from trl import SFTConfig, SFTTrainer
+
+    if cfg.learning_rate is None:
+        raise ValueError("sft needs cfg.learning_rate (see dilm.learning.train.resolved)")
 
     # Batches of similar length: less padding, and on a CPU padding is paid for in full.
     args = _args(
