@@ -1050,7 +1050,10 @@ def _progress(label: str) -> Iterator[Callable[..., None]]:
 
 
 def _results_path(name: str) -> Path:
-    """Eval reports go to benchmarks/results/ in a checkout, else to the default data dir."""
+    """Eval reports go to benchmarks/results/ in a checkout, else to the default data dir; one file per eval
+    and model (`eval_edits-qwen2.5-coder-0.5b.json`)."""
+    model = Path(Settings.load(None).model).name.removesuffix(".gguf")
+    name = f"{Path(name).stem}-{model}{Path(name).suffix}"
     return Path("benchmarks/results") / name if Path("benchmarks").is_dir() else default_data_dir() / name
 
 
