@@ -160,8 +160,8 @@ def llama_phase(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         backend = bot.backend
         assert isinstance(backend, LlamaCppBackend), "the model must run on llama.cpp"
         p = xlc.CommonParams()  # the bare engine gets exactly the settings of one of dilm's engines
-        p.model.path, p.n_parallel = str(backend.gguf), backend.slots
-        p.n_ctx = backend.context_window * backend.slots
+        p.model.path, p.n_parallel = str(backend.gguf), backend.parallel
+        p.n_ctx = backend.context_window * backend.parallel
         p.cpuparams.n_threads = p.cpuparams_batch.n_threads = backend.threads
         p.verbosity, p.hostnames = 0, [f"{tmp}/bare.sock"]
         server = xlc.Server(p)
@@ -188,7 +188,7 @@ def sweep_of(bot: Assistant, args: argparse.Namespace, console: Console) -> list
     """The concurrency sweep on `bot`'s engines, each row labelled with the engine count."""
     backend = bot.backend
     assert isinstance(backend, LlamaCppBackend)
-    shape = f"{backend.engines} engine(s) x {backend.threads} thread(s), {backend.slots} slots each"
+    shape = f"{backend.engines} engine(s) x {backend.threads} thread(s), {backend.parallel} slots each"
     console.print(f"[dim]llama.cpp: {shape}[/dim]")
     bot.chat("Hello.", user="warm", decoding={"max_new_tokens": 4})  # the embedder loads outside the timing
     return [{"engines": backend.engines} | concurrent(bot, n, args.max_new_tokens) for n in args.concurrency]

@@ -14,6 +14,8 @@ os.environ.pop("DILM_DATA_DIR", None)
 # Most tests run on the smallest catalogue model (llama.cpp); tests about answer quality or Chinese output
 # ask for qwen2.5-coder-0.5b themselves (scripts/setup.sh --dev installs it).
 os.environ.setdefault("DILM_MODEL", "smollm2-135m-instruct")
+# Tests compare greedy answers exactly; llama.cpp's prompt cache may tip near-ties (see Settings.prompt_cache).
+os.environ.setdefault("DILM_PROMPT_CACHE", "false")
 
 from dilm import Assistant  # noqa: E402
 from dilm.config import Settings  # noqa: E402

@@ -119,22 +119,22 @@ def test_concurrent_turns_go_to_the_least_busy_engine(llama: LlamaCppBackend):
     assert seen and seen[0] == [1, 1]
 
 
-def test_without_the_prompt_cache_every_prompt_is_computed_whole(llama: LlamaCppBackend):
-    """`prompt_cache` reaches llama.cpp's `cache_prompt`; off, the same question gets the same greedy answer
-    whatever was asked before it."""
+def test_the_prompt_cache_setting_reaches_the_engine(llama: LlamaCppBackend):
+    """`prompt_cache` (the suite runs with it off: conftest) becomes llama.cpp's `cache_prompt`; on, answers
+    still come, and the same question is answered again after another one."""
     from dilm.models import load_backend
 
-    assert llama.request(MESSAGES, Decoding())["cache_prompt"] is True
-    settings = Settings.load(None, model=llama.gguf.as_posix(), prompt_cache=False, context_window=512)
-    uncached = load_backend(settings)
-    assert isinstance(uncached, LlamaCppBackend)
+    assert llama.request(MESSAGES, Decoding())["cache_prompt"] is False
+    settings = Settings.load(None, model=llama.gguf.as_posix(), prompt_cache=True, context_window=512, engines=1)
+    cached = load_backend(settings)
+    assert isinstance(cached, LlamaCppBackend)
     try:
-        assert uncached.request(MESSAGES, Decoding())["cache_prompt"] is False
-        first = uncached.generate(MESSAGES, Decoding(max_new_tokens=16))[0].text
-        uncached.generate([MESSAGES[0], {"role": "user", "content": "Name a color."}], Decoding(max_new_tokens=8))
-        assert uncached.generate(MESSAGES, Decoding(max_new_tokens=16))[0].text == first
+        assert cached.request(MESSAGES, Decoding())["cache_prompt"] is True
+        first = cached.generate(MESSAGES, Decoding(max_new_tokens=16))[0].text
+        cached.generate([MESSAGES[0], {"role": "user", "content": "Name a color."}], Decoding(max_new_tokens=8))
+        assert "Paris" in first and "Paris" in cached.generate(MESSAGES, Decoding(max_new_tokens=16))[0].text
     finally:
-        uncached.close()
+        cached.close()
 
 
 def test_the_engine_listens_on_a_private_socket_only(llama: LlamaCppBackend):

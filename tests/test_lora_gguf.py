@@ -250,16 +250,16 @@ def test_an_adapter_is_loaded_by_one_engine_and_the_others_keep_theirs(base_gguf
     from dilm.models.base import AdapterRef
     from dilm.models.llamacpp import LlamaCppBackend
 
-    llama = LlamaCppBackend(base_gguf, MODEL, context_window=512, threads=1, parallel=1, engines=2)
+    llama = LlamaCppBackend(base_gguf, MODEL, context_window=512, threads=1, parallel=1, engines=2, prompt_cache=False)
     ref = AdapterRef("v1", adapter[0])
     question = [{"role": "user", "content": TRAINED[0]}]
     try:
         first = llama.generate(question, Decoding(max_new_tokens=MAX_TOKENS), adapter=ref)[0].text
-        starts = llama._starts
+        restarts = llama.restarts
         again = llama.generate(question, Decoding(max_new_tokens=MAX_TOKENS), adapter=ref)[0].text
         base = llama.generate(question, Decoding(max_new_tokens=MAX_TOKENS))[0].text
         loaded = [adapter[1].resolve() in e.adapters for e in llama._engines]
     finally:
         llama.close()
     assert "pineapple zebra" in first and again == first and "pineapple" not in base
-    assert sorted(loaded) == [False, True] and llama._starts == starts  # 2 engines + 1 restart, none after
+    assert sorted(loaded) == [False, True] and restarts == llama.restarts == 1

