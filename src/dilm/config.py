@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     threads: int | None = Field(
         default=None,
         ge=1,
-        description="CPU threads (llama.cpp default: 1 on <= 2 cores, else cores - 1; torch: all cores)",
+        description="CPU threads (per llama.cpp engine, default: 1 on <= 2 cores, else cores - 1; torch: all cores)",
     )
     prompt_cache: bool = Field(
         default=True,
