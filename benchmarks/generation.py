@@ -1,10 +1,12 @@
 """Generation speed, side by side in one run on the same prompt and the same GGUF file:
 
 1. dilm's llama.cpp path (`Assistant.stream`: retrieval, prompt, guard, log) vs bare xllamacpp (goal >= 0.95);
-2. the same model on the old transformers path (de-quantized fp32 `model.generate`; expect llama.cpp >= 5x);
+2. the same model on the old transformers path (de-quantized fp32 `model.generate`; expect llama.cpp >= 5x),
+   one stream each, and at the machine's throughput (the sweep's best aggregate; torch's one stream already
+   uses every core);
 3. 1 / 4 / 8 concurrent streams through `Assistant.chat`: aggregate tokens/s must rise with concurrency;
    the sweep runs on the default number of llama.cpp engines and again on each `--compare-engines` count;
-4. time to first token, peak RSS.
+4. time to first token, peak RSS and PSS (shared pages counted once).
 
     python benchmarks/generation.py [--model qwen2.5-coder-1.5b] [--runs 5] [--max-new-tokens 64]
                                     [--concurrency 1,4,8] [--transformers-runs 1] [--threads N]
@@ -181,7 +183,10 @@ def llama_phase(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             Assistant.open(tmp, model=args.model, threads=args.threads, engines=engines) as bot,
         ):
             sweep += sweep_of(bot, args, console)
-    return {"rows": rows, "sweep": sweep, "threads": backend.threads, "rss_mb": rss, "pss_mb": pss}
+    return {"rows": rows, "sweep": sweep, "threads": backend.threads, "engines": backend.engines} | {
+        "rss_mb": rss,
+        "pss_mb": pss,
+    }
 
 
 def sweep_of(bot: Assistant, args: argparse.Namespace, console: Console) -> list[dict[str, float]]:
@@ -220,10 +225,16 @@ def report(args: argparse.Namespace, console: Console, llama: dict[str, Any], tf
             name, f"{s['tokens_per_s']:.1f}", f"{s['ttft_ms']:.0f}", f"{s['seconds']:.2f}", f"{s['tokens']:.0f}"
         )
     table.add_row("ratio dilm / bare", f"{ratio:.3f}", f"{ours['ttft_ms'] / bare['ttft_ms']:.2f}", "", "")
-    speedup = None
+    speedup = machine = None
     if tf:
-        speedup = ours["tokens_per_s"] / stats["transformers fp32 (old path)"]["tokens_per_s"]
+        old = stats["transformers fp32 (old path)"]["tokens_per_s"]
+        speedup = ours["tokens_per_s"] / old
         table.add_row("ratio dilm / transformers", f"{speedup:.1f}x", "", "", "")
+        # transformers' one stream uses every core (torch threads); a llama.cpp stream uses `threads`: the
+        # machine's throughput is the fair second figure, the best aggregate of the default engines' sweep
+        best = max(s["aggregate_tokens_per_s"] for s in llama["sweep"] if s["engines"] == llama["engines"])
+        machine = best / old
+        table.add_row("ratio dilm / transformers, machine throughput", f"{machine:.1f}x", "", "", "")
     console.print(table)
     sweep = Table(title="concurrent streams through Assistant.chat")
     for col in ("engines", "streams", "aggregate tokens/s", "per-stream tokens/s", "TTFT ms"):
@@ -242,7 +253,14 @@ def report(args: argparse.Namespace, console: Console, llama: dict[str, Any], tf
         f"PSS after the llama.cpp phase (bare engine freed) {llama['pss_mb']:.0f} MiB"
     )
     console.print(f"throughput ratio dilm/bare {ratio:.3f} (goal >= 0.95): {'met' if ratio >= 0.95 else 'NOT met'}")
-    return {"model": args.model, "runs": args.runs, "stats": stats, "ratio": ratio, "speedup_vs_transformers": speedup}
+    return {
+        "model": args.model,
+        "runs": args.runs,
+        "stats": stats,
+        "ratio": ratio,
+        "speedup_vs_transformers": speedup,
+        "machine_speedup_vs_transformers": machine,
+    }
 
 
 def main() -> None:
