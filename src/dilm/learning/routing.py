@@ -2,8 +2,8 @@
 answers, so unrelated behaviour stays exactly as it was (the idea of WISE's and GRACE's routed side memories).
 
 Similarity mixes the dense cosine with the share of the question's content terms found in a trained
-question. For Chinese it is the term share alone: the embedding model maps most Chinese characters to [UNK],
-so any two Chinese questions look alike to it.
+question. For Chinese it is the terms' overlap coefficient alone (`overlap`): the embedding model maps most
+Chinese characters to [UNK], so any two Chinese questions look alike to it.
 """
 
 from __future__ import annotations
@@ -51,11 +51,22 @@ class Router:
         if not self.questions:
             return 0.0
         q_terms = content_terms(question)
-        share = np.array([len(q_terms & t) / len(q_terms) if q_terms else 0.0 for t in self.terms])
         if language(question) == "zh":
-            return float(np.max(share))
+            return max(overlap(q_terms, t) for t in self.terms)
+        share = np.array([len(q_terms & t) / len(q_terms) if q_terms else 0.0 for t in self.terms])
         cos = self.vectors @ (self.embedder.embed(question) if vector is None else vector)
         return float(np.max((np.clip(cos, 0, 1) + share) / 2))
+
+
+def overlap(question: set[str], trained: set[str]) -> float:
+    """0..1: the overlap coefficient |q & t| / min(|q|, |t|) when two or more terms are shared, else the share
+    of the question's terms. CJK bigrams of a longer paraphrase include many that span word boundaries, which
+    diluted the plain share: on the edit dev set's Chinese paraphrases 15 of 26 reached the routing threshold,
+    23 of 26 with the overlap coefficient, and none of 50 unrelated Chinese questions did with either."""
+    shared = len(question & trained)
+    if shared >= 2:
+        return shared / min(len(question), len(trained))
+    return shared / len(question) if question else 0.0
 
 
 class AdapterChooser:
