@@ -52,6 +52,7 @@ class _Engine:
     server: Any
     http: httpx.Client  # the engine's own HTTP API, over its unix socket
     adapters: list[Path] = field(default_factory=list)
+    socket: Path | None = None
     lru: list[Path] = field(default_factory=list)  # adapters by last use, most recent last
     active: int = 0
     loading: Path | None = None
@@ -144,12 +145,14 @@ class LlamaCppBackend:
             headers={"Authorization": f"Bearer {self._api_key}"},
             timeout=60.0,
         )
-        return _Engine(server, http, list(adapters))
+        return _Engine(server, http, list(adapters), socket=socket)
 
     @staticmethod
     def _stop(engine: _Engine) -> None:
         engine.server = None  # frees the engine's memory (the binding stops it when collected)
         engine.http.close()
+        if engine.socket is not None:
+            engine.socket.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Stop the engines and remove their socket folder (also done at interpreter exit). Requests after
@@ -242,7 +245,12 @@ class LlamaCppBackend:
             except ModelNotFoundError as e:
                 error = error or f"llama.cpp could not load the adapter {path.parent.name}: {e}"
                 continue
-            engine.server, engine.http, engine.adapters = fresh.server, fresh.http, fresh.adapters
+            engine.server, engine.http, engine.adapters, engine.socket = (
+                fresh.server,
+                fresh.http,
+                fresh.adapters,
+                fresh.socket,
+            )
             return error
         return error
 
