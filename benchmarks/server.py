@@ -180,6 +180,7 @@ def main() -> None:
                 "seconds": round(took, 1),
                 "requests": len(work),
                 "req_per_s": round(len(work) / took, 2),
+                "answers_per_s": round(sum(x["kind"] == "chat" and x["status"] == 200 for x in log) / took, 2),
                 "chat": summary(log, "chat"),
                 "feedback": summary(log, "feedback"),
                 "healthz": summary(log, "healthz"),
@@ -197,13 +198,15 @@ def main() -> None:
 
     model = f"{args.model or 'default model'}" + (f", {args.runtime}" if args.runtime else "")
     table = Table(title=f"dilm serve under load (127.0.0.1, {os.cpu_count()} cores, {model}, 16 tokens)")
-    for col in ("phase", "req/s", "chat p50/p95/p99 ms", "feedback p50/p95/p99 ms", "healthz p50/p99 ms", "errors"):
+    cols = ("phase", "req/s", "answers/s", "chat p50/p95/p99 ms", "feedback p50/p95/p99 ms", "healthz p50/p99 ms")
+    for col in (*cols, "errors"):
         table.add_column(col)
     for name, r in results.items():
         c, f, h = r["chat"], r["feedback"], r["healthz"]
         table.add_row(
             name,
             f"{r['req_per_s']}",
+            f"{r['answers_per_s']}",
             f"{c['p50']} / {c['p95']} / {c['p99']}",
             f"{f['p50']} / {f['p95']} / {f['p99']}",
             f"{h['p50']} / {h['p99']}",
