@@ -149,3 +149,19 @@ def test_requests_after_close_are_refused(tmp_path: Path):
     backend.close()
     with pytest.raises(BackendError, match="closed"):
         ask(backend)
+
+
+def test_a_restart_that_ends_after_close_is_refused(tmp_path: Path):
+    backend = StandIns(tmp_path, engines=1)
+    ref = adapter(tmp_path, "v1")
+    real = backend._restart
+
+    def close_meanwhile(engine: _Engine, keep: list[Path], path: Path) -> str | None:
+        result = real(engine, keep, path)
+        threading.Thread(target=backend.close).start()  # waits for the lock this restart gets back
+        time.sleep(0.05)
+        return result
+
+    backend._restart = close_meanwhile  # type: ignore[method-assign]
+    with pytest.raises(BackendError, match="closed"):
+        ask(backend, ref)

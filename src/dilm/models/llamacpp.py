@@ -224,6 +224,7 @@ class LlamaCppBackend:
                 self._engines.remove(engine)
                 if engine.server is not None:
                     self._stop(engine)
+                error = error or "the llama.cpp backend is closed"
             self.restarts += 1
             if error:
                 raise BackendError(error)
