@@ -32,8 +32,10 @@ class StandInServer:
 
 
 class StandInHttp:
+    closed = False
+
     def close(self) -> None:
-        pass
+        self.closed = True
 
 
 class StandIns(LlamaCppBackend):
@@ -90,7 +92,7 @@ def test_a_busy_engine_is_not_chosen_while_another_is_idle(tmp_path: Path):
     first = threading.Thread(target=ask, args=(backend,))
     first.start()
     while not any(e.active for e in backend._engines):
-        pass
+        time.sleep(0.001)  # until the first request is inside an engine
     busy = next(e for e in backend._engines if e.active)
     assert backend._pick(None) is not busy
     backend.gate.set()
@@ -147,6 +149,7 @@ def test_an_adapter_deleted_before_its_restart_is_a_clear_error(tmp_path: Path):
 def test_requests_after_close_are_refused(tmp_path: Path):
     backend = StandIns(tmp_path, engines=2)
     backend.close()
+    assert all(e.server is None and e.http.closed for e in backend._engines)
     with pytest.raises(BackendError, match="closed"):
         ask(backend)
 
