@@ -214,7 +214,7 @@ class LlamaCppBackend:
             while engine.active:
                 self._cond.wait()
             keep = [a for a in engine.lru if a in engine.adapters and a.is_file()]
-            keep = keep[len(keep) - min(len(keep), self.MAX_LOADED_ADAPTERS - 1) :]
+            keep = keep[max(0, len(keep) - (self.MAX_LOADED_ADAPTERS - 1)) :]  # the most recent, `path` joins
             self._cond.release()
             try:
                 error = self._restart(engine, keep, path)
