@@ -124,25 +124,26 @@ def test_teaching_phrases():
 
 
 def test_model_output_is_parsed_tolerantly():
-    from dilm.facts.model_extract import parse_triples
+    from dilm.facts.model_extract import parse
 
-    assert parse_triples('Sure! ```json\n[["Acme", "CEO", "Mira Quell"], ["I", "lives in", "Lisbon"]]\n```') == [
-        Triple("Acme", "ceo", "Mira Quell"),
-        Triple(USER, "lives in", "Lisbon"),
-    ]
-    assert parse_triples('[{"subject": "星河科技", "relation": "总部", "object": "杭州"}]') == [
-        Triple("星河科技", "headquarters", "杭州")
-    ]
-    assert parse_triples("no json here") == [] and parse_triples('[["only two", "items"], 5, [1, 2, 3]]') == []
+    reply = 'Sure! ```json\n{"act": "statement", "facts": [["Acme", "CEO", "Mira Quell", "current", "", ""], ["I", "lives in", "Lisbon", "past", "", "2016"]]}\n```'
+    claims = parse(reply).claims
+    assert [c.triple for c in claims] == [Triple("Acme", "ceo", "Mira Quell"), Triple(USER, "lives in", "Lisbon")]
+    assert claims[1].past and claims[1].invalid_at == "2016" and claims[0].source == "model"
+    objects = parse('{"act": "statement", "facts": [{"subject": "星河科技", "relation": "总部", "object": "杭州"}]}')
+    assert [c.triple for c in objects.claims] == [Triple("星河科技", "headquarters", "杭州")]
+    assert parse("no json here").claims == () and parse('{"facts": [["only two", "items"], 5, [1, 2, 3]]}').claims == ()
+    assert parse('{"act": "instruction", "facts": [["user", "likes", "x", "current", "", ""]]}').instruction
 
 
-def test_model_extraction_falls_back_to_rules(backend):
-    from dilm.facts.model_extract import extract_with_model
+def test_model_reading_falls_back_to_rules(backend):
+    from dilm.facts.model_extract import analyze_with_model
 
     class Broken:
         def generate(self, *a, **k):
             raise RuntimeError("server down")
 
-    assert extract_with_model(Broken(), "星河科技的总部在杭州。") == [Triple("星河科技", "headquarters", "杭州")]
-    triples = extract_with_model(backend, "The CEO of Zorblat is Mira Quell.")  # the real 135M model, or the rules
-    assert triples and all(isinstance(t, Triple) for t in triples)
+    claims = analyze_with_model(Broken(), "星河科技的总部在杭州。").claims
+    assert [c.triple for c in claims] == [Triple("星河科技", "headquarters", "杭州")]
+    read = analyze_with_model(backend, "The CEO of Zorblat is Mira Quell.")  # the real model, constrained to JSON
+    assert read.act in ("statement", "chatter", "question") and all(c.source == "model" for c in read.claims)

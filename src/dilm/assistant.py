@@ -19,9 +19,10 @@ from dilm.asking import Asker
 from dilm.config import Decoding, Settings, default_data_dir
 from dilm.editset import contains, load
 from dilm.errors import InvalidInputError
+from dilm.facts.analyze import Analysis, analyze
 from dilm.facts.answers import AnswerFinder
 from dilm.facts.api import Facts
-from dilm.facts.model_extract import extract_with_model
+from dilm.facts.model_extract import analyze_with_model, hybrid
 from dilm.feedback import FeedbackRecorder, one_kind
 from dilm.guard.contradiction import Contradiction, contradictions
 from dilm.guard.rerank import Reranker
@@ -60,10 +61,7 @@ class Assistant:
         self._backend_lock = threading.Lock()
         self.retriever = Retriever(store, shared_embedder())
         self.writer = MemoryWriter(store, self.retriever.embedder, self.retriever, settings.consensus_users)
-        if settings.extraction == "model" or (
-            settings.extraction == "auto" and (settings.backend == "openai" or settings.model not in CATALOGUE)
-        ):
-            self.writer.extract = lambda text: extract_with_model(self.backend, text)
+        self.writer.analyze = self._reader(settings)
         self.answers = AnswerFinder(store)
         self.memories = Memories(
             store, self.writer, self.retriever, settings.max_feedback_chars, settings.max_message_chars
@@ -146,6 +144,17 @@ class Assistant:
         return str(self.store.path)
 
     # -- one turn ---------------------------------------------------------------------------------
+    def _reader(self, settings: Settings) -> Callable[[str, str], Analysis]:
+        """How messages are read into facts (`Settings.extraction`): (text, scope) -> Analysis."""
+        mode = settings.extraction
+        if mode == "auto":
+            entry = CATALOGUE.get(settings.model)
+            mode = "hybrid" if settings.backend == "openai" or entry is None or "zh" in entry.languages else "rules"
+        if mode == "rules":
+            return lambda text, scope: analyze(text)
+        read = analyze_with_model if mode == "model" else hybrid
+        return lambda text, scope: read(self.backend, text, self.store.facts([scope], limit=500)[-12:])
+
     def chat(
         self,
         text: str,
@@ -162,6 +171,16 @@ class Assistant:
         the live one, which is otherwise routed per question. Raises InvalidInputError (bad text, user, decoding
         or adapter), SessionNotFoundError, AdapterNotFoundError, ContextOverflowError or BackendError."""
         req = self._request(text, user, session, decoding, adapter, decoding_overrides, pin_first=True)
+        with self.users.active(req.user):
+            return self._turn.run(req)
+
+    def replay(self, text: str, answer: str, user: str = DEFAULT_USER, session: str | None = None) -> Reply:
+        """Log a turn whose answer is given instead of generated (a past conversation, an evaluation's scripted
+        answer): the message is read and learned from as `chat` would (facts said, corrections of the previous
+        answer), and `answer` is recorded as the assistant's reply. Raises InvalidInputError or
+        SessionNotFoundError."""
+        req = self._request(text, user, session, None, None, {})
+        req.scripted = validate.text(answer, "answer", self.settings.max_message_chars)
         with self.users.active(req.user):
             return self._turn.run(req)
 

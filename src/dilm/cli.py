@@ -394,7 +394,8 @@ def _print_facts(facts: list[Fact], as_json: bool) -> None:
     for f in facts:
         state = "current" if f.current else ("retracted" if f.expired_at else f"until {(f.invalid_at or '')[:19]}")
         out.print(
-            f"{f.id} {f.scope} ({f.subject}; {f.relation}; {f.object}) since {f.valid_at[:19]} [{state}]", markup=False
+            f"{f.id} {f.scope} ({f.subject}; {f.relation}; {f.object}) since {(f.valid_at or '?')[:19]} [{state}]",
+            markup=False,
         )
 
 
@@ -865,6 +866,51 @@ def _eval_settings(max_new_tokens: int) -> dict[str, Any]:
     """Settings every eval answers with: its answer length, and no prompt cache, so that an answer which
     changes is the change under test, not a near-tie tipped by llama.cpp's cache (see `prompt_cache`)."""
     return {"decoding": {"max_new_tokens": max_new_tokens}, "prompt_cache": False}
+
+
+@eval_app.command("facts")
+def eval_facts(
+    data: Annotated[Path | None, typer.Option(help="Conversations JSONL (default: the bundled dev set)")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N conversations of each language")] = None,
+    lang: Annotated[str | None, typer.Option(help="Only conversations in this language (en, zh)")] = None,
+    modes: Annotated[str, typer.Option(help="Reading modes to compare, comma-separated")] = "rules,hybrid",
+    probes: Annotated[bool, typer.Option(help="Also ask the probe questions (answer accuracy)")] = True,
+    max_new_tokens: Annotated[int, typer.Option(help="Answer length during the run")] = 32,
+    as_json: AsJson = False,
+) -> None:
+    """Language understanding: facts learned from conversations (precision, recall, updates, stale values,
+    false writes, injections flagged, answers) for each reading mode (rules, model, hybrid), by language."""
+    from dilm.eval import facts
+
+    convs = facts.load(data)
+    if lang is not None:
+        convs = [c for c in convs if c.lang == lang]
+    if limit is not None:
+        convs = [c for lg in ("en", "zh") for c in [c for c in convs if c.lang == lg][:limit]]
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    if not chosen or any(m not in ("rules", "model", "hybrid") for m in chosen):
+        raise InvalidInputError(f"modes must be rules, model or hybrid, comma-separated (got {modes!r})")
+    with _progress("facts") as tick:
+        report = facts.run(
+            convs,
+            lambda d, mode: Assistant.open(
+                d, policy={"mode": "passive"}, extraction=mode, **_eval_settings(max_new_tokens)
+            ),
+            chosen,
+            probes,
+            progress=tick,
+        )
+    _results_path("eval_facts.json").parent.mkdir(parents=True, exist_ok=True)
+    _results_path("eval_facts.json").write_text(json.dumps(report, ensure_ascii=False, indent=1))
+    if as_json:
+        out.print_json(json.dumps({m: r["summary"] for m, r in report["modes"].items()}, ensure_ascii=False))
+        return
+    table = Table(title=f"facts from conversations ({len(convs)} conversations)")
+    for col in facts.COLUMNS:
+        table.add_column(col, justify="right")
+    for row in facts.table_rows(report):
+        table.add_row(*row)
+    out.print(table)
 
 
 @eval_app.command("edits")

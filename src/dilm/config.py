@@ -195,9 +195,10 @@ class Settings(BaseSettings):
         description="llama.cpp engines sharing the model file, `threads` threads each; a turn goes to the least "
         "busy (default: one per core on <= 2 cores, else 1)",
     )
-    extraction: Literal["auto", "rules", "model"] = Field(
+    extraction: Literal["auto", "rules", "model", "hybrid"] = Field(
         default="auto",
-        description="fact extraction: rules, the model (JSON), or auto (model unless it is the embedded one)",
+        description="how messages are read into facts: rules, the model (JSON), hybrid (rules, then the model for "
+        "what they miss), or auto (hybrid on a model that reads English and Chinese, else rules)",
     )
     memory: bool = Field(default=True, description="use memories and facts in answers (off: the model alone)")
     memory_k: int = Field(default=3, ge=1, le=20, description="memories put in the prompt at most")

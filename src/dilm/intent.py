@@ -2,21 +2,28 @@
 
 The order matters and is the whole rule: a yes/no to a question the assistant asked wins; then teaching
 ("Remember that …" / "记住：…"); then a stated preference ("answer shorter", "用中文回答"); then a correction of
-an answer the assistant said it was unsure about ("No, it's Paris."); anything else is a question. A short
-reply to a clarifying question completes the question it was asked about.
+an answer the assistant said it was unsure about ("No, it's Paris."); then a correction of the assistant's
+last answer said in chat ("No, it's in Oulu.", "不对，是合肥", "Actually the office is in Pori"); then a message
+that states facts and asks nothing ("I moved to Bodø."); anything else is a question. A short reply to a
+clarifying question completes the question it was asked about.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from dilm import asking
-from dilm.facts.extract import is_teaching
+from dilm.facts.analyze import Analysis, analyze
+from dilm.facts.extract import correction_value, is_teaching, parse_question
 from dilm.profile import is_preference_instruction
+from dilm.text import mentions
 from dilm.types import Message
 
-IntentKind = Literal["answer_to_pending", "teaching", "stated_preference", "correction_reply", "question"]
+IntentKind = Literal[
+    "answer_to_pending", "teaching", "stated_preference", "correction_reply", "correction", "statement", "question"
+]
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,8 @@ class Intent:
     said: Literal["yes", "no"] | None = None
     pending: dict[str, Any] | None = None
     clarified: str | None = None
+    analysis: Analysis | None = None  # the message read by rules (facts.analyze)
+    corrects: str | None = None  # for "correction": the id of the assistant answer it corrects
 
 
 def classify(text: str, pending: dict[str, Any] | None, session: list[Message]) -> Intent:
@@ -50,8 +59,51 @@ def classify(text: str, pending: dict[str, Any] | None, session: list[Message]) 
     elif pending and pending["kind"] == "unsure" and asking.is_correction_reply(text):
         kind = "correction_reply"
     else:
-        kind = "question"
+        analysis = analyze(text)
+        corrects = corrected_answer(text, analysis, session)
+        kind = (
+            "correction" if corrects else "statement" if analysis.act == "statement" and not clarified else "question"
+        )
+        return Intent(kind, question, None, pending, clarified, analysis, corrects)
     return Intent(kind, question, said if kind == "answer_to_pending" else None, pending, clarified)
+
+
+_CORRECTION_LEAD = re.compile(
+    r"^(?:(?:lol|haha|hmm+|uh|um|er+|oh|well|sorry|ah)[\s,.!]+)*"
+    r"(?:no+\b|nope|nah|wrong|incorrect|not quite|not really|not exactly|not true|actually|correction|to correct|"
+    r"that'?s (?:wrong|incorrect|not (?:right|true|it|correct|what i said))|that is (?:wrong|incorrect|not right)|"
+    r"that isn'?t (?:right|true)|you(?:'re| are) (?:wrong|mistaken)|you got (?:it|that) wrong|you misremembered|"
+    r"不对|不是|错了|错|更正|纠正|其实|实际上|应该是|你说错了|搞错了|说错了|记错了|你记错了|有误|不不|并不是|改一下|修正)",
+    re.I,
+)
+
+
+def corrected_answer(text: str, analysis: Analysis, session: list[Message]) -> str | None:
+    """The id of the assistant's last answer when `text` corrects it: a value given as a correction ("No, it's
+    Oulu", "Leeds!! not Leicester", "不对，是合肥"), or a correction marker with a statement about what was asked
+    or answered ("Actually the office is in Pori", "错了，顾清和是CEO，CFO是骆星辰"). None otherwise."""
+    last = session[-1] if session else None
+    if last is None or last.role != "assistant" or analysis.act == "question":
+        return None
+    asked = next((m.content for m in session if m.id == last.parent_id), "")
+    marked = bool(_CORRECTION_LEAD.match(text.strip()))
+    value = correction_value(text)
+    if value is not None and (marked or value[1] is not None):
+        return last.id
+    if not analysis.claims:
+        return last.id if marked and _bare_value(text) else None
+    qparse = parse_question(asked)
+    about = any(
+        mentions(c.triple.subject, f"{asked} {last.content}") or (qparse is not None and c.triple.relation == qparse[1])
+        for c in analysis.claims
+    )
+    return last.id if marked and about else None
+
+
+def _bare_value(text: str) -> bool:
+    """What is left after the marker is a short value: "nope, 3pm", "lol no, 29", "不是 699"."""
+    rest = _CORRECTION_LEAD.sub("", text.strip()).strip(" ,，.。!！:：")
+    return bool(rest) and (len(rest) <= 16 if re.search(r"[\u4e00-\u9fff]", rest) else len(rest.split()) <= 4)
 
 
 def clarified_question(session: list[Message], text: str) -> str | None:

@@ -27,6 +27,7 @@ from dilm.config import Decoding, Settings
 from dilm.context import ContextBuilder, with_notes
 from dilm.errors import DilmError
 from dilm.facts.answers import AnswerFinder, KnownAnswer, repair
+from dilm.facts.model_extract import needs_model
 from dilm.feedback import FeedbackRecorder
 from dilm.guard import check
 from dilm.guard.contradiction import contradictions, repaired
@@ -68,6 +69,7 @@ class TurnRequest:
     reply_id: str | None = None
     on_text: OnText | None = None
     cancel: threading.Event | None = None
+    scripted: str | None = None  # `Assistant.replay`: the answer is given, not generated
 
 
 @dataclass
@@ -215,6 +217,7 @@ class Turn:
             outcome = self.answer(ctx, trace, emit)
         else:
             outcome = Outcome(self.act(ctx, trace))
+            outcome.text = req.scripted if req.scripted is not None else outcome.text
             emit(outcome.text)
         return self.record(ctx, outcome, trace, backend, started, emit)
 
@@ -236,34 +239,43 @@ class Turn:
         bad = {
             m.id
             for m in msgs
-            if any(f.kind == "correction" or (f.kind == "rating" and f.rating == -1) for f in fbs.get(m.id, []))
+            if any(
+                f.kind == "correction" or (f.kind == "rating" and f.rating == -1 and not f.superseded_by)
+                for f in fbs.get(m.id, [])
+            )
         }
         skip = bad | {m.parent_id for m in msgs if m.id in bad and m.parent_id}
         return [{"role": m.role, "content": m.content} for m in msgs if m.id not in skip]
 
     # -- messages acted on without the model --------------------------------------------------------
     def act(self, ctx: Context, trace: TurnTrace) -> str:
-        """Teaching, a stated preference, an answer to a pending question or a correction reply: the reply."""
+        """Teaching, a statement, a stated preference, an answer to a pending question or a correction: the
+        reply."""
         intent, text, user, lang = ctx.intent, ctx.request.text, ctx.request.user, ctx.lang
         if intent.kind == "answer_to_pending":
             assert intent.pending is not None and intent.said is not None
             return self._resolve(intent.pending, intent.said, lang, trace)
-        if intent.kind == "teaching":  # "Remember that …" / "记住：…": learn it now
-            learned = self.parts.writer.statement(user_scope(user), text, ctx.user_msg_id, kind="statement")
+        if intent.kind in ("teaching", "statement"):  # "Remember that …" / "I moved to Bodø.": learn it now
+            chat = intent.kind == "statement"
+            learned = self.parts.writer.statement(user_scope(user), text, ctx.user_msg_id, chat=chat)
             trace.effects = learned.effects
-            return _acknowledge(learned, lang)
+            return _noted(learned, lang) if chat else _acknowledge(learned, lang)
         if intent.kind == "stated_preference":
             prefs = profile_rules.stated_preferences(text)
             self.parts.profiles.learn(user, prefs)
             trace.effects = [f"profile: {profile_rules.describe(prefs)}"]
             return _ack_preference(prefs, lang)
-        assert intent.kind == "correction_reply" and intent.pending is not None
-        # "No, it's X" after "is that right?": a correction of the answer asked about
-        message = intent.pending["message"]
-        result = self._feedback(message, "correction", text)
-        trace.effects = result
-        trace.policy = {"action": "resolved", "kind": "unsure", "message": message}
-        return "谢谢，我已更正。" if lang == "zh" else "Thanks, I have corrected it."
+        # A correction: "No, it's X" after "is that right?", or said in chat after an answer.
+        message = intent.pending["message"] if intent.kind == "correction_reply" and intent.pending else intent.corrects
+        assert message is not None
+        result = self.parts.feedback.record(self.parts.store.message(message), "correction", text, None, None)
+        trace.effects = result.effects
+        trace.policy = (
+            {"action": "resolved", "kind": "unsure", "message": message}
+            if intent.kind == "correction_reply"
+            else {"action": "corrected", "message": message}
+        )
+        return result.question or ("谢谢，我已更正。" if lang == "zh" else "Thanks, I have corrected it.")
 
     def _feedback(self, message_id: str, kind: FeedbackKind, value: Any) -> list[str]:
         msg = self.parts.store.message(message_id)
@@ -292,6 +304,10 @@ class Turn:
 
     # -- a question: retrieve -> decide -> generate -> guard ----------------------------------------
     def answer(self, ctx: Context, trace: TurnTrace, emit: Emitter) -> Outcome:
+        if ctx.request.scripted is not None:
+            emit(ctx.request.scripted)
+            self._learn_said(ctx, trace)
+            return Outcome(ctx.request.scripted)
         found = self.retrieve(ctx)
         t0 = time.perf_counter()
         ask = self.decide(ctx, found)
@@ -306,13 +322,19 @@ class Turn:
             outcome = self.guard(ctx, found, generated, trace, emit)
             guard_s += time.perf_counter() - t0
         trace.guard_ms = round(guard_s * 1000, 1)
-        if self.parts.settings.memory:  # what users say about themselves is learned from ordinary turns too
+        self._learn_said(ctx, trace)
+        return outcome
+
+    def _learn_said(self, ctx: Context, trace: TurnTrace) -> None:
+        """What a question's other sentences state is learned too ("I live in Oslo. What's the weather?"), and
+        what rules could not read is read by the writer's reader (the model, when extraction uses it)."""
+        read = ctx.intent.analysis
+        if self.parts.settings.memory and read is not None and (read.claims or needs_model(ctx.request.text, read)):
             learned = self.parts.writer.statement(
-                user_scope(ctx.request.user), ctx.request.text, ctx.user_msg_id, self_only=True
+                user_scope(ctx.request.user), ctx.request.text, ctx.user_msg_id, chat=True
             )
             if learned.effects:
                 trace.effects = learned.effects
-        return outcome
 
     def retrieve(self, ctx: Context) -> Retrieved:
         return self.recall(ctx.intent.question, ctx.scopes) if self.parts.settings.memory else Retrieved()
@@ -502,6 +524,15 @@ def _acknowledge(learned: Learned, lang: str) -> str:
         return "我已经记得这一点了。" if lang == "zh" else "I already know that."
     text = learned.memories[0].text
     return f"好的，我记住了：{text}" if lang == "zh" else f"Got it. I will remember: {text}"
+
+
+def _noted(learned: Learned, lang: str) -> str:
+    """The reply to facts said in chat: short, since the user said them just now."""
+    if any(e.startswith("flagged") for e in learned.effects):
+        return _acknowledge(learned, lang)
+    if not (learned.memories or learned.ended or learned.facts):
+        return "我已经记得这一点了。" if lang == "zh" else "I already know that."
+    return "好的，我记下了。" if lang == "zh" else "Noted, I will remember that."
 
 
 def _ack_preference(prefs: dict[str, str], lang: str) -> str:

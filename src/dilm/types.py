@@ -41,6 +41,9 @@ class Message(BaseModel):
 
 
 class Feedback(BaseModel):
+    """One piece of feedback on an assistant message. A newer rating of the same message by the same user
+    replaces the older one everywhere (training, profile, stats); the older row stays, `superseded_by` it."""
+
     id: str
     message_id: str
     user_id: str
@@ -49,6 +52,7 @@ class Feedback(BaseModel):
     text: str | None = None
     reasons: list[str] = Field(default_factory=list)
     created_at: str
+    superseded_by: str | None = None
 
 
 class Session(BaseModel):
@@ -129,15 +133,20 @@ class Memory(BaseModel):
 class Fact(BaseModel):
     """A (subject, relation, object) triple with bi-temporal validity and provenance.
 
-    valid_at/invalid_at: when it held in the world (as far as we know); recorded_at/expired_at: when dilm
-    learned it and when the record was retracted. Superseded facts keep their rows (history, never deleted)."""
+    valid_at/invalid_at: when it held in the world (event time, ISO 8601, reduced precision allowed: "2016",
+    "2021-03"): from the words when they say ("until 2016", "从2019年起"), else the time it was learned;
+    valid_at None: a past fact whose start is unknown. recorded_at/expired_at: when dilm learned it and when the
+    record was retracted. Superseded and ended facts keep their rows (history, never deleted).
+    multi_valued: one of several values the relation holds at once ("likes", "speaks"): a new value is added
+    beside it instead of replacing it. extractor: what read it from the words, "rule" or "model" ("api" when
+    given as a triple)."""
 
     id: str
     scope: str
     subject: str
     relation: str
     object: str
-    valid_at: str
+    valid_at: str | None
     invalid_at: str | None = None
     recorded_at: str
     expired_at: str | None = None
@@ -146,6 +155,8 @@ class Fact(BaseModel):
     source_id: str | None = None
     memory_id: str | None = None
     confidence: float = 1.0
+    multi_valued: bool = False
+    extractor: str = "rule"
 
     @property
     def current(self) -> bool:
@@ -197,6 +208,18 @@ class LoggedFeedback:
     created_at: str
 
 
+@dataclass(frozen=True)
+class FactEnd:
+    """Words saying a fact stopped holding ("I no longer work at X", "我不再住在苏州了"): the current facts of
+    `subject` with `relation` (and `object`, when given; else any value) get invalid_at = `at`, replaced by
+    nothing. When none has that relation, the subject's current facts with that object end instead."""
+
+    subject: str
+    relation: str
+    object: str | None
+    at: str
+
+
 @dataclass
 class LearnedWrite:
     """What one learned statement changed in the store (`Store.write_learned`).
@@ -210,5 +233,6 @@ class LearnedWrite:
     created: bool
     facts: list[Fact] = field(default_factory=list)
     superseded: list[Fact] = field(default_factory=list)
+    ended: list[Fact] = field(default_factory=list)
     superseded_memories: list[str] = field(default_factory=list)
     rev_before: int = 0

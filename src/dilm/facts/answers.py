@@ -8,9 +8,10 @@ states the current fact.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-from dilm.facts.extract import USER, parse_question, render
+from dilm.facts.extract import USER, parse_question, render, render_ended, render_past
 from dilm.store import Store
 from dilm.text import content_terms, is_cjk, language, mentions, normalize
 from dilm.types import Fact, Hit
@@ -25,6 +26,7 @@ class KnownAnswer:
     old_values: list[str] = field(default_factory=list)
     how: str = ""
     question: str | None = None  # the corrected question, for value-less statements
+    ended: bool = False  # the fact no longer holds: the reply must say so
 
 
 def _relation_match(question_rel: str | None, fact_rel: str, question: str) -> bool:
@@ -42,15 +44,24 @@ class AnswerFinder:
         self.store = store
 
     def find(self, question: str, scopes: list[str], hits: list[Hit]) -> KnownAnswer | None:
-        """The current fact (or corrected answer) that answers `question` with high confidence, else None."""
-        parsed = parse_question(question)
+        """The current fact (or corrected answer) that answers `question` with high confidence, else None. A
+        question about the past ("Where did I live before?", "谁以前是市长？") is answered from history, and one
+        whose fact has ended ("Where do I work?" after "I quit") says it no longer holds."""
+        asked, past = past_question(question)
+        parsed = parse_question(asked)
         lang = language(question)
-        # 1. The question names a subject and a relation that a current fact has.
+        # 1. The question names a subject and a relation that a current fact has (or had).
         if parsed is not None:
             subject, relation = parsed
+            if past:
+                return self._history(subject, relation, question, lang, scopes)
             for fact in self._facts(subject, scopes):
                 if _relation_match(relation, fact.relation, question):
                     return self._known(fact, None, lang, scopes, "fact")
+            ended = self._ended(subject, relation, question, scopes)
+            if ended is not None:
+                statement = render_ended(ended.subject, ended.relation, ended.object, lang)
+                return KnownAnswer(None, statement, ended, ended.memory_id, how="ended fact", ended=True)
         # 2. A retrieved memory about a subject the question names, which it paraphrases or names the relation of.
         for hit in hits:
             meta = hit.memory.metadata
@@ -84,6 +95,36 @@ class AnswerFinder:
                 )
         return None
 
+    def _ended(self, subject: str, relation: str, question: str, scopes: list[str]) -> Fact | None:
+        """The newest fact of `subject` that ended with nothing replacing it ("I no longer work at X")."""
+        ended = [
+            f
+            for f in self.store.facts(scopes, subject=subject, current_only=False)
+            if f.invalid_at
+            and not f.superseded_by
+            and not f.expired_at
+            and _relation_match(relation, f.relation, question)
+        ]
+        later = [f for f in ended if not self._replaced(f, scopes)]
+        return max(later, key=lambda f: f.invalid_at or "", default=None)
+
+    def _replaced(self, fact: Fact, scopes: list[str]) -> bool:
+        """Whether a current fact now holds for the same subject and relation (then `fact` is just history)."""
+        return any(normalize(f.relation) == normalize(fact.relation) for f in self._facts(fact.subject, scopes))
+
+    def _history(self, subject: str, relation: str, question: str, lang: str, scopes: list[str]) -> KnownAnswer | None:
+        """The newest value that no longer holds, for "before" questions."""
+        old = [
+            f
+            for f in self.store.facts(scopes, subject=subject, current_only=False)
+            if f.invalid_at and not f.expired_at and _relation_match(relation, f.relation, question)
+        ]
+        if not old:
+            return None
+        f = max(old, key=lambda f: f.invalid_at or "")
+        statement = render_past(f.subject, f.relation, f.object, f.invalid_at, lang)
+        return KnownAnswer(f.object, statement, f, f.memory_id, how="history")
+
     def _facts(self, subject: str, scopes: list[str]) -> list[Fact]:
         """Current facts about `subject`: the user's own scope before global knowledge, newest first."""
         facts = sorted(self.store.facts(scopes, subject=subject), key=lambda f: f.recorded_at, reverse=True)
@@ -110,6 +151,27 @@ class AnswerFinder:
         )
 
 
+_PAST_EN = re.compile(
+    r"\s*\b(?:before(?: that| now)?|previously|formerly|in the past|originally|at first|back then|earlier|"
+    r"prior to that|used to)\b",
+    re.I,
+)
+_PAST_ZH = re.compile(r"以前|之前|原来|过去|曾经|早先|本来|原先|当初|先前")
+
+
+_NO_LONGER = re.compile(r"no longer|not any ?more|used to|\bleft\b|\bquit|不再|已经不|以前|不在|离开|离职|辞职", re.I)
+
+
+_NO_LONGER = re.compile(r"no longer|not any ?more|used to|\bleft\b|\bquit|不再|已经不|以前|不在|离开|离职|辞职", re.I)
+
+
+def past_question(question: str) -> tuple[str, bool]:
+    """(the question without its "before"/"以前", whether it asks about the past)."""
+    stripped = _PAST_ZH.sub("", _PAST_EN.sub("", question))
+    stripped = re.sub(r"\bdid (\w+) use to\b", r"did \1", stripped, flags=re.I)
+    return (stripped, True) if stripped != question else (question, False)
+
+
 def _stale(values: list[str], current: str) -> list[str]:
     cur = normalize(current)
     return sorted({v for v in values if v and normalize(v) != cur and normalize(v) not in cur})
@@ -120,6 +182,9 @@ def repair(reply: str, known: KnownAnswer, truncated: bool = False) -> tuple[str
     cut off by the token limit is replaced by the plain statement too (a crisp fact beats a rambling one)."""
     text = normalize(reply)
     stale = [v for v in known.old_values if normalize(v) in text]
+    if known.ended:  # the reply must say the fact no longer holds
+        ended = _NO_LONGER.search(reply)
+        return (reply, None) if ended and not truncated else (known.statement, "did not say it no longer holds")
     if known.value is None:  # keep the reply only if it carries most of what the correction said
         new = content_terms(known.statement) - content_terms(known.question or "")
         said = len(new & content_terms(reply)) / len(new) if new else 1.0

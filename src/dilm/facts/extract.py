@@ -36,6 +36,7 @@ _RELATION_ALIASES = {
     "live in": "lives in",
     "lives in": "lives in",
     "住在": "lives in",
+    "住": "lives in",
     "居住在": "lives in",
     "live": "lives in",
     "work at": "works at",
@@ -116,13 +117,49 @@ _EN_PATTERNS = [
         lambda m: (USER, m["rel"], m["obj"]),
     ),
     (
+        re.compile(r"^(?:i am|i'm) (?P<obj>\d{1,3})(?: years old| yrs old| y/o)?$", re.I),
+        lambda m: (USER, "age", m["obj"]),
+    ),
+    (re.compile(r"^i weigh (?P<obj>.+)$", re.I), lambda m: (USER, "weight", m["obj"])),
+    (
+        re.compile(r"^(?:i am|i'm) (?P<obj>[\d.,]+ ?(?:m|cm|ft|feet|metres|meters)\b.*?) tall$", re.I),
+        lambda m: (USER, "height", m["obj"]),
+    ),
+    (re.compile(r"^(?:i am|i'm|i come) (?:originally )?from (?P<obj>.+)$", re.I), lambda m: (USER, "from", m["obj"])),
+    (re.compile(r"^(?:i am|i'm) (?P<obj>(?:an?|the) .+)$", re.I), lambda m: (USER, "is", m["obj"])),
+    (
+        re.compile(
+            r"^(?P<subj>i|my [\w-]+(?: [\w-]+)?|[A-Z][\w'-]*(?: [A-Z][\w'-]*)*) works? as (?:an? )?(?P<obj>.+?)$", re.I
+        ),
+        lambda m: (m["subj"], "job title", m["obj"]),
+    ),
+    (
         re.compile(r"^my (?P<rel>.+?) (?:is|are) (?:called|named) (?P<obj>.+)$", re.I),
         lambda m: (USER, f"{m['rel']} name", m["obj"]),
     ),
     (re.compile(r"^my (?P<rel>.+?) (?:is|are) (?P<obj>.+)$", re.I), lambda m: (USER, m["rel"], m["obj"])),
     (
+        re.compile(
+            rf"^my (?P<who>[\w-]+(?: [\w-]+)?) (?P<rel>{_VERBS_EN}|live in|work at|work for) (?P<obj>.+)$", re.I
+        ),
+        lambda m: (f"my {m['who']}", m["rel"], m["obj"]),
+    ),
+    (
         re.compile(r"^(?P<subj>.+?) (?:is|are) (?:called|named) (?P<obj>.+)$", re.I),
         lambda m: (m["subj"], "name", m["obj"]),
+    ),
+    # "Marcus Bell is my manager now": the value first
+    (
+        re.compile(r"^(?P<obj>.+?) (?:is|are|was) my (?P<rel>[\w -]+?)(?: now| these days)?(?: instead of .+)?$", re.I),
+        lambda m: (USER, m["rel"], m["obj"]),
+    ),
+    # "Z is the Y of X" (Z a name): "Mei Aro is the CFO of Halvex"
+    (
+        re.compile(
+            r"^(?P<obj>[A-Z][\w'-]*(?: [A-Z][\w'-]*){0,3}) (?:is|was|are|were) (?:the|its|their) (?P<rel>[\w -]+?) "
+            r"(?:of|at|for) (?P<subj>[A-Z0-9].*)$"
+        ),
+        lambda m: (m["subj"], m["rel"], m["obj"]),
     ),
     # "The Y of X is Z"
     (
@@ -152,17 +189,33 @@ _ZH_VERBS = (
 )
 _ZH_PATTERNS = [
     (re.compile(r"^我(?:叫|的名字(?:是|叫))(?P<obj>.+)$"), lambda m: (USER, "name", m["obj"])),
-    (re.compile(r"^我(?P<rel>住在|在|来自)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
+    (re.compile(r"^我(?:今年|已经)?(?P<obj>\d{1,3})(?:岁|周岁)(?:了)?$"), lambda m: (USER, "age", f"{m['obj']}岁")),
+    (re.compile(r"^我(?:在|于)(?P<obj>.+?)(?:工作|上班|任职|实习|供职)$"), lambda m: (USER, "works at", m["obj"])),
+    (re.compile(r"^我(?:在(?P<org>.+?))?(?:做|当|担任)(?P<obj>.+)$"), lambda m: (USER, "job", m["obj"])),
+    (re.compile(r"^我(?P<rel>住在|住|在|来自)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
+    (
+        re.compile(
+            r"^(?P<subj>.+?)(?:每天|周一到周五|平时|工作日|周末)?(?P<obj>(?:早上|上午|中午|下午|晚上)?[\d一二三四五六七八九十两]+点"
+            r"(?:半|[\d一二三四五六七八九十]+分?)?)(?P<rel>开门|营业|关门|打烊)$"
+        ),
+        lambda m: (m["subj"], _ZH_WHEN[m["rel"]], m["obj"]),
+    ),
     (re.compile(r"^我的(?P<rel>.+?)(?:是|叫|为)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
     (re.compile(rf"^(?P<subj>.+?)的?(?P<rel>{_ZH_VERBS})(?P<obj>.+)$"), lambda m: (m["subj"], m["rel"], m["obj"])),
     (
         re.compile(r"^(?P<subj>.+?)的(?P<rel>.+?)(?:是|为|叫|在|有|改为|改成)(?P<obj>.+)$"),
         lambda m: (m["subj"], m["rel"], m["obj"]),
     ),
+    # "周念安是星河科技的CEO": the value first
+    (
+        re.compile(r"^(?P<obj>(?!我)[^的，,\s]{1,15}?)(?:是|为|担任)(?P<subj>[^的，,]+?)的(?P<rel>[^的，,]{1,12})$"),
+        lambda m: (m["subj"], m["rel"], m["obj"]),
+    ),
     (re.compile(r"^(?P<subj>.{1,20}?)(?:是|为)(?P<obj>.+)$"), lambda m: (m["subj"], "是", m["obj"])),
 ]
 
-_SENTENCES = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'“])|[。！？；;\n]+|:\s+|：")
+# Chinese chat often separates clauses with a space instead of punctuation ("号码换了哈 新的是139…").
+_SENTENCES = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'“])|[。！？；;\n]+|:\s+|：|(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])")
 _ABBREVIATION = re.compile(r"(?:^|\s)(?:Dr|Mr|Mrs|Ms|Prof|St|Jr|Sr|Mt|No|Co|Inc|Ltd|vs|etc|e\.g|i\.e)\.$")
 
 
@@ -200,9 +253,26 @@ def _tidy(value: str) -> str:
     value = re.sub(r"[\s.。!！?？,，;；:：]+$", "", value)
     value = re.sub(r"^(?:now|currently|actually|really)\s+", "", value, flags=re.I)
     value = re.sub(r"(?:才对|才是对的|就对了|才是)$", "", value)
-    value = re.sub(r"[,，]?\s*(?:sorry|thanks|thank you|please|btw|lol|ok|okay|谢谢|抱歉)[\W]*$", "", value, flags=re.I)
+    value = re.sub(
+        r"[,，]?\s*(?:sorry|thanks|thank you|please|btw|by the way|lol|haha|tbh|ok|okay|谢谢|抱歉|哈哈)[\W]*$",
+        "",
+        value,
+        flags=re.I,
+    )
     value = re.sub(r"(?<=[\u4e00-\u9fff\w])了$", "", value)  # 改成周五了 → 周五
     return re.sub(r"^(?:[Tt]he|[Aa]n?) (?=[A-Z0-9])", "", value)
+
+
+def owner(subject: str) -> str:
+    """The speaker and the speaker's people as subjects: "I"/"我" -> "user", "my sister"/"我妈妈"/"我的老板" ->
+    "user's sister" / "user's 妈妈" / "user's 老板"."""
+    s = subject.strip()
+    if s.casefold() in {"i", "me", "我", "本人"}:
+        return USER
+    m = re.fullmatch(r"(?i:my) (.+)|我(?!们)的?([^的\s]{1,6})", s)
+    if m:
+        return f"{USER}'s {m.group(1) or m.group(2)}"
+    return s
 
 
 def canonical_relation(relation: str) -> str:
@@ -216,10 +286,24 @@ _NOT_SUBJECTS = frozenset(
 ) | {"the answer"}
 
 
+# A subject never starts with these: a clause fragment ("Because he was …", "just checking you were …",
+# "我开的是…", "应该是九点半"), a pronoun nobody resolved, or a hypothetical ("假如我是老板").
+_FUNCTION_START = re.compile(
+    r"^(?:before|because|his|her|its|their|our|your|years?|used|always|wait|just|also|so|then|honestly|actually|"
+    r"maybe|well|right|ok|okay|yes|no|and|but|or|if|when|while|since|after|as|why|how|what|who|which|where|here|"
+    r"these|those|we|you|lol|haha|fun fact|btw|oh|anyway|guess)\b|"
+    r"^(?:还|就|也|都|应该|其实|可能|真的|唉|哈|对|嗯|哦|假如|如果|要是|因为|所以|但是|不过|他们|她们|我们|你们|你|"
+    r"他|她|它|这|那|有|是|在|刚|又|再|才|反正|总之|然后|顺便|早上|上午|中午|下午|晚上|每天|周末|今天|明天|昨天|后天)|的$",
+    re.I,
+)
+
+
 def _valid(subject: str, relation: str, obj: str) -> bool:
     if not subject or not relation or not obj or len(obj) > 120 or len(subject) > 80:
         return False
     if normalize(subject) in _NOT_SUBJECTS or subject.startswith(("不是", "不对")):
+        return False
+    if subject != USER and not subject.startswith(f"{USER}'s ") and _FUNCTION_START.search(subject):
         return False
     if subject != USER and re.search(r"\b(?:I|me|my)\b|\s(?:and|but)\s", subject):
         return False
@@ -227,16 +311,25 @@ def _valid(subject: str, relation: str, obj: str) -> bool:
         r"(?:[,，;；]\s*|\s)(?:and|but)\s+(?:I|my|we|our)\b|[,，;；]\s*(?:and|but|我|并且|而且)", obj
     ):
         return False  # a run-on sentence, not one fact
+    if normalize(obj) in _VERDICTS or (normalize(relation) in ("has", "have") and _PARTICIPLE.match(obj)):
+        return False  # "The CFO bit is right", "The branch has shut down": no value
     return not re.search(r"\b(?:not|n't)\b|不是|而是", obj)
 
 
-def _match(sentence: str) -> Triple | None:
+_VERDICTS = frozenset("right wrong correct incorrect true false fine ok okay 对 错 没错 对的 错的".split())
+_PARTICIPLE = re.compile(r"^(?:\w+ed|shut|gone|been|become|got|left|done|made|run|begun|closed down)\b", re.I)
+
+
+def match(sentence: str) -> Triple | None:
     """The triple of the first pattern that fits the sentence, if it is a sensible one."""
     zh = re.search(r"[\u4e00-\u9fff]", sentence) and not _mostly_latin(sentence)
+    # "My car's a Comet", "Her birthday's on 2 November": a contracted "is", not a possessive.
+    sentence = re.sub(r"(?<=\w)['’]s (?=(?:an?|the|on|in|at|from|\d)\b)", " is ", sentence)
     for pattern, build in _ZH_PATTERNS if zh else _EN_PATTERNS:
         m = pattern.match(_tidy(sentence))
         if m:
             subject, relation, obj = (_tidy(x) for x in build(m))
+            subject = owner(subject)
             return Triple(subject, canonical_relation(relation), obj) if _valid(subject, relation, obj) else None
     return None
 
@@ -250,12 +343,12 @@ def extract(text: str) -> list[Triple]:
         sentence = clean_statement(sentence)
         if not sentence or sentence.endswith(("?", "？")):
             continue
-        triple = _match(sentence)
+        triple = match(sentence)
         if triple is not None:
             out.append(triple)
             continue
         for clause in re.split(r"[,，]\s*(?:and\s+)?|\s+and\s+|并且|而且", sentence):
-            triple = _match(clean_statement(clause)) if clause.strip() else None
+            triple = match(clean_statement(clause)) if clause.strip() else None
             if triple is not None and triple.subject == USER:
                 out.append(triple)
     return out
@@ -517,16 +610,50 @@ _RENDER_USER = {
 }
 
 
+_ENDED_USER = {
+    "lives in": ("You no longer live in {o}.", "你已经不住在{o}了。"),
+    "works at": ("You no longer work at {o}.", "你已经不在{o}工作了。"),
+    "likes": ("You no longer like {o}.", "你已经不喜欢{o}了。"),
+    "dislikes": ("You no longer dislike {o}.", "你已经不讨厌{o}了。"),
+}
+
+
+def render_ended(subject: str, relation: str, obj: str, lang: str) -> str:
+    """A sentence saying a fact no longer holds ("You no longer work at X.", "星河科技的CEO已经不是周念安了。")."""
+    zh = lang == "zh"
+    if subject == USER and relation in _ENDED_USER:
+        return _ENDED_USER[relation][zh].format(o=obj)
+    if subject == USER:
+        return (
+            (f"你的{relation}已经不是{obj}了。" if zh else f"Your {relation} is no longer {obj}.")
+            if obj
+            else (f"你的{relation}已经不是原来的了。" if zh else f"Your {relation} is no longer what it was.")
+        )
+    return f"{subject}的{relation}已经不是{obj}了。" if zh else f"The {relation} of {subject} is no longer {obj}."
+
+
+def render_past(fact_subject: str, relation: str, obj: str, until: str | None, lang: str) -> str:
+    """A sentence giving an earlier value ("Before: you live in Tromsø (until 2019).")."""
+    stated = render(fact_subject, relation, obj, lang)
+    if lang == "zh":
+        return f"以前：{stated}" + (f"（到{until[:10]}为止）" if until else "")
+    return f"Before: {stated[:1].lower()}{stated[1:]}" + (f" (until {until[:10]})" if until else "")
+
+
 def render(subject: str, relation: str, obj: str, lang: str) -> str:
     """A plain sentence stating the fact, in English ('en') or Chinese ('zh')."""
     zh = lang == "zh"
     if subject == USER:
         en_t, zh_t = _RENDER_USER.get(relation, ("Your {r} is {o}.", "你的{r}是{o}。"))
         return (zh_t if zh else en_t).format(r=relation, o=obj)
+    if subject.startswith(f"{USER}'s "):  # "user's sister" -> "your sister" / "你妹妹"
+        rest = subject.removeprefix(f"{USER}'s ")
+        subject = f"你{rest}" if zh else f"your {rest}"
     if relation in _RENDER:
         en_t, zh_t = _RENDER[relation]
     elif re.fullmatch(_VERBS_EN, relation, re.I):
         en_t, zh_t = "{s} {r} {o}.", "{s}{r}{o}。"
     else:
         en_t, zh_t = "The {r} of {s} is {o}.", "{s}的{r}是{o}。"
-    return (zh_t if zh else en_t).format(s=subject, r=relation, o=obj)
+    out = (zh_t if zh else en_t).format(s=subject, r=relation, o=obj)
+    return out[:1].upper() + out[1:]

@@ -1,61 +1,160 @@
-"""Model-based triple extraction: ask the backend for JSON, parse it tolerantly, fall back to the rules.
+"""Model-based statement analysis: the model reads a message into the same `Analysis` the rules give.
 
-Worth it with a capable model behind the openai backend (vLLM, Ollama); the embedded catalogue models use
-the rules alone under `extraction = "auto"`. The answer is constrained to `SCHEMA` where the backend can
-(llama.cpp: grammar-constrained decoding), so it always parses.
+The prompt asks for the message's act and its facts, each with a status (current / ended / past) and the
+dates the words give, and shows the facts already known about the speaker so that an update reuses their
+relation names (as Mem0 and Graphiti reconcile new facts against existing ones). The answer is constrained to
+`SCHEMA` where the backend can (llama.cpp: grammar-constrained decoding), so it always parses; a backend
+without constraints (some OpenAI-compatible servers) is parsed tolerantly.
+
+`hybrid` runs the rules first (microseconds) and asks the model only for declarative text the rules could
+not read, merging both; `analyze_with_model` asks the model for everything.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from dilm.config import Decoding
-from dilm.facts.extract import USER, Triple, canonical_relation, extract
+from dilm.facts.analyze import Analysis, Claim, analyze, is_question
+from dilm.facts.extract import USER, Triple, canonical_relation, owner, sentences
+from dilm.facts.instruction import is_instruction
+from dilm.facts.timeexpr import iso
 from dilm.models.base import Backend
+from dilm.text import normalize
+from dilm.types import Fact
 
-PROMPT = (
-    "Extract the facts stated in the text as a JSON list of [subject, relation, object] triples. "
-    'Use "user" as the subject for facts about the speaker. Output only JSON.\n'
-    'Example: "Acme\'s CEO is Mira Quell and I live in Lisbon." -> '
-    '[["Acme", "ceo", "Mira Quell"], ["user", "lives in", "Lisbon"]]\n\nText: '
-)
-
-# A list of [subject, relation, object] string triples (JSON Schema; enforced by llama.cpp's grammar sampler).
-SCHEMA = {
-    "type": "array",
-    "items": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 3},
-    "maxItems": 8,
+_STATUS = ["current", "ended", "past"]
+# {"act": ..., "facts": [[subject, relation, object, status, since, until], ...]} (JSON Schema; llama.cpp
+# turns it into a grammar). Tuples keep the output short: a fact costs ~20 tokens instead of ~40.
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "act": {"enum": ["question", "statement", "instruction", "chatter"]},
+        "facts": {
+            "type": "array",
+            "maxItems": 6,
+            "items": {
+                "type": "array",
+                "prefixItems": [
+                    {"type": "string"},
+                    {"type": "string"},
+                    {"type": "string"},
+                    {"enum": _STATUS},
+                    {"type": "string"},
+                    {"type": "string"},
+                ],
+                "minItems": 6,
+                "maxItems": 6,
+            },
+        },
+    },
+    "required": ["act", "facts"],
 }
 
+PROMPT = """Read the message and return its act and the facts it states, as JSON.
+act: "question" if it only asks; "instruction" if it tells the assistant how to behave or what to answer; \
+"statement" if it states facts; "chatter" otherwise (greetings, thanks, opinions, hypotheticals, requests).
+facts: [subject, relation, object, status, since, until] each.
+- subject: "user" for the speaker; "user's <person>" for the speaker's people ("user's mother"); else the name.
+- relation: short English words: "lives in", "works at", "job title", "age", "phone number", "likes", \
+"dislikes", "CEO", "office location"; reuse a relation of a known fact when the message changes it.
+- object: the value exactly as written, in the message's language.
+- status: "current" (true now), "ended" (the message says it stopped: no longer, quit, 不再, 离职), \
+"past" (it was true before: used to, was … until, 以前).
+- since / until: a year or date the message gives, else "".
+Questions, instructions, hypotheticals and chatter state no facts.
 
-def parse_triples(text: str) -> list[Triple]:
-    """Triples from a model's output: a JSON list of lists or of {subject, relation, object} objects, possibly
-    wrapped in prose or a code fence; anything unusable is skipped."""
-    out: list[Triple] = []
-    match = re.search(r"\[.*\]", text, re.S)
-    if match:
-        try:
-            data = json.loads(match.group())
-        except ValueError:
-            data = []
-        for row in data if isinstance(data, list) else []:
-            if isinstance(row, dict):
-                row = [row.get("subject"), row.get("relation"), row.get("object")]
-            if isinstance(row, list) and len(row) == 3 and all(isinstance(x, str) and x.strip() for x in row):
-                subject, relation, obj = (x.strip() for x in row)
-                subject = USER if subject.casefold() in {"user", "i", "me", "我", "用户"} else subject
-                out.append(Triple(subject, canonical_relation(relation), obj))
-    return out
+Message: My brother Tariq moved from Lyon to Nantes in 2019.
+{"act": "statement", "facts": [["user's brother", "name", "Tariq", "current", "", ""], \
+["user's brother", "lives in", "Nantes", "current", "2019", ""], ["user's brother", "lives in", "Lyon", "past", "", \
+"2019"]]}
+Message: 我已经不在远星科技上班了，现在自己开花店。
+{"act": "statement", "facts": [["user", "works at", "远星科技", "ended", "", ""], \
+["user", "job title", "开花店", "current", "", ""]]}
+Message: 你还记得我女儿几岁吗
+{"act": "question", "facts": []}
+"""
 
 
-def extract_with_model(backend: Backend, text: str) -> list[Triple]:
-    """The model's triples, or the rules' when the model gives none."""
+def prompt(text: str, known: Sequence[Fact]) -> str:
+    lines = [f"[{f.subject!r}, {f.relation!r}, {f.object!r}]" for f in known[:12]]
+    facts = ("Known facts: " + "; ".join(lines) + "\n") if lines else ""
+    return f"{PROMPT}{facts}Message: {text.strip()}\n"
+
+
+def parse(reply: str) -> Analysis:
+    """The model's JSON as an Analysis; anything unusable is skipped (an unparsable reply is chatter)."""
+    match = re.search(r"\{.*\}", reply, re.S)
+    try:
+        data = json.loads(match.group()) if match else {}
+    except ValueError:
+        data = {}
+    act = data.get("act") if isinstance(data, dict) else None
+    rows = data.get("facts") if isinstance(data, dict) else None
+    claims = [c for c in (_claim(row) for row in (rows if isinstance(rows, list) else [])) if c is not None]
+    if act in ("question", "instruction") or not claims:
+        return Analysis("question" if act == "question" else "chatter", (), instruction=act == "instruction")
+    return Analysis("statement", tuple(claims))
+
+
+def _claim(row: Any) -> Claim | None:
+    if isinstance(row, dict):
+        row = [row.get(k, "") for k in ("subject", "relation", "object", "status", "since", "until")]
+    if not isinstance(row, list) or len(row) < 3 or not all(isinstance(x, str) for x in row):
+        return None
+    subject, relation, obj = (x.strip() for x in row[:3])
+    status, since, until = ([*row[3:6], "", "", ""])[:3]
+    if not (subject and relation and obj) or len(obj) > 120:
+        return None
+    subject = USER if subject.casefold() in {"user", "i", "me", "我", "用户", "speaker"} else owner(subject)
+    return Claim(
+        Triple(subject, canonical_relation(relation), obj),
+        negated=status == "ended",
+        past=status == "past",
+        valid_at=iso(since),
+        invalid_at=iso(until),
+        source="model",
+    )
+
+
+def analyze_with_model(backend: Backend, text: str, known: Sequence[Fact] = ()) -> Analysis:
+    """The model's reading of `text`; the rules' when the backend fails (reading must never break a turn)."""
     try:
         reply = backend.generate(
-            [{"role": "user", "content": PROMPT + text}],
-            Decoding(max_new_tokens=128, stop=["\n\n"], json_schema=SCHEMA),
+            [{"role": "user", "content": prompt(text, known)}],
+            Decoding(max_new_tokens=200, json_schema=SCHEMA),
         )[0].text
-    except Exception:  # noqa: BLE001 — extraction must never break feedback; the rules still apply
-        return extract(text)
-    return parse_triples(reply) or extract(text)
+    except Exception:  # noqa: BLE001 — a failed model call must not lose the message; the rules still apply
+        return analyze(text)
+    return parse(reply)
+
+
+def needs_model(text: str, rules: Analysis) -> bool:
+    """Whether the rules may have missed something: a declarative sentence (not a question, not an
+    instruction, not a few words of chatter) that gave no claim."""
+    if is_instruction(text):
+        return False
+    covered = {c.sentence for c in rules.claims}
+    for sentence in sentences(text):
+        if sentence in covered or is_question(sentence):
+            continue
+        words = len(re.findall(r"[\u4e00-\u9fff]", sentence)) / 2 + len(re.findall(r"[A-Za-z0-9]+", sentence))
+        if words >= 3:
+            return True
+    return False
+
+
+def hybrid(backend: Backend, text: str, known: Sequence[Fact] = ()) -> Analysis:
+    """Rules first; the model for what they could not read; claims merged (the rules' win on the same fact)."""
+    rules = analyze(text)
+    if not needs_model(text, rules):
+        return rules
+    model = analyze_with_model(backend, text, known)
+    seen = {(normalize(c.triple.subject), normalize(c.triple.object)) for c in rules.claims}
+    extra = [c for c in model.claims if (normalize(c.triple.subject), normalize(c.triple.object)) not in seen]
+    claims = (*rules.claims, *extra)
+    act = rules.act if rules.act == "question" else ("statement" if claims else model.act)
+    return Analysis(act, claims, instruction=model.instruction)

@@ -10,29 +10,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from dilm.facts.extract import USER, Triple, clean_statement, correction_value, extract, parse_question, render
+from dilm.facts.analyze import MULTI_VALUED, OPPOSITE, Analysis, Claim, analyze
+from dilm.facts.extract import USER, Triple, clean_statement, correction_value, parse_question, render, sentences
+from dilm.facts.instruction import is_instruction
 from dilm.memory.embed import Embedder
 from dilm.memory.retrieve import Retriever
 from dilm.store import Store
 from dilm.text import content_terms, language, normalize
-from dilm.types import GLOBAL_SCOPE, Fact, Memory, new_id, utcnow
-
-_INJECTION = re.compile(
-    r"ignore (?:all |any )?(?:the )?(?:previous|prior|above|earlier|your) (?:instructions|prompts?|rules)|"
-    r"disregard (?:all |any )?(?:the )?(?:previous|prior|above|your) |forget (?:all |everything|your) .*"
-    r"(?:instructions|rules)|you are now |new instructions?:|system prompt|jailbreak|developer mode|"
-    r"忽略(?:之前|以上|前面|上面|所有)(?:的)?(?:指令|指示|说明|提示|规则)|无视(?:之前|以上|所有)|你现在是|系统提示|越狱",
-    re.I,
-)
+from dilm.types import GLOBAL_SCOPE, Fact, FactEnd, Memory, new_id, utcnow
 
 
 def looks_like_injection(text: str) -> bool:
-    return bool(_INJECTION.search(text))
+    """Instructions to the assistant smuggled in as knowledge (see `facts.instruction`)."""
+    return is_instruction(text)
 
 
 def looks_binary(text: str) -> bool:
@@ -45,7 +40,15 @@ class Learned:
     memories: list[Memory] = field(default_factory=list)
     facts: list[Fact] = field(default_factory=list)
     superseded: list[Fact] = field(default_factory=list)
+    ended: list[Fact] = field(default_factory=list)
     effects: list[str] = field(default_factory=list)
+
+    def add(self, other: Learned) -> None:
+        self.memories += other.memories
+        self.facts += other.facts
+        self.superseded += other.superseded
+        self.ended += other.ended
+        self.effects += other.effects
 
 
 class MemoryWriter:
@@ -54,7 +57,8 @@ class MemoryWriter:
         self.embedder = embedder
         self.retriever = retriever
         self.consensus_users = consensus_users
-        self.extract: Callable[[str], list[Triple]] = extract  # the Assistant may swap in model extraction
+        # (text, scope) -> Analysis: the rules; the Assistant may swap in the model or hybrid reading.
+        self.analyze: Callable[[str, str], Analysis] = lambda text, scope: analyze(text)
 
     # -- entry points -----------------------------------------------------------------------------
     def correction(self, scope: str, question: str, text: str, source_id: str) -> Learned:
@@ -65,17 +69,18 @@ class MemoryWriter:
         # Value-only corrections ("No, it's B", "not A but B", "应该是B") first: read as statements they would
         # yield nonsense triples such as (不; 是; 北京，而是杭州).
         value = correction_value(text)
-        triples = [] if value else self.extract(text)
+        claims = [] if value else list(self.analyze(text, scope).claims)
         bare = clean_statement(text).rstrip(".。!！")
-        if not triples and value is None and qparse and _is_bare_value(bare):
+        if not claims and value is None and qparse and _is_bare_value(bare):
             value = (bare, None)  # a bare value: "Port Averly."
-        if triples and qparse and len(triples) == 1 and _about_question(triples[0], qparse):
+        if len(claims) == 1 and qparse and _about_question(claims[0].triple, qparse):
             # The question defines what is being corrected: keep its subject and relation, so that
             # "The password is now X" answers "What is the Wi-Fi password at Y?" and A→B→C chains share one key.
-            triples = [Triple(qparse[0], qparse[1], triples[0].object)]
+            claims = [replace(claims[0], triple=Triple(qparse[0], qparse[1], claims[0].triple.object))]
         if value is not None and qparse:
-            triples = [Triple(qparse[0], qparse[1], value[0])]
-        if triples:
+            claims = [Claim(Triple(qparse[0], qparse[1], value[0]), change=True)]
+        triples = [c.triple for c in claims]
+        if claims:
             statement = (
                 " ".join(render(t.subject, t.relation, t.object, lang) for t in triples)
                 if value
@@ -87,16 +92,16 @@ class MemoryWriter:
             statement = clean_statement(text) or text.strip()
         answer = triples[0].object if len(triples) == 1 else (value[0] if value else None)
         meta = {"question": question.strip(), "answer": answer, "source": "correction"}
-        return self._write(scope, statement, f"{question.strip()}\n{statement}", "correction", source_id, triples, meta)
+        key = f"{question.strip()}\n{statement}"
+        return self._write(scope, statement, key, "correction", source_id, claims, meta)
 
     def supplement(self, scope: str, question: str, text: str, source_id: str) -> Learned:
         if looks_like_injection(text) or looks_binary(text):
             return self._flagged(scope, text, question, source_id, "supplement")
         statement = clean_statement(text) or text.strip()
         meta = {"question": question.strip(), "source": "supplement"}
-        return self._write(
-            scope, statement, f"{question.strip()}\n{statement}", "supplement", source_id, self.extract(text), meta
-        )
+        claims = list(self.analyze(text, scope).claims)
+        return self._write(scope, statement, f"{question.strip()}\n{statement}", "supplement", source_id, claims, meta)
 
     def statement(
         self,
@@ -105,21 +110,25 @@ class MemoryWriter:
         source_id: str | None,
         kind: str = "statement",
         metadata: dict[str, Any] | None = None,
-        self_only: bool = False,
+        chat: bool = False,
+        analysis: Analysis | None = None,
     ) -> Learned:
-        """A taught sentence ("Remember that …") or, with self_only, what users say about themselves."""
-        suspicious = looks_like_injection(text) or looks_binary(text)
-        if self_only:  # an ordinary chat turn: learn self-statements by rule, never store anything else
-            triples = [] if suspicious else [t for t in extract(text) if t.subject == USER]
-            if not triples:
-                return Learned()
-        elif suspicious:
+        """A taught message ("Remember that …"), or with `chat` an ordinary chat message: each sentence that
+        states something becomes a memory with its facts (a taught message keeps its other sentences as notes
+        in the memory before them; a chat message keeps only what states a fact). `analysis`: the message
+        already read (`facts.analyze`), else it is read here."""
+        if looks_like_injection(text) or looks_binary(text):
             return self._flagged(scope, text, "", source_id, kind)
-        else:
-            triples = self.extract(text)
-        statement = clean_statement(text) or text.strip()
+        analysis = analysis or self.analyze(text, scope)
+        if analysis.instruction:
+            return self._flagged(scope, text, "", source_id, kind)
+        claims = analysis.claims
         meta = {**(metadata or {}), "source": kind}
-        return self._write(scope, statement, statement, kind, source_id, triples, meta)
+        learned = Learned()
+        for sentence, group in _by_sentence(text, claims, notes=not chat):
+            statement = clean_statement(sentence) or sentence.strip()
+            learned.add(self._write(scope, statement, statement, kind, source_id, group, meta))
+        return learned
 
     # -- the write --------------------------------------------------------------------------------
     def _write(
@@ -129,13 +138,14 @@ class MemoryWriter:
         key: str,
         kind: str,
         source_id: str | None,
-        triples: list[Triple],
+        claims: list[Claim],
         meta: dict[str, Any],
     ) -> Learned:
-        """Store a statement with its facts; the store supersedes what they replace, in one transaction."""
+        """Store a statement with its facts; the store supersedes and ends what they replace, in one
+        transaction."""
         now = utcnow()
-        meta = {**meta, "subjects": sorted({t.subject for t in triples})}
-        if any(t.subject == USER for t in triples):
+        meta = {**meta, "subjects": sorted({c.triple.subject for c in claims})}
+        if any(c.triple.subject == USER for c in claims):
             meta["self"] = True
         # Embedding is slow: done before the write transaction, unless a duplicate makes it unnecessary.
         vector = self.embedder.embed(key) if self.store.duplicate_memory(scope, text) is None else None
@@ -148,27 +158,17 @@ class MemoryWriter:
         memory = Memory(
             id=new_id("mem"), text=text, scope=scope, kind=kind, source_id=source_id, metadata=meta, created_at=now
         )
-        facts = [
-            Fact(
-                id=new_id("fact"),
-                scope=scope,
-                subject=t.subject,
-                relation=t.relation,
-                object=t.object,
-                valid_at=now,
-                recorded_at=now,
-                source_kind=kind,
-                source_id=source_id,
-            )
-            for t in triples
-        ]
-        wrote = self.store.write_learned(memory, key, facts, embed)
+        facts, ends = plan(scope, claims, now, kind, source_id)
+        wrote = self.store.write_learned(memory, key, facts, embed, ends)
         if used:
             self.retriever.index.added(scope, wrote.memory.id, used[-1], wrote.superseded_memories, wrote.rev_before)
         else:
             self.retriever.index.invalidate(scope)
         learned = Learned(
-            memories=[wrote.memory] if wrote.created else [], facts=wrote.facts, superseded=wrote.superseded
+            memories=[wrote.memory] if wrote.created else [],
+            facts=wrote.facts,
+            superseded=wrote.superseded,
+            ended=wrote.ended,
         )
         learned.effects = _effects(learned, wrote.memory.id, wrote.superseded_memories)
         self._consensus(learned)
@@ -208,12 +208,74 @@ class MemoryWriter:
                     learned.effects.append(f"promoted to global by consensus of {len(users)} users: {stored.id}")
 
 
+def plan(
+    scope: str, claims: list[Claim], now: str, kind: str, source_id: str | None
+) -> tuple[list[Fact], list[FactEnd]]:
+    """What the claims do to the fact graph (as Mem0's ADD / UPDATE / DELETE, with history kept): facts to add
+    (current ones supersede the current value, unless the relation is multi-valued; history ones replace
+    nothing) and ends (negations; a value that stopped holding; the opposite preference)."""
+    facts: list[Fact] = []
+    ends: list[FactEnd] = []
+
+    def fact(t: Triple, c: Claim, valid_at: str | None, invalid_at: str | None) -> Fact:
+        return Fact(
+            id=new_id("fact"),
+            scope=scope,
+            subject=t.subject,
+            relation=t.relation,
+            object=t.object,
+            valid_at=valid_at,
+            invalid_at=invalid_at,
+            recorded_at=now,
+            source_kind=kind,
+            source_id=source_id,
+            multi_valued=t.relation in MULTI_VALUED,
+            extractor=c.source,
+        )
+
+    for c in claims:
+        t = c.triple
+        if c.negated:  # "I no longer work at X": the fact ends, nothing replaces it
+            ends.append(FactEnd(t.subject, t.relation, t.object or None, c.invalid_at or now))
+            continue
+        if t.relation in OPPOSITE:  # "I hate olives" ends "I love olives"
+            ends.append(FactEnd(t.subject, OPPOSITE[t.relation], t.object, c.valid_at or now))
+        if c.past:  # "I used to live in X": if X is current it ends; either way X is history
+            ends.append(FactEnd(t.subject, t.relation, t.object, c.invalid_at or now))
+            facts.append(fact(t, c, c.valid_at, c.invalid_at or now))
+            continue
+        facts.append(fact(t, c, c.valid_at or now, None))
+        if c.old:  # "moved from A to B": A is history (already so when it was the current value)
+            facts.append(fact(Triple(t.subject, t.relation, c.old), c, None, c.valid_at or now))
+    return facts, ends
+
+
+def _by_sentence(text: str, claims: tuple[Claim, ...], notes: bool) -> list[tuple[str, list[Claim]]]:
+    """The message cut into memories: each sentence with claims, followed by the sentences without (notes)
+    when `notes`; a message with no claim is one note (when `notes`) or nothing."""
+    groups: list[tuple[str, list[Claim]]] = []
+    for sentence in sentences(text) or [text]:
+        mine = [c for c in claims if c.sentence == sentence]
+        if mine or not groups:
+            groups.append((sentence, mine))
+        elif notes:
+            groups[-1] = (f"{groups[-1][0]} {sentence}", groups[-1][1])
+    placed = {id(c) for _, group in groups for c in group}
+    stray = [c for c in claims if id(c) not in placed]  # e.g. a model's claims, not tied to a sentence
+    if stray:
+        groups = [(text, [c for _, group in groups for c in group] + stray)]
+    if not notes:
+        groups = [g for g in groups if g[1]]
+    return groups
+
+
 def _effects(learned: Learned, memory_id: str, superseded_memories: list[str]) -> list[str]:
     """What a write did, one line each, for `FeedbackResult.effects` and the turn's trace."""
     out = [] if learned.memories else [f"already remembered as {memory_id}"]
     out += [f"remembered {m.id}: {m.text}" for m in learned.memories]
     out += [f"fact {f.id}: ({f.subject}; {f.relation}; {f.object})" for f in learned.facts]
     out += [f"superseded fact {f.id}: ({f.subject}; {f.relation}; {f.object})" for f in learned.superseded]
+    out += [f"ended fact {f.id}: ({f.subject}; {f.relation}; {f.object})" for f in learned.ended]
     return out + [f"superseded memory {mid}" for mid in superseded_memories]
 
 

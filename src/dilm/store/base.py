@@ -10,13 +10,14 @@ Conventions for every implementation:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from dilm.types import (
     AdapterVersion,
     Fact,
+    FactEnd,
     Feedback,
     LearnedWrite,
     LoggedFeedback,
@@ -166,14 +167,22 @@ class MemoryStore(Protocol):
         Raises MemoryNotFoundError."""
         ...
 
-    def write_learned(self, memory: Memory, key: str, facts: list[Fact], embed: Callable[[str], bytes]) -> LearnedWrite:
+    def write_learned(
+        self,
+        memory: Memory,
+        key: str,
+        facts: list[Fact],
+        embed: Callable[[str], bytes],
+        ends: Sequence[FactEnd] = (),
+    ) -> LearnedWrite:
         """Write one learned statement in one transaction.
 
         Reuses a current memory of the same scope with near-identical text, else inserts `memory` with
-        `embed(key)` (called only then) and full-text terms of `key`. Each fact (its memory_id is set to the
-        memory's) is added as `add_fact` does. Memories whose facts were superseded, and for a "correction" with
-        metadata["question"] the previous corrections of that question, are superseded by this memory together
-        with their remaining current facts. Returns what changed."""
+        `embed(key)` (called only then) and full-text terms of `key`. `ends` are applied first (see `FactEnd`),
+        then each fact (its memory_id set to the memory's) is added as `add_fact` does. Memories left with no
+        current fact by the ends and supersedes are superseded by this memory; for a "correction" with
+        metadata["question"], so are the previous corrections of that question, together with their remaining
+        current facts. Returns what changed."""
         ...
 
     def write_flagged(self, memory: Memory) -> None:
@@ -187,8 +196,10 @@ class FactStore(Protocol):
 
     def add_fact(self, fact: Fact) -> tuple[Fact, list[Fact]]:
         """Record a fact. Current facts with the same scope, subject and relation but another object are
-        invalidated (invalid_at = the new fact's valid_at, superseded_by = its id). Returns (fact, superseded);
-        re-stating a current fact returns the existing one and nothing superseded."""
+        invalidated (invalid_at = the new fact's valid_at, or its recorded_at when valid_at is None, never before
+        their own valid_at; superseded_by = its id), unless either is multi-valued. A fact with invalid_at set is
+        history and replaces nothing. Returns (fact, superseded); re-stating a current fact (or a history fact)
+        returns the existing one and nothing superseded."""
         ...
 
     def facts(

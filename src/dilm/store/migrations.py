@@ -230,6 +230,58 @@ def m0006_user_state(db: sqlite3.Connection) -> None:
         db.execute("UPDATE users SET settings = ? WHERE id = ?", (json.dumps(settings, ensure_ascii=False), user_id))
 
 
+def m0007_fact_event_time(db: sqlite3.Connection) -> None:
+    """Facts: valid_at may be unknown (NULL: a past fact stated without a start), multi-valued relations, and
+    which extractor read each fact. SQLite cannot drop NOT NULL in place: the table is rebuilt, rows kept."""
+    run_script(
+        db,
+        """
+        CREATE TABLE facts_new (
+            id TEXT PRIMARY KEY,
+            scope TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            relation TEXT NOT NULL,
+            object TEXT NOT NULL,
+            subject_key TEXT NOT NULL,
+            relation_key TEXT NOT NULL,
+            valid_at TEXT,
+            invalid_at TEXT,
+            recorded_at TEXT NOT NULL,
+            expired_at TEXT,
+            superseded_by TEXT,
+            source_kind TEXT NOT NULL,
+            source_id TEXT,
+            memory_id TEXT,
+            confidence REAL NOT NULL DEFAULT 1.0,
+            multi_valued INTEGER NOT NULL DEFAULT 0,
+            extractor TEXT NOT NULL DEFAULT 'rule'
+        );
+        INSERT INTO facts_new (id, scope, subject, relation, object, subject_key, relation_key, valid_at, invalid_at,
+            recorded_at, expired_at, superseded_by, source_kind, source_id, memory_id, confidence)
+            SELECT id, scope, subject, relation, object, subject_key, relation_key, valid_at, invalid_at,
+            recorded_at, expired_at, superseded_by, source_kind, source_id, memory_id, confidence FROM facts;
+        DROP TABLE facts;
+        ALTER TABLE facts_new RENAME TO facts;
+        CREATE INDEX facts_key ON facts(scope, subject_key, relation_key);
+        CREATE INDEX facts_subject ON facts(subject_key);
+        """,
+    )
+
+
+def m0008_current_rating(db: sqlite3.Connection) -> None:
+    """One current rating per (user, message): a newer rating supersedes the older one, which is kept."""
+    run_script(
+        db,
+        """
+        ALTER TABLE feedback ADD COLUMN superseded_by TEXT;
+        UPDATE feedback SET superseded_by = (
+            SELECT g.id FROM feedback g WHERE g.message_id = feedback.message_id AND g.user_id = feedback.user_id
+            AND g.kind = 'rating' AND g.rowid > feedback.rowid ORDER BY g.rowid LIMIT 1)
+        WHERE kind = 'rating';
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m0001_turns_and_feedback,
     m0002_reasons_titles_meta,
@@ -237,4 +289,6 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m0004_adapters,
     m0005_api_keys,
     m0006_user_state,
+    m0007_fact_event_time,
+    m0008_current_rating,
 ]

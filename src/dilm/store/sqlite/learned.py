@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from dilm.store.sqlite import rows
 from dilm.store.sqlite.connection import SQLiteBase
 from dilm.text import terms
-from dilm.types import Fact, LearnedWrite, Memory
+from dilm.types import Fact, FactEnd, LearnedWrite, Memory
 
 
 class LearnedMixin(SQLiteBase):
-    def write_learned(self, memory: Memory, key: str, facts: list[Fact], embed: Callable[[str], bytes]) -> LearnedWrite:
-        """See `MemoryStore.write_learned`. Replaced memories and their facts are superseded at
-        `memory.created_at` (the time the new statement was learned)."""
+    def write_learned(
+        self,
+        memory: Memory,
+        key: str,
+        facts: list[Fact],
+        embed: Callable[[str], bytes],
+        ends: Sequence[FactEnd] = (),
+    ) -> LearnedWrite:
+        """See `MemoryStore.write_learned`. Replaced memories are superseded at `memory.created_at` (the time the
+        new statement was learned)."""
         with self._tx() as db:
             out = LearnedWrite(memory=memory, created=False, rev_before=rows.scope_rev(db, memory.scope))
             existing = rows.duplicate_memory(db, memory.scope, memory.text)
@@ -25,6 +32,10 @@ class LearnedMixin(SQLiteBase):
             else:
                 out.memory = existing
             replaced: set[str] = set()
+            for end in ends:
+                ended = rows.end_facts(db, memory.scope, end)
+                out.ended.extend(ended)
+                replaced.update(e.memory_id for e in ended if e.memory_id and e.memory_id != out.memory.id)
             for f in facts:
                 new = f.model_copy(update={"memory_id": out.memory.id})
                 stored, old = rows.add_fact(db, new)
@@ -32,9 +43,12 @@ class LearnedMixin(SQLiteBase):
                     out.facts.append(stored)
                 out.superseded.extend(old)
                 replaced.update(s.memory_id for s in old if s.memory_id and s.memory_id != out.memory.id)
+            # A memory whose facts were all replaced or ended goes too; one with facts still current stays (a
+            # correction replaces only the fact it corrects).
+            replaced = {m for m in replaced if not _has_current_facts(db, m)}
             question = memory.metadata.get("question")
             if question and memory.kind == "correction":
-                # A new correction of the same question replaces the previous correction of it.
+                # A new correction of the same question replaces the previous correction of it, with its facts.
                 found = rows.memories_for_question(db, memory.scope, question, "correction")
                 replaced.update(m for m in found if m != out.memory.id)
             out.superseded_memories = sorted(replaced)
@@ -59,6 +73,13 @@ class LearnedMixin(SQLiteBase):
                     memory.created_at,
                 ),
             )
+
+
+def _has_current_facts(db: sqlite3.Connection, memory_id: str) -> bool:
+    row = db.execute(
+        "SELECT 1 FROM facts WHERE memory_id = ? AND invalid_at IS NULL AND expired_at IS NULL LIMIT 1", (memory_id,)
+    ).fetchone()
+    return row is not None
 
 
 def _supersede_memories(db: sqlite3.Connection, out: LearnedWrite, now: str) -> None:

@@ -113,6 +113,12 @@ class LogMixin(SQLiteBase):
                     fb.created_at,
                 ),
             )
+            if fb.kind == "rating":  # the newest rating of a message by its user is the one that counts
+                db.execute(
+                    """UPDATE feedback SET superseded_by = ? WHERE message_id = ? AND user_id = ? AND kind = 'rating'
+                       AND superseded_by IS NULL AND id != ?""",
+                    (fb.id, fb.message_id, fb.user_id, fb.id),
+                )
 
     def feedback_for(self, message_ids: list[str]) -> dict[str, list[Feedback]]:
         if not message_ids:

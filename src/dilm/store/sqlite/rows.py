@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 from dilm.text import normalize, terms
-from dilm.types import AdapterVersion, Fact, Memory, Message, utcnow
+from dilm.types import AdapterVersion, Fact, FactEnd, Memory, Message, utcnow
 
 MEMORY_COLS = "id, scope, text, kind, source_id, metadata, created_at, superseded_by, superseded_at"
 
@@ -106,20 +106,38 @@ def duplicate_memory(db: sqlite3.Connection, scope: str, text: str) -> Memory | 
 def add_fact(db: sqlite3.Connection, f: Fact) -> tuple[Fact, list[Fact]]:
     """The supersede rule (bi-temporal): a current fact with the same scope, subject and relation but another
     object is invalidated at the new fact's valid_at and points to it; its row stays. Re-stating a current fact
-    returns the existing one. Returns (stored fact, superseded facts)."""
+    returns the existing one. A multi-valued fact replaces nothing; a fact with invalid_at set is history and
+    replaces nothing (re-stating a history fact returns it). Returns (stored fact, superseded facts)."""
     skey, rkey = normalize(f.subject), normalize(f.relation)
+    state = "invalid_at IS NOT NULL" if f.invalid_at is not None else "invalid_at IS NULL"
     rows = db.execute(
-        """SELECT * FROM facts WHERE scope = ? AND subject_key = ? AND relation_key = ?
-           AND invalid_at IS NULL AND expired_at IS NULL""",
+        f"""SELECT * FROM facts WHERE scope = ? AND subject_key = ? AND relation_key = ?
+           AND {state} AND expired_at IS NULL""",
         (f.scope, skey, rkey),
     ).fetchall()
-    current = [fact(r) for r in rows]
-    same = next((c for c in current if normalize(c.object) == normalize(f.object)), None)
+    existing = [fact(r) for r in rows]
+    same = next((c for c in existing if normalize(c.object) == normalize(f.object)), None)
     if same is not None:
         return same, []
+    _insert_fact(db, f, skey, rkey)
+    if f.invalid_at is not None or f.multi_valued:
+        return f, []
+    replaced = [c for c in existing if not c.multi_valued]
+    for old in replaced:
+        supersede_fact(db, old, _not_before(f.valid_at or f.recorded_at, old.valid_at), f.id)
+    return f, replaced
+
+
+def _not_before(at: str, start: str | None) -> str:
+    """An end time never precedes the start it ends (a fact learned today, replaced by one "since 2021")."""
+    return start if start is not None and at < start else at
+
+
+def _insert_fact(db: sqlite3.Connection, f: Fact, skey: str, rkey: str) -> None:
     db.execute(
-        """INSERT INTO facts (id, scope, subject, relation, object, subject_key, relation_key, valid_at,
-           recorded_at, source_kind, source_id, memory_id, confidence) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+        """INSERT INTO facts (id, scope, subject, relation, object, subject_key, relation_key, valid_at, invalid_at,
+           recorded_at, source_kind, source_id, memory_id, confidence, multi_valued, extractor)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
         (
             f.id,
             f.scope,
@@ -129,16 +147,37 @@ def add_fact(db: sqlite3.Connection, f: Fact) -> tuple[Fact, list[Fact]]:
             skey,
             rkey,
             f.valid_at,
+            f.invalid_at,
             f.recorded_at,
             f.source_kind,
             f.source_id,
             f.memory_id,
             f.confidence,
+            int(f.multi_valued),
+            f.extractor,
         ),
     )
-    for old in current:
-        supersede_fact(db, old, f.valid_at, f.id)
-    return f, current
+
+
+def end_facts(db: sqlite3.Connection, scope: str, end: FactEnd) -> list[Fact]:
+    """Apply `end` (see `FactEnd`) in `scope`: the facts it ended, updated."""
+    skey = normalize(end.subject)
+    rows = db.execute(
+        "SELECT * FROM facts WHERE scope = ? AND subject_key = ? AND invalid_at IS NULL AND expired_at IS NULL",
+        (scope, skey),
+    ).fetchall()
+    current = [fact(r) for r in rows]
+    wanted = normalize(end.object) if end.object else None
+    hit = [
+        c
+        for c in current
+        if normalize(c.relation) == normalize(end.relation) and (wanted is None or normalize(c.object) == wanted)
+    ]
+    if not hit and wanted is not None:  # "I left Larchmont Labs" ends "works for Larchmont Labs" too
+        hit = [c for c in current if normalize(c.object) == wanted]
+    for old in hit:
+        supersede_fact(db, old, _not_before(end.at, old.valid_at), None)
+    return hit
 
 
 def supersede_fact(db: sqlite3.Connection, old: Fact, at: str, by: str | None) -> None:

@@ -13,13 +13,13 @@ _LOGGED_FEEDBACK = """SELECT f.rowid AS seq, f.id, f.user_id, f.kind, f.rating, 
         (SELECT m.text FROM memories m WHERE m.source_id = f.id AND m.embedding IS NOT NULL
          ORDER BY m.rowid LIMIT 1) AS learned
     FROM feedback f JOIN messages a ON a.id = f.message_id JOIN messages q ON q.id = a.parent_id
-    WHERE f.rowid > ? AND f.rowid <= ? {where} ORDER BY f.rowid"""
+    WHERE f.rowid > ? AND f.rowid <= ? AND f.superseded_by IS NULL {where} ORDER BY f.rowid"""
 
 # The newest plain answers first; whether each was rated is decided after the LIMIT (the window is the newest
 # `limit` answers, rated or not).
 _OUTCOMES = """SELECT lp, bad FROM (
     SELECT json_extract(a.meta, '$.mean_logprob') AS lp, a.rowid AS seq,
-           EXISTS (SELECT 1 FROM feedback f WHERE f.message_id = a.id
+           EXISTS (SELECT 1 FROM feedback f WHERE f.message_id = a.id AND f.superseded_by IS NULL
                    AND (f.kind = 'correction' OR (f.kind = 'rating' AND f.rating = -1))) AS bad,
            EXISTS (SELECT 1 FROM feedback f WHERE f.message_id = a.id) AS rated
     FROM messages a WHERE a.role = 'assistant' AND json_extract(a.meta, '$.mean_logprob') IS NOT NULL
@@ -66,7 +66,8 @@ class LogQueriesMixin(SQLiteBase):
 
     def feedback_reasons(self, user_id: str, limit: int = 500) -> list[list[str]]:
         found = self._all(
-            "SELECT reasons FROM feedback WHERE user_id = ? ORDER BY rowid DESC LIMIT ?", (user_id, limit)
+            "SELECT reasons FROM feedback WHERE user_id = ? AND superseded_by IS NULL ORDER BY rowid DESC LIMIT ?",
+            (user_id, limit),
         )
         return [list(json.loads(r["reasons"] or "[]")) for r in found]
 
@@ -74,7 +75,7 @@ class LogQueriesMixin(SQLiteBase):
         found = self._all(
             """SELECT q.content AS question, a.content AS answer FROM messages a JOIN messages q ON q.id = a.parent_id
                WHERE json_extract(a.meta, '$.guard.reward.version') IS NOT NULL AND EXISTS (
-                 SELECT 1 FROM feedback f WHERE f.message_id = a.id
+                 SELECT 1 FROM feedback f WHERE f.message_id = a.id AND f.superseded_by IS NULL
                  AND (f.kind = 'correction' OR (f.kind = 'rating' AND f.rating = -1)))"""
         )
         return {(r["question"], r["answer"]) for r in found}
@@ -85,8 +86,7 @@ class LogQueriesMixin(SQLiteBase):
         latest = """SELECT f.rating, substr(m.created_at, 1, 10) AS day, coalesce(m.adapter_version, 'base') AS adapter,
                            m.rowid AS seq
                     FROM feedback f JOIN messages m ON m.id = f.message_id
-                    WHERE f.kind = 'rating' AND f.rowid = (
-                        SELECT max(rowid) FROM feedback g WHERE g.message_id = f.message_id AND g.kind = 'rating')"""
+                    WHERE f.kind = 'rating' AND f.superseded_by IS NULL"""
         out: dict[str, list[dict[str, Any]]] = {}
         for name, column in (("by_day", "day"), ("by_adapter", "adapter")):
             found = self._all(

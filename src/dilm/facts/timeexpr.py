@@ -1,0 +1,107 @@
+"""Event time in a sentence: "until 2016", "since March 2021", "from 2015 to 2019", "2015年到2019年", "从2019年起",
+"last month", "去年".
+
+`time_phrases` cuts the phrase out of the sentence (so "Piet Dahl until 2016" leaves the value "Piet Dahl") and
+returns valid_at / invalid_at as ISO 8601 dates of reduced precision ("2016", "2021-03", "2021-03-04"), which
+sort correctly against the full timestamps facts are recorded with.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+
+_MONTHS = "january february march april may june july august september october november december".split()
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_YEAR = r"(?<![\d-])(?:19|20)\d{2}(?!\d)"  # a year, not four digits of a phone number
+_T_EN = rf"(?:{_MONTH} (?:\d{{1,2}}(?:st|nd|rd|th)?,? )?{_YEAR}|{_YEAR}-\d{{2}}(?:-\d{{2}})?(?![\d-])|{_YEAR})"
+_T_ZH = rf"(?:{_YEAR}年(?:\d{{1,2}}月(?:\d{{1,2}}[日号])?)?|{_YEAR}(?=年|到|至|-|—|~|～|起|开始))"
+_RELATIVE_EN = r"(?:yesterday|today|last (?:week|month|year)|this (?:week|month|year)|a (?:week|month|year) ago)"
+_RELATIVE_ZH = r"(?:昨天|今天|上周[一二三四五六日天末]?|上个?星期[一二三四五六日天]?|上个月|去年|前年)"  # not 今年: "今年29岁" gives an age
+
+_EN = [
+    (
+        re.compile(
+            rf"\s*,?\s*\b(?:from|between) (?P<a>{_T_EN}) (?:to|until|till|and|through|-|–) (?P<b>{_T_EN})\b", re.I
+        ),
+        "range",
+    ),
+    (re.compile(rf"\s*,?\s*\b(?:until|till|up until|up to|through|before) (?P<b>{_T_EN})\b", re.I), "until"),
+    (
+        re.compile(
+            rf"\s*,?\s*\b(?:since|as of|starting(?: from| in)?|from|beginning|effective) (?P<a>{_T_EN})\b", re.I
+        ),
+        "since",
+    ),
+    (re.compile(rf"\s*,?\s*\b(?:as of |since |starting )?(?P<r>{_RELATIVE_EN})\b", re.I), "relative"),
+]
+_ZH = [
+    (re.compile(rf"(?:从|自|在)?(?P<a>{_T_ZH})年?(?:到|至|-|—|~|～)(?P<b>{_T_ZH}|{_YEAR})年?(?:之间|期间)?"), "range"),
+    (re.compile(rf"(?:直到|一直到|到)(?P<b>{_T_ZH}|{_YEAR})年?(?:为止|底)?"), "until"),
+    (re.compile(rf"(?:从|自从?)?(?P<a>{_T_ZH}|{_YEAR})年?(?:起|开始|以来)"), "since"),
+    (re.compile(rf"(?:从)?(?P<r>{_RELATIVE_ZH})(?:起|开始)?"), "relative"),
+]
+
+
+def iso(text: str) -> str | None:
+    """ "March 2021" -> "2021-03", "2016年5月" -> "2016-05", "2016" -> "2016"; None when no year is given."""
+    year = re.search(r"\d{4}", text)
+    if year is None:
+        return None
+    out = year.group()
+    month = re.search(r"(\d{1,2})月", text) or re.search(r"\d{4}-(\d{2})", text)
+    named = re.search(_MONTH, text, re.I)
+    number = int(month.group(1)) if month else (_month_number(named.group()) if named else None)
+    if number:
+        out += f"-{number:02d}"
+        day = re.search(r"(\d{1,2})[日号]", text) or re.search(r"\d{4}-\d{2}-(\d{2})", text)
+        day = day or re.search(rf"{_MONTH} (\d{{1,2}})(?:st|nd|rd|th)?,? \d{{4}}", text, re.I)
+        if day:
+            out += f"-{int(day.group(1)):02d}"
+    return out
+
+
+def _month_number(name: str) -> int | None:
+    key = name.casefold().rstrip(".")[:3]
+    return next((i + 1 for i, m in enumerate(_MONTHS) if m.startswith(key)), None)
+
+
+def relative(phrase: str, today: date | None = None) -> str:
+    """The date a relative phrase points to, at the precision it has ("last month" -> "2026-10")."""
+    d = today or datetime.now(UTC).date()
+    p = phrase.casefold()
+    if p in {"yesterday", "昨天"}:
+        return (d - timedelta(days=1)).isoformat()
+    if p in {"today", "今天"}:
+        return d.isoformat()
+    if "week" in p or p in {"上周", "上星期", "上个星期"}:
+        return (d - timedelta(days=7 if ("last" in p or "ago" in p or "上" in p) else 0)).isoformat()
+    if "month" in p or p == "上个月" or p == "上月":
+        first = d.replace(day=1)
+        back = first - timedelta(days=1) if ("last" in p or "ago" in p or "上" in p) else first
+        return f"{back.year}-{back.month:02d}"
+    years_back = 2 if p == "前年" else 1 if ("last" in p or "ago" in p or p == "去年") else 0
+    return str(d.year - years_back)
+
+
+def time_phrases(sentence: str, zh: bool) -> tuple[str, dict[str, str]]:
+    """(the sentence without its time phrase, {"valid_at"?, "invalid_at"?, "past"?: "yes"})."""
+    for pattern, kind in _ZH if zh else _EN:
+        m = pattern.search(sentence)
+        if m is None:
+            continue
+        found = m.groupdict()
+        out: dict[str, str] = {}
+        if kind == "relative":
+            out["valid_at"] = relative(found["r"])
+        else:
+            a, b = iso(found.get("a") or ""), iso(found.get("b") or "")
+            if a:
+                out["valid_at"] = a
+            if b:
+                out["invalid_at"] = b
+                if b < datetime.now(UTC).date().isoformat()[: len(b)]:  # "until 2027" is not the past
+                    out["past"] = "yes"
+        rest = (sentence[: m.start()] + sentence[m.end() :]).strip(" ,，")
+        return re.sub(r"\s{2,}", " ", rest), out
+    return sentence, {}
