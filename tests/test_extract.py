@@ -126,7 +126,10 @@ def test_teaching_phrases():
 def test_model_output_is_parsed_tolerantly():
     from dilm.facts.model_extract import parse
 
-    reply = 'Sure! ```json\n{"act": "statement", "facts": [["Acme", "CEO", "Mira Quell", "current", "", ""], ["I", "lives in", "Lisbon", "past", "", "2016"]]}\n```'
+    reply = (
+        'Sure! ```json\n{"act": "statement", "facts": [["Acme", "CEO", "Mira Quell", "current", "", ""], '
+        '["I", "lives in", "Lisbon", "past", "", "2016"]]}\n```'
+    )
     claims = parse(reply).claims
     assert [c.triple for c in claims] == [Triple("Acme", "ceo", "Mira Quell"), Triple(USER, "lives in", "Lisbon")]
     assert claims[1].past and claims[1].invalid_at == "2016" and claims[0].source == "model"

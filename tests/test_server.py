@@ -151,6 +151,7 @@ def test_keys_bind_a_user_key_to_its_user(keyed):
     assert alice.post("/v1/memories", json={"text": "Everyone likes tea.", "global": True}).status_code == 403
     assert alice.post("/v1/adapters/rollback", json={"scope": "global"}).status_code == 403
     assert alice.get("/v1/stats/satisfaction").status_code == 403
+    assert alice.get("/v1/stats/repeat-errors").status_code == 403
     assert alice.get("/v1/users/bob/export").status_code == 403
     # the admin acts for anyone and changes global knowledge
     assert [m["text"] for m in admin.get("/v1/memories", params={"user": "bob"}).json()["data"]] == ["鲍勃的猫叫咪咪。"]
@@ -206,6 +207,7 @@ def test_facts_profile_adapters_and_stats_over_http(keyed):
     stats = admin.get("/v1/stats/satisfaction").json()
     assert stats["by_adapter"] == [{"key": "base", "rated": 1, "positive": 1, "satisfaction": 1.0}]
     assert stats["by_day"][0]["rated"] == 1
+    assert admin.get("/v1/stats/repeat-errors").json() == {"by_day": [], "by_scope": []}
     metrics = http.get(f"{url}/metrics").text
     assert 'dilm_http_requests_total{method="POST",route="/v1/feedback",status="200"} 2.0' in metrics
     assert 'dilm_feedback_total{kind="rating"} 2.0' in metrics
@@ -358,6 +360,7 @@ def test_openapi_schema_lists_every_endpoint(server):
         ("/healthz", "get"),
         ("/metrics", "get"),
         ("/v1/stats/satisfaction", "get"),
+        ("/v1/stats/repeat-errors", "get"),
     ]:
         assert method in paths[path], (method, path)
     chat = paths["/v1/chat/completions"]["post"]

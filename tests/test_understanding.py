@@ -291,3 +291,15 @@ def test_one_message_with_several_facts_gives_each():
 )
 def test_instructions_are_recognised_by_their_shape(text, instruction):
     assert is_instruction(text) is instruction
+
+
+def test_repeat_errors_count_answers_that_state_a_corrected_value(bot):
+    bot.chat("I live in Tromsø.", user="u")
+    bot.chat("I moved to Bodø.", user="u")
+    bot.replay("Where do I live?", "You live in Tromsø.", user="u")  # the error the mission is about
+    bot.replay("Where do I live?", "You live in Bodø.", user="u")
+    bot.replay("Where did I live before?", "Before, you lived in Tromsø.", user="u")  # history, said as such
+    report = bot.stats.repeat_errors()
+    (scope,) = report["by_scope"]
+    assert scope["key"] == "user:u" and scope["repeats"] == 1 and scope["answers"] >= 3
+    assert sum(d["repeats"] for d in report["by_day"]) == 1

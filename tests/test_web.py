@@ -192,6 +192,7 @@ def test_feedback_controls_regenerate_and_admin_charts(bot, page):
         expect(page.locator("#sat-adapter svg[role=img]")).to_be_visible()
         expect(page.locator("#sat-day svg[role=img]")).to_be_visible()
         expect(page.locator("#sat-overall")).to_contain_text("0% positive of 1 rated")
+        expect(page.locator("#repeat-table")).to_contain_text("No corrected values yet.")
         table = page.locator("#adapters")
         row = {v: table.locator(f"tr[data-version={v}]") for v in (v1, v2, v3)}
         expect(row[v3]).to_contain_text("locality 0.71 < 0.9")

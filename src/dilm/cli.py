@@ -676,6 +676,32 @@ def worker(
             w.stop()
 
 
+@app.command()
+def stats(
+    days: Annotated[int, typer.Option(help="How far back repeat errors are looked for", min=1)] = 30,
+    data_dir: DataDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """How dilm is doing: satisfaction per day, and repeat errors (answers stating a value the same user had
+    already corrected) per day and per user."""
+    with _open(data_dir) as bot:
+        report = {"satisfaction": bot.stats.satisfaction(), "repeat_errors": bot.stats.repeat_errors(days)}
+    if as_json:
+        out.print_json(json.dumps(report, ensure_ascii=False))
+        return
+    for title, rows, cols in (
+        ("satisfaction by day", report["satisfaction"]["by_day"], ("key", "rated", "positive", "satisfaction")),
+        ("repeat errors by day", report["repeat_errors"]["by_day"], ("key", "answers", "repeats", "rate")),
+        ("repeat errors by user", report["repeat_errors"]["by_scope"], ("key", "answers", "repeats", "rate")),
+    ):
+        table = Table(title=title)
+        for col in cols:
+            table.add_column(col, justify="right")
+        for row in rows:
+            table.add_row(*(f"{row[c]:.1%}" if isinstance(row[c], float) else str(row[c]) for c in cols))
+        out.print(table if rows else f"{title}: nothing yet")
+
+
 @adapters_app.command("list")
 def adapters_list(
     user: OptUser = None,

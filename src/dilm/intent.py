@@ -61,9 +61,12 @@ def classify(text: str, pending: dict[str, Any] | None, session: list[Message]) 
     else:
         analysis = analyze(text)
         corrects = corrected_answer(text, analysis, session)
-        kind = (
-            "correction" if corrects else "statement" if analysis.act == "statement" and not clarified else "question"
-        )
+        if analysis.instruction:  # planted in chat ("from now on reply with X, whatever they ask"): kept flagged
+            kind = "teaching"
+        elif corrects:
+            kind = "correction"
+        else:
+            kind = "statement" if analysis.act == "statement" and not clarified else "question"
         return Intent(kind, question, None, pending, clarified, analysis, corrects)
     return Intent(kind, question, said if kind == "answer_to_pending" else None, pending, clarified)
 

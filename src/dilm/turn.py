@@ -522,7 +522,7 @@ def _acknowledge(learned: Learned, lang: str) -> str:
         )
     if not learned.memories:
         return "我已经记得这一点了。" if lang == "zh" else "I already know that."
-    text = learned.memories[0].text
+    text = " ".join(m.text for m in learned.memories)
     return f"好的，我记住了：{text}" if lang == "zh" else f"Got it. I will remember: {text}"
 
 

@@ -114,11 +114,13 @@ _REWRITES_EN: list[tuple[re.Pattern[str], str, Flags]] = [
     (*_sub(r"^(.+?) (am|is|are|was|were|'m|'s|'re) not (.+?) any ?more$", r"\1 \2 \3"), {"negated": True}),
     (
         *_sub(
-            r"^i (?:quit|left|resigned from|got fired from|was laid off from)(?: my job)?(?: (?:at|from) )?(.*)$",
+            r"^i (?:quit|resigned(?: from)?|got fired(?: from)?|was laid off(?: from)?|left my job|handed in my notice)"
+            r"(?: (?:my job|at|from))*\s*(.*)$",
             r"i work at \1",
         ),
         {"negated": True},
     ),
+    (*_sub(r"^(?i:i) left ([A-Z].*)$", r"i work at \1", 0), {"negated": True}),
     (
         *_sub(r"^i (?:have |'ve )?(?:just |recently )?(?:moved|relocated) from (.+?) to (.+)$", r"i live in \2"),
         {"change": True, "old": 1},
@@ -282,7 +284,8 @@ def _preference(sentence: str, zh: bool) -> Triple | None:
 
 
 _HYPOTHETICAL = re.compile(
-    r"^(?:if|suppose|supposing|imagine|what if|i wish|i'd|i would|would|assuming)\b|^(?:假如|如果|要是|假设|万一|但愿|要不是)",
+    r"^(?:if|suppose|supposing|imagine|what if|i wish|i'd|i would|would|assuming)\b|"
+    r"^(?:假如|如果|要是|假设|万一|但愿|要不是)",
     re.I,
 )
 

@@ -86,11 +86,17 @@ _LEAD_EN = re.compile(
     r"good (?:morning|afternoon|evening)|(?:the )?(?:correct|right|real) answer(?: is)?)\b[\s,:;.!—–-]*)+",
     re.I,
 )
-_REMEMBER_EN = re.compile(r"^(?:please\s+)?(?:remember|note|keep in mind|don't forget)(?:\s+that)?[\s,:]+", re.I)
+_REMEMBER_EN = re.compile(
+    r"^(?:please\s+|can you\s+|could you\s+)?(?:remember|note(?: down)?|keep in mind|don't forget|save|store|record|"
+    r"jot down|make a note|note for (?:later|your memory)|for the record)(?:\s+(?:that|this))?[\s,:]+",
+    re.I,
+)
 _LEAD_ZH = re.compile(
     r"^(?:(?:不对|不是的|错了|错|其实|实际上|更正|纠正|注意|抱歉|不好意思|哦|嗯|说明|你说错了|搞错了|你好|您好|嗨|哈喽)[\s，,：:。！!—-]*)+"
 )
-_REMEMBER_ZH = re.compile(r"^(?:请)?(?:记住|记得|记一下|请注意)[\s，,：:]*")
+_REMEMBER_ZH = re.compile(
+    r"^(?:请|帮我|麻烦|你)?(?:记住|记得|记一下|记下|记个事儿?|记一条|存一下|存一条|存个|备注一下|请注意)(?:一下)?[\s，,：:]*"
+)
 
 _BE = r"(?:is|are|was|were|=|:)"
 _VERBS_EN = (
@@ -245,7 +251,7 @@ def clean_statement(text: str) -> str:
 def is_teaching(text: str) -> bool:
     """A message that asks dilm to remember something ("Remember that …", "记住：…")."""
     t = text.strip()
-    return bool(_REMEMBER_EN.match(t) or re.match(r"^(?:请)?(?:记住|记一下|记得)", t)) and len(t) > 8
+    return bool(_REMEMBER_EN.match(t) or _REMEMBER_ZH.match(t)) and len(clean_statement(t)) > 3
 
 
 def _tidy(value: str) -> str:
@@ -430,7 +436,7 @@ def correction_value(text: str) -> tuple[str, str | None] | None:
             m = pattern.match(s)
             if m:
                 # "not in Oslo but in Gullhaven": the value is the place, not the preposition.
-                new = re.sub(r"^(?:in|at|on)\s+(?=\S)", "", _tidy(m["new"]), flags=re.I)
+                new = re.sub(r"^(?:in|at|on)\s+(?=\S)|^在(?=[\u4e00-\u9fff]{2})", "", _tidy(m["new"]), flags=re.I)
                 old = re.sub(r"^(?:in|at|on)\s+(?=\S)", "", _tidy(m.groupdict().get("old") or ""), flags=re.I) or None
                 if new and len(new) <= 120:
                     return new, old
@@ -511,8 +517,16 @@ _Q_EN = [
 _Q_ZH_TAIL = r"(?:是什么|是谁|是多少|是哪里|是哪儿|是哪个.*|是哪.*|在哪里|在哪儿|在哪|叫什么名字|叫什么|有多少|是几.*|是啥|多少钱|几点.*|什么时候.*|呢|吗)?[？?。]?$"
 _Q_ZH = [
     (re.compile(r"^(?:我叫什么|我的名字是什么|我是谁)"), lambda m: (USER, "name")),
+    (
+        re.compile(r"^(?P<subj>.+?)(?:现在)?在(?:哪里|哪儿|哪|什么地方|哪家\S*?|哪个\S*?)(?:工作|上班|任职)"),
+        lambda m: (m["subj"], "works at"),
+    ),
     (re.compile(r"^我(?P<rel>住在|在|来自)(?:哪里|哪儿|哪|什么地方)"), lambda m: (USER, m["rel"])),
     (re.compile(rf"^我的(?P<rel>.+?){_Q_ZH_TAIL}"), lambda m: (USER, m["rel"])),
+    (
+        re.compile(r"^(?P<subj>[^的]+?)的(?P<rel>[^的]+?)在(?:哪里|哪儿|哪|什么地方)"),
+        lambda m: (m["subj"], m["rel"]),
+    ),
     (
         re.compile(rf"^(?P<subj>.+?)的?(?P<rel>{_ZH_VERBS}|在)(?:哪里|哪儿|哪|什么地方|哪个.+|哪一.+)"),
         lambda m: (m["subj"], m["rel"]),
@@ -584,6 +598,7 @@ def parse_question(text: str) -> tuple[str, str] | None:
         m = pattern.match(q)
         if m:
             subject, relation = (_tidy(x) for x in build(m))
+            subject = owner(subject)
             if subject and relation and _valid(subject, relation, "x") and not _AUXILIARY.search(subject):
                 return subject, canonical_relation(relation)
             return None  # a garbled parse is worse than none

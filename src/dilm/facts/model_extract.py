@@ -15,20 +15,22 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from dilm.config import Decoding
 from dilm.facts.analyze import Analysis, Claim, analyze, is_question
 from dilm.facts.extract import USER, Triple, canonical_relation, owner, sentences
 from dilm.facts.instruction import is_instruction
-from dilm.facts.timeexpr import iso
+from dilm.facts.timeexpr import iso, time_phrases
 from dilm.models.base import Backend
 from dilm.text import normalize
 from dilm.types import Fact
 
 _STATUS = ["current", "ended", "past"]
-# {"act": ..., "facts": [[subject, relation, object, status, since, until], ...]} (JSON Schema; llama.cpp
-# turns it into a grammar). Tuples keep the output short: a fact costs ~20 tokens instead of ~40.
+# {"act": ..., "facts": [[subject, relation, object, status], ...]} (JSON Schema; llama.cpp turns it into a
+# grammar). Tuples keep the output short: a fact costs ~15 tokens instead of ~40. Dates come from the rules'
+# time phrases (`timeexpr`), not the model: the 1.5B model invented years when asked for them.
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -38,16 +40,9 @@ SCHEMA: dict[str, Any] = {
             "maxItems": 6,
             "items": {
                 "type": "array",
-                "prefixItems": [
-                    {"type": "string"},
-                    {"type": "string"},
-                    {"type": "string"},
-                    {"enum": _STATUS},
-                    {"type": "string"},
-                    {"type": "string"},
-                ],
-                "minItems": 6,
-                "maxItems": 6,
+                "prefixItems": [{"type": "string"}, {"type": "string"}, {"type": "string"}, {"enum": _STATUS}],
+                "minItems": 4,
+                "maxItems": 4,
             },
         },
     },
@@ -56,26 +51,25 @@ SCHEMA: dict[str, Any] = {
 
 PROMPT = """Read the message and return its act and the facts it states, as JSON.
 act: "question" if it only asks; "instruction" if it tells the assistant how to behave or what to answer; \
-"statement" if it states facts; "chatter" otherwise (greetings, thanks, opinions, hypotheticals, requests).
-facts: [subject, relation, object, status, since, until] each.
+"statement" if it states facts about people, places, organisations or things; "chatter" otherwise (greetings, \
+thanks, weather, opinions, jokes, hypotheticals, requests for help).
+facts: [subject, relation, object, status] each, only what the message says (never guess).
 - subject: "user" for the speaker; "user's <person>" for the speaker's people ("user's mother"); else the name.
 - relation: short English words: "lives in", "works at", "job title", "age", "phone number", "likes", \
 "dislikes", "CEO", "office location"; reuse a relation of a known fact when the message changes it.
-- object: the value exactly as written, in the message's language.
-- status: "current" (true now), "ended" (the message says it stopped: no longer, quit, 不再, 离职), \
-"past" (it was true before: used to, was … until, 以前).
-- since / until: a year or date the message gives, else "".
-Questions, instructions, hypotheticals and chatter state no facts.
+- object: the value exactly as written in the message, in its language.
+- status: "current" (true now), "ended" (the message says it stopped: no longer, quit, sold, 不再, 离职), \
+"past" (it was true before and something else holds now: used to, was … until, 以前).
 
-Message: My brother Tariq moved from Lyon to Nantes in 2019.
-{"act": "statement", "facts": [["user's brother", "name", "Tariq", "current", "", ""], \
-["user's brother", "lives in", "Nantes", "current", "2019", ""], ["user's brother", "lives in", "Lyon", "past", "", \
-"2019"]]}
+Message: My brother Tariq moved from Lyon to Nantes.
+{"act": "statement", "facts": [["user's brother", "name", "Tariq", "current"], \
+["user's brother", "lives in", "Nantes", "current"], ["user's brother", "lives in", "Lyon", "past"]]}
 Message: 我已经不在远星科技上班了，现在自己开花店。
-{"act": "statement", "facts": [["user", "works at", "远星科技", "ended", "", ""], \
-["user", "job title", "开花店", "current", "", ""]]}
+{"act": "statement", "facts": [["user", "works at", "远星科技", "ended"], ["user", "job title", "开花店", "current"]]}
 Message: 你还记得我女儿几岁吗
 {"act": "question", "facts": []}
+Message: What a grey morning, can't wait for the weekend!
+{"act": "chatter", "facts": []}
 """
 
 
@@ -85,8 +79,10 @@ def prompt(text: str, known: Sequence[Fact]) -> str:
     return f"{PROMPT}{facts}Message: {text.strip()}\n"
 
 
-def parse(reply: str) -> Analysis:
-    """The model's JSON as an Analysis; anything unusable is skipped (an unparsable reply is chatter)."""
+def parse(reply: str, text: str | None = None) -> Analysis:
+    """The model's JSON as an Analysis; anything unusable is skipped (an unparsable reply is chatter). With the
+    message `text`, facts whose object (or named subject) the message does not contain are dropped as invented,
+    and the message's time phrase, if any, dates the claims."""
     match = re.search(r"\{.*\}", reply, re.S)
     try:
         data = json.loads(match.group()) if match else {}
@@ -95,9 +91,33 @@ def parse(reply: str) -> Analysis:
     act = data.get("act") if isinstance(data, dict) else None
     rows = data.get("facts") if isinstance(data, dict) else None
     claims = [c for c in (_claim(row) for row in (rows if isinstance(rows, list) else [])) if c is not None]
-    if act in ("question", "instruction") or not claims:
+    if text is not None:
+        claims = _dated([c for c in claims if _grounded(c, text)], text)
+    claims = list({(c.triple, c.negated, c.past): c for c in claims}.values())  # the model may repeat itself
+    if act in ("question", "instruction", "chatter") or not claims:
         return Analysis("question" if act == "question" else "chatter", (), instruction=act == "instruction")
     return Analysis("statement", tuple(claims))
+
+
+def _grounded(c: Claim, text: str) -> bool:
+    """The value (and a named subject) must be in the message: "London" for a message about Whitby is invented."""
+    t = normalize(text)
+    named = c.triple.subject == USER or c.triple.subject.startswith(f"{USER}'s ")
+    return normalize(c.triple.object) in t and (named or normalize(c.triple.subject) in t)
+
+
+def _dated(claims: list[Claim], text: str) -> list[Claim]:
+    """The message's one time phrase, if it has one, dates its claims (an end for past or ended ones)."""
+    _, times = time_phrases(text, bool(re.search(r"[\u4e00-\u9fff]", text)))
+    if not times:
+        return claims
+    out = []
+    for c in claims:
+        ends = c.past or c.negated
+        start = times.get("valid_at") if not c.negated else None
+        end = times.get("invalid_at") or (times.get("valid_at") if ends and "invalid_at" not in times else None)
+        out.append(replace(c, valid_at=None if ends and not c.past else start, invalid_at=end if ends else None))
+    return out
 
 
 def _claim(row: Any) -> Claim | None:
@@ -125,16 +145,16 @@ def analyze_with_model(backend: Backend, text: str, known: Sequence[Fact] = ()) 
     try:
         reply = backend.generate(
             [{"role": "user", "content": prompt(text, known)}],
-            Decoding(max_new_tokens=200, json_schema=SCHEMA),
+            Decoding(max_new_tokens=160, json_schema=SCHEMA),
         )[0].text
     except Exception:  # noqa: BLE001 — a failed model call must not lose the message; the rules still apply
         return analyze(text)
-    return parse(reply)
+    return parse(reply, text)
 
 
 def needs_model(text: str, rules: Analysis) -> bool:
     """Whether the rules may have missed something: a declarative sentence (not a question, not an
-    instruction, not a few words of chatter) that gave no claim."""
+    instruction) that mentions something a fact could be about, yet gave no claim."""
     if is_instruction(text):
         return False
     covered = {c.sentence for c in rules.claims}
@@ -142,9 +162,19 @@ def needs_model(text: str, rules: Analysis) -> bool:
         if sentence in covered or is_question(sentence):
             continue
         words = len(re.findall(r"[\u4e00-\u9fff]", sentence)) / 2 + len(re.findall(r"[A-Za-z0-9]+", sentence))
-        if words >= 3:
+        if words >= 3 and _anchored(sentence):
             return True
     return False
+
+
+def _anchored(sentence: str) -> bool:
+    """What a fact is about: a number, a name written with a capital inside the sentence, an acronym, an
+    address, or the speaker and their people. "lovely weather today" has none and is not sent to the model."""
+    if re.search(r"\d|[一二三四五六七八九十两百千万]|\S@\S|我|[A-Z]{2}", sentence):
+        return True
+    if re.search(r"(?<=\s)[A-Z][a-z]", sentence):
+        return True
+    return bool(re.search(r"\b(?:i|i'm|i've|my|we|our|me)\b", sentence, re.I))
 
 
 def hybrid(backend: Backend, text: str, known: Sequence[Fact] = ()) -> Analysis:

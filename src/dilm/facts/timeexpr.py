@@ -17,7 +17,8 @@ _YEAR = r"(?<![\d-])(?:19|20)\d{2}(?!\d)"  # a year, not four digits of a phone 
 _T_EN = rf"(?:{_MONTH} (?:\d{{1,2}}(?:st|nd|rd|th)?,? )?{_YEAR}|{_YEAR}-\d{{2}}(?:-\d{{2}})?(?![\d-])|{_YEAR})"
 _T_ZH = rf"(?:{_YEAR}年(?:\d{{1,2}}月(?:\d{{1,2}}[日号])?)?|{_YEAR}(?=年|到|至|-|—|~|～|起|开始))"
 _RELATIVE_EN = r"(?:yesterday|today|last (?:week|month|year)|this (?:week|month|year)|a (?:week|month|year) ago)"
-_RELATIVE_ZH = r"(?:昨天|今天|上周[一二三四五六日天末]?|上个?星期[一二三四五六日天]?|上个月|去年|前年)"  # not 今年: "今年29岁" gives an age
+# Not 今年: "今年29岁" gives an age, not a time.
+_RELATIVE_ZH = r"(?:昨天|今天|上周[一二三四五六日天末]?|上个?星期[一二三四五六日天]?|上个月|去年|前年)"
 
 _EN = [
     (
@@ -74,7 +75,7 @@ def relative(phrase: str, today: date | None = None) -> str:
         return (d - timedelta(days=1)).isoformat()
     if p in {"today", "今天"}:
         return d.isoformat()
-    if "week" in p or p in {"上周", "上星期", "上个星期"}:
+    if "week" in p or p.startswith(("上周", "上星期", "上个星期")):
         return (d - timedelta(days=7 if ("last" in p or "ago" in p or "上" in p) else 0)).isoformat()
     if "month" in p or p == "上个月" or p == "上月":
         first = d.replace(day=1)

@@ -254,12 +254,20 @@ def _by_sentence(text: str, claims: tuple[Claim, ...], notes: bool) -> list[tupl
     """The message cut into memories: each sentence with claims, followed by the sentences without (notes)
     when `notes`; a message with no claim is one note (when `notes`) or nothing."""
     groups: list[tuple[str, list[Claim]]] = []
+    lead = ""  # sentences before the first claim ("Fun fact:") open the first memory
     for sentence in sentences(text) or [text]:
+        if not clean_statement(sentence):  # "记住：" alone
+            continue
         mine = [c for c in claims if c.sentence == sentence]
-        if mine or not groups:
-            groups.append((sentence, mine))
-        elif notes:
+        if mine:
+            groups.append((f"{lead} {sentence}".strip(), mine))
+            lead = ""
+        elif groups and notes:
             groups[-1] = (f"{groups[-1][0]} {sentence}", groups[-1][1])
+        elif notes:
+            lead = f"{lead} {sentence}".strip()
+    if lead or not groups:
+        groups.append((lead or text, []))
     placed = {id(c) for _, group in groups for c in group}
     stray = [c for c in claims if id(c) not in placed]  # e.g. a model's claims, not tied to a sentence
     if stray:

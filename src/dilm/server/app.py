@@ -226,6 +226,20 @@ class Satisfaction(BaseModel):
     by_adapter: list[Rate]
 
 
+class RepeatRate(BaseModel):
+    key: str
+    answers: int
+    repeats: int
+    rate: float | None
+
+
+class RepeatErrors(BaseModel):
+    """Answers that stated a value the same user had already corrected (`Stats.repeat_errors`)."""
+
+    by_day: list[RepeatRate]
+    by_scope: list[RepeatRate]
+
+
 class Forgotten(BaseModel):
     user: str
     deleted: dict[str, int]
@@ -698,6 +712,11 @@ def _adapter_routes(app: FastAPI, bot: Assistant) -> None:
     async def satisfaction(who: Who) -> Satisfaction:
         who.require_admin("satisfaction statistics")
         return Satisfaction.model_validate(await _call(bot.stats.satisfaction))
+
+    @app.get("/v1/stats/repeat-errors", response_model=RepeatErrors)
+    async def repeat_errors(who: Who, days: int = Query(30, ge=1, le=3650)) -> RepeatErrors:
+        who.require_admin("repeat-error statistics")
+        return RepeatErrors.model_validate(await _call(bot.stats.repeat_errors, days))
 
 
 def _user_routes(app: FastAPI, bot: Assistant) -> None:

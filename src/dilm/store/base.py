@@ -229,6 +229,11 @@ class FactStore(Protocol):
         """User scopes holding this exact current fact (for consensus promotion to global)."""
         ...
 
+    def replaced_facts(self, since: str) -> list[tuple[Fact, str | None]]:
+        """Facts of user scopes that stopped holding at or after `since` (ISO time), oldest first, each with the
+        value that replaced it (None: ended with no replacement). Past facts recorded as history are left out."""
+        ...
+
 
 class AdapterStore(Protocol):
     """Trained adapter versions (names never reused) and the live one per scope."""

@@ -95,6 +95,13 @@ const STRINGS = {
     st_deleted: "files deleted",
     noLosses: "no losses logged",
     noData: "No rated answers yet.",
+    repeatErrors: "Repeat errors",
+    repeatHelp: "Answers that stated a value the same user had already corrected.",
+    day: "Day",
+    answers: "Answers",
+    repeats: "Repeats",
+    rate: "Rate",
+    noRepeats: "No corrected values yet.",
     overall: "Overall: {pct} positive of {rated} rated answers.",
     chartDay: "Share of positive ratings by day",
     chartAdapter: "Share of positive ratings by adapter version",
@@ -194,6 +201,13 @@ const STRINGS = {
     st_deleted: "文件已删除",
     noLosses: "没有记录损失",
     noData: "还没有被评价的回答。",
+    repeatErrors: "重复错误",
+    repeatHelp: "回答中又说出了同一用户已经纠正过的值。",
+    day: "日期",
+    answers: "回答数",
+    repeats: "重复错误",
+    rate: "比例",
+    noRepeats: "还没有被纠正过的值。",
     overall: "总体：{rated} 个被评价的回答中 {pct} 为好评。",
     chartDay: "每日好评比例",
     chartAdapter: "各适配器版本的好评比例",
@@ -946,7 +960,7 @@ function renderProfile(data) {
 
 async function loadAdmin() {
   if (!isAdmin()) return;
-  await Promise.all([loadAdapters(), loadSatisfaction()]);
+  await Promise.all([loadAdapters(), loadSatisfaction(), loadRepeatErrors()]);
 }
 
 function fmtNum(x) {
@@ -1065,6 +1079,17 @@ async function loadSatisfaction() {
   $("#sat-adapter").replaceChildren(
     byAdapter.length ? barChart(byAdapter, { label: "chartAdapter" }) : tx(h("p", { class: "muted" }), "noData"),
   );
+}
+
+async function loadRepeatErrors() {
+  const data = await guarded(() => api("GET", "/v1/stats/repeat-errors"));
+  if (data === undefined) return;
+  const body = $("#repeat-table tbody");
+  const rows = (data.by_day || []).map((r) =>
+    h("tr", {}, h("td", {}, r.key), h("td", {}, String(r.answers)), h("td", {}, String(r.repeats)),
+      h("td", {}, r.rate == null ? "—" : `${(r.rate * 100).toFixed(1)}%`)),
+  );
+  body.replaceChildren(...(rows.length ? rows : [h("tr", {}, tx(h("td", { colspan: 4, class: "muted" }), "noRepeats"))]));
 }
 
 function satLine(items) {

@@ -74,3 +74,12 @@ class FactsMixin(SQLiteBase):
             (subject_key, relation_key),
         )
         return [r[0] for r in found if normalize(r[1]) == normalize(obj)]
+
+    def replaced_facts(self, since: str) -> list[tuple[Fact, str | None]]:
+        found = self._all(
+            """SELECT f.*, g.object AS replaced_by FROM facts f LEFT JOIN facts g ON g.id = f.superseded_by
+               WHERE f.scope LIKE 'user:%' AND f.invalid_at >= ? AND f.expired_at IS NULL
+               AND f.invalid_at >= f.recorded_at ORDER BY f.invalid_at""",
+            (since,),
+        )
+        return [(rows.fact(r), r["replaced_by"]) for r in found]
