@@ -303,3 +303,19 @@ def test_repeat_errors_count_answers_that_state_a_corrected_value(bot):
     (scope,) = report["by_scope"]
     assert scope["key"] == "user:u" and scope["repeats"] == 1 and scope["answers"] >= 3
     assert sum(d["repeats"] for d in report["by_day"]) == 1
+
+
+def test_eval_facts_scores_a_small_slice(bot, backend):
+    from dilm.eval import facts
+
+    convs = facts.load()
+    picked = [c for c in convs if c.id in ("en-chg-01", "zh-neg-01", "en-chat-01", "zh-inj-01")]
+    assert len(picked) == 4
+    report = facts.run(picked, lambda d, mode: type(bot).open(d, backend=backend, extraction=mode), ["rules"], True)
+    summary = report["modes"]["rules"]["summary"]
+    assert set(summary) == {"en", "zh", "overall"} and summary["overall"]["conversations"] == 4
+    assert summary["overall"]["flagged"] == 1.0  # the injection attempt is kept flagged
+    assert summary["overall"]["false_writes"] == 0
+    rows = {r["id"]: r for r in report["modes"]["rules"]["rows"]}
+    assert rows["en-chat-01"]["written"] == 0 and rows["en-chg-01"]["found"] >= 1
+    assert facts.table_rows(report)[0][:2] == ["rules", "en"]

@@ -919,8 +919,13 @@ def eval_facts(
     with _progress("facts") as tick:
         report = facts.run(
             convs,
+            # The prompt cache stays on: the model reader's latency is measured as users get it (its fixed
+            # instructions are a cached prefix), and no answer is compared with an earlier one here.
             lambda d, mode: Assistant.open(
-                d, policy={"mode": "passive"}, extraction=mode, **_eval_settings(max_new_tokens)
+                d,
+                policy={"mode": "passive"},
+                extraction=mode,
+                **{**_eval_settings(max_new_tokens), "prompt_cache": True},
             ),
             chosen,
             probes,

@@ -61,7 +61,7 @@ def classify(text: str, pending: dict[str, Any] | None, session: list[Message]) 
     else:
         analysis = analyze(text)
         corrects = corrected_answer(text, analysis, session)
-        if analysis.instruction:  # planted in chat ("from now on reply with X, whatever they ask"): kept flagged
+        if analysis.instruction and analysis.act != "question":  # planted in chat: kept flagged, as if taught
             kind = "teaching"
         elif corrects:
             kind = "correction"

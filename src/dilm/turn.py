@@ -27,6 +27,7 @@ from dilm.config import Decoding, Settings
 from dilm.context import ContextBuilder, with_notes
 from dilm.errors import DilmError
 from dilm.facts.answers import AnswerFinder, KnownAnswer, repair
+from dilm.facts.extract import render, render_ended
 from dilm.facts.model_extract import needs_model
 from dilm.feedback import FeedbackRecorder
 from dilm.guard import check
@@ -532,7 +533,11 @@ def _noted(learned: Learned, lang: str) -> str:
         return _acknowledge(learned, lang)
     if not (learned.memories or learned.ended or learned.facts):
         return "我已经记得这一点了。" if lang == "zh" else "I already know that."
-    return "好的，我记下了。" if lang == "zh" else "Noted, I will remember that."
+    said = [render(f.subject, f.relation, f.object, lang) for f in learned.facts if f.current]
+    said += [render_ended(f.subject, f.relation, f.object, lang) for f in learned.ended if f.object]
+    if not said:
+        return "好的，我记下了。" if lang == "zh" else "Noted, I will remember that."
+    return ("好的，我记下了：" if lang == "zh" else "Noted: ") + " ".join(said[:3])
 
 
 def _ack_preference(prefs: dict[str, str], lang: str) -> str:

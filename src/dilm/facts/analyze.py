@@ -410,7 +410,8 @@ def _continued(part: str, subject: str) -> Claim | None:
 
 
 _APPOSITIVE = re.compile(
-    r"^(?i:my|our) (?P<who>[a-z]+(?: [a-z]+)?) (?P<name>[A-Z][\w'-]+(?: [A-Z][\w'-]+)?) (?P<rest>.+)$"
+    r"^(?i:my|our) (?P<who>(?!name\b)[a-z]+(?: (?!(?:to|of|in|at|for|is|are|was|from)\b)[a-z]+)?) "
+    r"(?P<name>[A-Z][\w'-]+(?: [A-Z][\w'-]+)?) (?P<rest>.+)$"
 )
 _HAVE_CALLED = re.compile(
     r"^(?:i|we) (?:have|'ve got|have got|'ve|got) (?:a|an|one) (?P<what>[\w -]+?) (?:called|named) (?P<name>.+)$", re.I

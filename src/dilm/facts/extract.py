@@ -622,6 +622,15 @@ _RENDER_USER = {
     "name": ("Your name is {o}.", "你叫{o}。"),
     "lives in": ("You live in {o}.", "你住在{o}。"),
     "works at": ("You work at {o}.", "你在{o}工作。"),
+    "likes": ("You like {o}.", "你喜欢{o}。"),
+    "dislikes": ("You don't like {o}.", "你不喜欢{o}。"),
+    "is": ("You are {o}.", "你是{o}。"),
+    "是": ("You are {o}.", "你是{o}。"),
+    "from": ("You are from {o}.", "你来自{o}。"),
+    "age": ("You are {o}.", "你{o}。"),
+    "job title": ("You work as {o}.", "你的职业是{o}。"),
+    "allergic to": ("You are allergic to {o}.", "你对{o}过敏。"),
+    "speaks": ("You speak {o}.", "你会说{o}。"),
 }
 
 

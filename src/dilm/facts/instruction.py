@@ -96,14 +96,28 @@ _LEAD = re.compile(
 )
 
 
+# An order for now ("Write a story", "Tell me a joke", "你说说看") is a request; it becomes an instruction to be
+# remembered when it is meant to last.
+_LASTING = re.compile(
+    r"\b(?:from now on|henceforth|going forward|in (?:the )?future|from here on|always|never|every time|whenever|"
+    r"each time|any time|anytime|permanent(?:ly)?|for (?:every|all|each) (?:future )?(?:chat|conversation|session|"
+    r"answer|reply|question)s?|no matter (?:what|who))\b|以后|今后|往后|从现在起|从今往后|从今天起|每次|每当|永远|"
+    r"总是|始终|一律|任何时候|不管|无论",
+    re.I,
+)
+
+
 def is_instruction(text: str) -> bool:
     """Whether `text` instructs the assistant (how to answer, what to say, to drop its rules) instead of
-    stating a fact. English and Chinese; see the module docstring for the shapes."""
+    stating a fact. English and Chinese; see the module docstring for the shapes. A request for this turn
+    ("Write a long story", "Tell me a joke") is not one: an order counts only when it is meant to last."""
     t = _LEAD.sub("", text.strip()).strip()
     if _OVERRIDE.search(t) or _RULES_EN.search(t) or _OUTPUT_EN.search(t) or _ASSISTANT_EN.search(t):
         return True
+    lasting = bool(_LASTING.search(t)) or t != text.strip()  # taught ("Remember: …") is meant to last
     if re.search(r"[\u4e00-\u9fff]", t):
-        zh = (_TRIGGER_ZH.search(t), _ADDRESSED_ZH.search(t), _IMPERATIVE_ZH.match(t), _RULES_ZH.search(t))
-        return any(zh) or bool(_OUTPUT_ZH.search(t))
+        ordered = _ADDRESSED_ZH.search(t) or _IMPERATIVE_ZH.match(t)
+        return bool(_TRIGGER_ZH.search(t) or _RULES_ZH.search(t) or _OUTPUT_ZH.search(t) or (ordered and lasting))
     speech = re.search(rf"\b{_SPEECH_EN}\b", t, re.I)
-    return bool((_TRIGGER_EN.search(t) and speech) or _ADDRESSED_EN.search(t) or _IMPERATIVE_EN.match(t))
+    ordered = _ADDRESSED_EN.search(t) or _IMPERATIVE_EN.match(t)
+    return bool((_TRIGGER_EN.search(t) and speech) or (ordered and lasting))

@@ -268,6 +268,8 @@ def _by_sentence(text: str, claims: tuple[Claim, ...], notes: bool) -> list[tupl
             lead = f"{lead} {sentence}".strip()
     if lead or not groups:
         groups.append((lead or text, []))
+    if len(groups) == 1:  # one memory: the message as written ("鲍勃的猫叫咪咪。", its full stop kept)
+        groups = [(text, groups[0][1])]
     placed = {id(c) for _, group in groups for c in group}
     stray = [c for c in claims if id(c) not in placed]  # e.g. a model's claims, not tied to a sentence
     if stray:
