@@ -153,7 +153,7 @@ class Assistant:
         if mode == "rules":
             return lambda text, scope: analyze(text)
         read = analyze_with_model if mode == "model" else hybrid
-        return lambda text, scope: read(self.backend, text, self.store.facts([scope], limit=500)[-12:])
+        return lambda text, scope: read(self.backend, text, self.store.facts([scope], limit=12, newest_first=True))
 
     def chat(
         self,

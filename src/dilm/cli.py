@@ -897,7 +897,7 @@ def _eval_settings(max_new_tokens: int) -> dict[str, Any]:
 @eval_app.command("facts")
 def eval_facts(
     data: Annotated[Path | None, typer.Option(help="Conversations JSONL (default: the bundled dev set)")] = None,
-    limit: Annotated[int | None, typer.Option(help="Only the first N conversations of each language")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only N conversations of each language, evenly spaced")] = None,
     lang: Annotated[str | None, typer.Option(help="Only conversations in this language (en, zh)")] = None,
     modes: Annotated[str, typer.Option(help="Reading modes to compare, comma-separated")] = "rules,hybrid",
     probes: Annotated[bool, typer.Option(help="Also ask the probe questions (answer accuracy)")] = True,
@@ -911,8 +911,8 @@ def eval_facts(
     convs = facts.load(data)
     if lang is not None:
         convs = [c for c in convs if c.lang == lang]
-    if limit is not None:
-        convs = [c for lg in ("en", "zh") for c in [c for c in convs if c.lang == lg][:limit]]
+    if limit is not None:  # evenly spaced, so every kind of conversation is in the sample
+        convs = [c for lg in ("en", "zh") for c in _spread([c for c in convs if c.lang == lg], limit)]
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     if not chosen or any(m not in ("rules", "model", "hybrid") for m in chosen):
         raise InvalidInputError(f"modes must be rules, model or hybrid, comma-separated (got {modes!r})")
@@ -1124,6 +1124,13 @@ def _progress(label: str) -> Iterator[Callable[..., None]]:
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task(label, total=None)
         yield lambda what, done, total=None: bar.update(task, description=what, completed=done, total=total)
+
+
+def _spread(items: list[Any], n: int) -> list[Any]:
+    """`n` of `items`, evenly spaced from the first."""
+    if n >= len(items):
+        return items
+    return [items[i * len(items) // n] for i in range(n)]
 
 
 def _results_path(name: str) -> Path:

@@ -3,8 +3,8 @@
 The order matters and is the whole rule: a yes/no to a question the assistant asked wins; then teaching
 ("Remember that …" / "记住：…"); then a stated preference ("answer shorter", "用中文回答"); then a correction of
 an answer the assistant said it was unsure about ("No, it's Paris."); then a correction of the assistant's
-last answer said in chat ("No, it's in Oulu.", "不对，是合肥", "Actually the office is in Pori"); then a message
-that states facts and asks nothing ("I moved to Bodø."); anything else is a question. A short reply to a
+last answer said in chat ("No, it's in Oulu.", "不对，是合肥", "Actually the office is in Pori"); anything else is
+answered as a question, and what it states ("I moved to Bodø.") is learned on the way. A short reply to a
 clarifying question completes the question it was asked about.
 """
 
@@ -21,9 +21,7 @@ from dilm.profile import is_preference_instruction
 from dilm.text import mentions
 from dilm.types import Message
 
-IntentKind = Literal[
-    "answer_to_pending", "teaching", "stated_preference", "correction_reply", "correction", "statement", "question"
-]
+IntentKind = Literal["answer_to_pending", "teaching", "stated_preference", "correction_reply", "correction", "question"]
 
 
 @dataclass(frozen=True)
@@ -63,10 +61,8 @@ def classify(text: str, pending: dict[str, Any] | None, session: list[Message]) 
         corrects = corrected_answer(text, analysis, session)
         if analysis.instruction and analysis.act != "question":  # planted in chat: kept flagged, as if taught
             kind = "teaching"
-        elif corrects:
-            kind = "correction"
-        else:
-            kind = "statement" if analysis.act == "statement" and not clarified else "question"
+        else:  # a statement is answered like a question; what it states is learned on the way (Turn.answer)
+            kind = "correction" if corrects else "question"
         return Intent(kind, question, None, pending, clarified, analysis, corrects)
     return Intent(kind, question, said if kind == "answer_to_pending" else None, pending, clarified)
 
@@ -89,9 +85,14 @@ def corrected_answer(text: str, analysis: Analysis, session: list[Message]) -> s
     if last is None or last.role != "assistant" or analysis.act == "question":
         return None
     asked = next((m.content for m in session if m.id == last.parent_id), "")
+    if _NOT_A_CORRECTION.search(_CORRECTION_LEAD.sub("", text.strip())):  # "No thanks.", "不是，随便问问"
+        return None
     marked = bool(_CORRECTION_LEAD.match(text.strip()))
     value = correction_value(text)
-    if value is not None and (marked or value[1] is not None):
+    said = last.content.casefold()
+    if value is not None and value[0].casefold() in said:
+        return None  # "No, that's right: Berlin." repeats the answer, it does not correct it
+    if value is not None and (marked or (value[1] is not None and value[1].casefold() in said)):
         return last.id
     if not analysis.claims:
         return last.id if marked and _bare_value(text) else None
@@ -101,6 +102,14 @@ def corrected_answer(text: str, analysis: Analysis, session: list[Message]) -> s
         for c in analysis.claims
     )
     return last.id if marked and about else None
+
+
+_NOT_A_CORRECTION = re.compile(
+    r"^[\s,.!]*(?:thanks?|thank you|worries|problem|prob|never ?mind|nvm|that'?s (?:right|correct|fine|ok|okay|it|all)|"
+    r"i'?m (?:good|fine|ok|okay)|good|great|fine|ok|okay|sure|way|idea|clue|need|rush|big deal|matter|"
+    r"谢谢|没关系|算了|随便问问|不用|没事|不清楚|好的|对的|没错|挺好|很好)\b|^[\s,.!]*(?:谢谢|没关系|算了|随便|不用|没事|不清楚|好的|很)",
+    re.I,
+)
 
 
 def _bare_value(text: str) -> bool:

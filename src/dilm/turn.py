@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from dilm.config import Decoding, Settings
 from dilm.context import ContextBuilder, with_notes
 from dilm.errors import DilmError
 from dilm.facts.answers import AnswerFinder, KnownAnswer, repair
-from dilm.facts.extract import render, render_ended
+from dilm.facts.extract import USER, render
 from dilm.facts.model_extract import needs_model
 from dilm.feedback import FeedbackRecorder
 from dilm.guard import check
@@ -42,7 +43,7 @@ from dilm.memory.writer import Learned, MemoryWriter
 from dilm.models.base import Backend, ChatMessage, OnText
 from dilm.profile import Profiles
 from dilm.store import Store
-from dilm.text import language
+from dilm.text import content_terms, language
 from dilm.types import (
     AdapterVersion,
     Candidate,
@@ -56,6 +57,8 @@ from dilm.types import (
     user_scope,
     utcnow,
 )
+
+_FIRST_PERSON = re.compile(r"\b(?:i|me|my|mine|myself|i'm|i've)\b|我(?!们)", re.I)
 
 
 @dataclass
@@ -156,6 +159,7 @@ class Retrieved:
 
     hits: list[Hit] = field(default_factory=list)
     known: KnownAnswer | None = None
+    about_user: list[str] = field(default_factory=list)  # what the user told about themselves, as sentences
 
 
 @dataclass
@@ -250,17 +254,15 @@ class Turn:
 
     # -- messages acted on without the model --------------------------------------------------------
     def act(self, ctx: Context, trace: TurnTrace) -> str:
-        """Teaching, a statement, a stated preference, an answer to a pending question or a correction: the
-        reply."""
+        """Teaching, a stated preference, an answer to a pending question or a correction: the reply."""
         intent, text, user, lang = ctx.intent, ctx.request.text, ctx.request.user, ctx.lang
         if intent.kind == "answer_to_pending":
             assert intent.pending is not None and intent.said is not None
             return self._resolve(intent.pending, intent.said, lang, trace)
-        if intent.kind in ("teaching", "statement"):  # "Remember that …" / "I moved to Bodø.": learn it now
-            chat = intent.kind == "statement"
-            learned = self.parts.writer.statement(user_scope(user), text, ctx.user_msg_id, chat=chat)
+        if intent.kind == "teaching":  # "Remember that …" / "记住：…": learn it now
+            learned = self.parts.writer.statement(user_scope(user), text, ctx.user_msg_id, kind="statement")
             trace.effects = learned.effects
-            return _noted(learned, lang) if chat else _acknowledge(learned, lang)
+            return _acknowledge(learned, lang)
         if intent.kind == "stated_preference":
             prefs = profile_rules.stated_preferences(text)
             self.parts.profiles.learn(user, prefs)
@@ -343,7 +345,23 @@ class Turn:
     def recall(self, question: str, scopes: list[str]) -> Retrieved:
         """Memories for `question` (best first) and the current fact that answers it, if any."""
         hits = self.parts.retriever.search(question, scopes, k=self.parts.settings.memory_k)
-        return Retrieved(hits, self.parts.answers.find(question, scopes, hits))
+        return Retrieved(hits, self.parts.answers.find(question, scopes, hits), self._about_user(question, scopes))
+
+    def _about_user(self, question: str, scopes: list[str]) -> list[str]:
+        """For a question in the first person ("Which city am I based in?", "我是做什么的"), the user's current
+        facts about themselves and their people, the ones sharing words with the question first (at most 6):
+        paraphrases that retrieval cannot tie to a memory still find them. Other questions get none."""
+        if not scopes[0].startswith("user:") or not _FIRST_PERSON.search(question):
+            return []
+        mine = [
+            f
+            for f in self.parts.store.facts(scopes[:1], limit=200, newest_first=True)
+            if f.subject == USER or f.subject.startswith(f"{USER}'s ")
+        ]
+        wanted = content_terms(question)
+        mine.sort(key=lambda f: -len(content_terms(f"{f.subject} {f.relation} {f.object}") & wanted))
+        lang = language(question)
+        return [render(f.subject, f.relation, f.object, lang) for f in mine[:6]]
 
     def decide(self, ctx: Context, found: Retrieved) -> Ask | None:
         if found.known is not None:
@@ -357,7 +375,7 @@ class Turn:
             self._context = ContextBuilder(backend)
         req, question, decoding = ctx.request, ctx.intent.question, ctx.decoding
         system = profile_rules.system_prompt(self.parts.settings.system_prompt, ctx.profile)
-        notes = with_notes(question, [h.memory.text for h in found.hits])
+        notes = with_notes(question, list(dict.fromkeys([h.memory.text for h in found.hits] + found.about_user)))
         messages, prompt_tokens, dropped = self._context.build(system, ctx.history, notes, decoding.max_new_tokens)
         rules = [
             r for r in [*self.parts.rules.refresh(), *profile_rules.guard_rules(ctx.profile)] if r.applies(req.text)
@@ -525,19 +543,6 @@ def _acknowledge(learned: Learned, lang: str) -> str:
         return "我已经记得这一点了。" if lang == "zh" else "I already know that."
     text = " ".join(m.text for m in learned.memories)
     return f"好的，我记住了：{text}" if lang == "zh" else f"Got it. I will remember: {text}"
-
-
-def _noted(learned: Learned, lang: str) -> str:
-    """The reply to facts said in chat: short, since the user said them just now."""
-    if any(e.startswith("flagged") for e in learned.effects):
-        return _acknowledge(learned, lang)
-    if not (learned.memories or learned.ended or learned.facts):
-        return "我已经记得这一点了。" if lang == "zh" else "I already know that."
-    said = [render(f.subject, f.relation, f.object, lang) for f in learned.facts if f.current]
-    said += [render_ended(f.subject, f.relation, f.object, lang) for f in learned.ended if f.object]
-    if not said:
-        return "好的，我记下了。" if lang == "zh" else "Noted, I will remember that."
-    return ("好的，我记下了：" if lang == "zh" else "Noted: ") + " ".join(said[:3])
 
 
 def _ack_preference(prefs: dict[str, str], lang: str) -> str:

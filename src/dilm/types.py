@@ -212,12 +212,14 @@ class LoggedFeedback:
 class FactEnd:
     """Words saying a fact stopped holding ("I no longer work at X", "我不再住在苏州了"): the current facts of
     `subject` with `relation` (and `object`, when given; else any value) get invalid_at = `at`, replaced by
-    nothing. When none has that relation, the subject's current facts with that object end instead."""
+    nothing. `loose`: when none matches, the subject's current facts with that object end instead, whatever
+    their relation ("I left Paris" ends "lives in Paris")."""
 
     subject: str
     relation: str
     object: str | None
     at: str
+    loose: bool = False
 
 
 @dataclass

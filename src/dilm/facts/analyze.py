@@ -23,6 +23,8 @@ from dilm.facts.timeexpr import time_phrases
 
 Act = Literal["question", "statement", "chatter"]
 
+MAX_SENTENCE = 300  # characters: longer sentences are left to the model reader
+
 # Relations that hold many values at once: a new value is added beside the others, never replaces them.
 MULTI_VALUED = frozenset({"likes", "dislikes", "allergic to", "speaks", "owns", "has", "plays", "knows", "visited"})
 # A value stated under one of these ends the same value under the other ("I love olives" -> "I hate olives").
@@ -63,17 +65,20 @@ class Analysis:
 
 _Q_EN = re.compile(
     r"^(?:(?:so|and|but|ok|okay|hey|hi|well|then|now|also|btw|quick question)[\s,]+)*"
-    r"(?:what|who|whom|whose|where|when|why|how|which|"
+    r"(?:(?:what|who|whom|whose|where|when|why|how|which)(?:'s|'re| (?:(?!(?:i|you|we|he|she|they|it)\b)\w+ ){0,2}?"
+    r"(?:do|does|did|is|are|was|were|am|can|could|will|would|should|have|has|had|may|might|must)\b)|"
+    r"how (?:much|many|old|long|far|tall|big|come)\b|"
+    r"why not\b|"
     r"(?:do|does|did|is|are|was|were|am|can|could|will|would|should|shall|have|has|had|may|might|must|"
     r"isn't|aren't|wasn't|don't|doesn't|didn't|won't|can't)\s+(?:i|you|we|he|she|they|it|my|your|our|his|her|"
     r"their|the|this|that|there|these|those|[A-Z]\w*)\b|"
     r"(?:i wonder|i'm wondering|i was wondering|wondering|tell me|remind me|do you know|do you remember|"
-    r"any idea|guess)\b)",
+    r"any idea)\b)",
     re.I,
 )
 _Q_ZH = re.compile(
     r"什么|啥|谁|哪|几[点个岁号月年天时]|多少|多大|多久|多高|多重|多远|怎么|怎样|如何|为什么|为啥|"
-    r"是否|有没有|是不是|对不对|能不能|会不会|要不要|在不在|(.)不\1|[吗嘛呢么][\s。.!！~]*$"
+    r"是否|有没有|是不是|对不对|能不能|会不会|要不要|在不在|(.)不\1|[吗嘛][\s。.!！~]*$|什么呢|哪呢"
 )
 
 
@@ -361,9 +366,11 @@ def analyze(text: str) -> Analysis:
     claims: list[Claim] = []
     asked = False
     subject: str | None = None  # the last third party named: what "she", "its", "它" refer to
-    for sentence in sentences(text):
+    for sentence in sentences(re.sub(r"\s+", " ", text)):
         if is_question(sentence):
             asked = True
+            continue
+        if len(sentence) > MAX_SENTENCE:  # rules read sentences, not documents (and stay linear on long text)
             continue
         for part in _expand(_resolve(sentence, subject)):
             for claim in _sentence_claims(part):
@@ -396,7 +403,8 @@ def _sentence_claims(sentence: str) -> list[Claim]:
             claim = _continued(part, split[-1].triple.subject) or claim
         if claim is not None:
             split.append(claim)
-    return split if whole is None or len(split) >= 2 else [whole]
+    swallowed = whole is not None and bool(re.search(r"[,，、]", whole.triple.object)) and bool(split)
+    return split if whole is None or len(split) >= 2 or swallowed else [whole]
 
 
 def _continued(part: str, subject: str) -> Claim | None:
@@ -433,11 +441,16 @@ def _expand(sentence: str) -> list[str]:
 
 
 def _referent(t: Triple) -> str | None:
-    """Who a later "she"/"it" may mean: a third party, or the speaker's person ("my sister is called Ana")."""
+    """Who a later pronoun may mean: a third party, or the speaker's person ("my sister is called Ana")."""
     if t.subject != USER:
         return t.subject
     m = re.fullmatch(r"(.+) name", t.relation)
     return f"{USER}'s {m.group(1)}" if m else None
+
+
+def _people(subject: str | None) -> bool:
+    """ "she"/"he" refer to the speaker's people; for other subjects (a company, a town) there is no telling."""
+    return subject is not None and subject.startswith(f"{USER}'s ")
 
 
 _PRONOUN_EN = re.compile(r"^(?:(she|he|they|it)|(her|his|their|its))\b", re.I)
@@ -449,9 +462,12 @@ def _resolve(sentence: str, subject: str | None) -> str:
         return sentence
     s = clean_statement(sentence)
     m = _PRONOUN_EN.match(s)
-    if m:
-        return (subject if m.group(1) else f"{subject}'s") + s[m.end() :]
-    if re.match(r"^[她他它](?!们)", s):
+    if m and (m.group().casefold() in ("it", "its", "they", "their")) != _people(subject):
+        rest = s[m.end() :]
+        if m.group(1) and re.match(r"^(?:'s|’s| is| was| are) (?:an?|the|so|very|really|quite)\b", rest):
+            return sentence  # "It is a nice city": about whatever "it" is, not the subject
+        return (subject if m.group(1) else f"{subject}'s") + rest
+    if re.match(r"^[她他](?!们)", s) and _people(subject):
         return subject + s[1:]
     return sentence
 

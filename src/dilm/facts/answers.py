@@ -53,8 +53,9 @@ class AnswerFinder:
         # 1. The question names a subject and a relation that a current fact has (or had).
         if parsed is not None:
             subject, relation = parsed
-            if past:
-                return self._history(subject, relation, question, lang, scopes)
+            history = self._history(subject, relation, question, lang, scopes) if past else None
+            if history is not None:
+                return history
             for fact in self._facts(subject, scopes):
                 if _relation_match(relation, fact.relation, question):
                     return self._known(fact, None, lang, scopes, "fact")
@@ -151,15 +152,16 @@ class AnswerFinder:
         )
 
 
+# A question about the past: a past-time word with a past verb in English ("Where did I live before?"), a
+# past-time word right before the verb or noun it dates in Chinese ("我以前住在哪", "以前的镇长"). "Where do I live?
+# I told you earlier." asks about now.
 _PAST_EN = re.compile(
-    r"\s*\b(?:before(?: that| now)?|previously|formerly|in the past|originally|at first|back then|earlier|"
-    r"prior to that|used to)\b",
-    re.I,
+    r"\s*\b(?:before(?: that| now)?|previously|formerly|in the past|back then|prior to that|used to)\b", re.I
 )
-_PAST_ZH = re.compile(r"以前|之前|原来|过去|曾经|早先|本来|原先|当初|先前")
-
-
-_NO_LONGER = re.compile(r"no longer|not any ?more|used to|\bleft\b|\bquit|不再|已经不|以前|不在|离开|离职|辞职", re.I)
+_PAST_VERB_EN = re.compile(r"\b(?:did|was|were|used to|had)\b", re.I)
+_PAST_ZH = re.compile(
+    r"(?:以前|之前|原来|过去|曾经|早先|原先|当初|先前)(?=的|住|在|是|叫|做|当|工作|上班|用|开|养|读|学|谁|哪)"
+)
 
 
 _NO_LONGER = re.compile(r"no longer|not any ?more|used to|\bleft\b|\bquit|不再|已经不|以前|不在|离开|离职|辞职", re.I)
@@ -167,7 +169,9 @@ _NO_LONGER = re.compile(r"no longer|not any ?more|used to|\bleft\b|\bquit|不再
 
 def past_question(question: str) -> tuple[str, bool]:
     """(the question without its "before"/"以前", whether it asks about the past)."""
-    stripped = _PAST_ZH.sub("", _PAST_EN.sub("", question))
+    stripped = _PAST_ZH.sub("", question)
+    if _PAST_VERB_EN.search(question):
+        stripped = _PAST_EN.sub("", stripped)
     stripped = re.sub(r"\bdid (\w+) use to\b", r"did \1", stripped, flags=re.I)
     return (stripped, True) if stripped != question else (question, False)
 

@@ -87,8 +87,9 @@ _LEAD_EN = re.compile(
     re.I,
 )
 _REMEMBER_EN = re.compile(
-    r"^(?:please\s+|can you\s+|could you\s+)?(?:remember|note(?: down)?|keep in mind|don't forget|save|store|record|"
-    r"jot down|make a note|note for (?:later|your memory)|for the record)(?:\s+(?:that|this))?[\s,:]+",
+    r"^(?:please\s+)?(?:(?:remember|note(?: down)?|keep in mind|don't forget|jot down|make a note|"
+    r"note for (?:later|your memory)|for the record)(?:\s+(?:that|this))?[\s,:]+|"
+    r"(?:save|store|record)\s+(?:that|this)\b[^:]*?:?\s+)",
     re.I,
 )
 _LEAD_ZH = re.compile(
@@ -143,7 +144,7 @@ _EN_PATTERNS = [
         re.compile(r"^my (?P<rel>.+?) (?:is|are) (?:called|named) (?P<obj>.+)$", re.I),
         lambda m: (USER, f"{m['rel']} name", m["obj"]),
     ),
-    (re.compile(r"^my (?P<rel>.+?) (?:is|are) (?P<obj>.+)$", re.I), lambda m: (USER, m["rel"], m["obj"])),
+    (re.compile(r"^my (?P<rel>.+?) (?:is|are|was|were) (?P<obj>.+)$", re.I), lambda m: (USER, m["rel"], m["obj"])),
     (
         re.compile(
             rf"^my (?P<who>[\w-]+(?: [\w-]+)?) (?P<rel>{_VERBS_EN}|live in|work at|work for) (?P<obj>.+)$", re.I
@@ -251,6 +252,8 @@ def clean_statement(text: str) -> str:
 def is_teaching(text: str) -> bool:
     """A message that asks dilm to remember something ("Remember that …", "记住：…")."""
     t = text.strip()
+    if t.endswith(("?", "？")) or re.search(r"[吗嘛][\s。.!！~]*$", t):  # "你记得我叫什么吗？" asks
+        return False
     return bool(_REMEMBER_EN.match(t) or _REMEMBER_ZH.match(t)) and len(clean_statement(t)) > 3
 
 
@@ -266,6 +269,7 @@ def _tidy(value: str) -> str:
         flags=re.I,
     )
     value = re.sub(r"(?<=[\u4e00-\u9fff\w])了$", "", value)  # 改成周五了 → 周五
+    value = re.sub(r"(?<=[\u4e00-\u9fff])[呢啊呀哦啦吧嘛哈]+$", "", value)  # 我住在北京呢 → 北京
     return re.sub(r"^(?:[Tt]he|[Aa]n?) (?=[A-Z0-9])", "", value)
 
 
@@ -275,7 +279,7 @@ def owner(subject: str) -> str:
     s = subject.strip()
     if s.casefold() in {"i", "me", "我", "本人"}:
         return USER
-    m = re.fullmatch(r"(?i:my) (.+)|我(?!们)的?([^的\s]{1,6})", s)
+    m = re.fullmatch(r"(?i:my) (.+)|我(?![们不没])的?([^的\s]{1,6})", s)
     if m:
         return f"{USER}'s {m.group(1) or m.group(2)}"
     return s
@@ -284,6 +288,7 @@ def owner(subject: str) -> str:
 def canonical_relation(relation: str) -> str:
     rel = normalize(relation)
     rel = re.sub(r"^(?:the|a|an) ", "", rel)
+    rel = re.sub(r"^(.+?)(?:'s|’s)? (?:name|called|named)$", r"\1 name", rel)  # "sister's name" = "sister name"
     return _RELATION_ALIASES.get(rel, rel)
 
 
@@ -313,8 +318,15 @@ def _valid(subject: str, relation: str, obj: str) -> bool:
         return False
     if subject != USER and re.search(r"\b(?:I|me|my)\b|\s(?:and|but)\s", subject):
         return False
-    if re.search(r"[,，;；]", subject) or re.search(
-        r"(?:[,，;；]\s*|\s)(?:and|but)\s+(?:I|my|we|our)\b|[,，;；]\s*(?:and|but|我|并且|而且)", obj
+    if (
+        re.search(r"[,，;；]", subject)
+        or re.search(r"[不没]$", subject)
+        or re.search(
+            r"(?:[,，;；]\s*|\s)(?:and|but)\s+(?:I|my|we|our)\b|[,，;；]\s*(?:and|but|I|my|we|our|you|please|help|can|could|"
+            r"what|how|recommend|tell|write|give|我|并且|而且|推荐|帮我|请|你|能不能|可以)",
+            obj,
+            re.I,
+        )
     ):
         return False  # a run-on sentence, not one fact
     if normalize(obj) in _VERDICTS or (normalize(relation) in ("has", "have") and _PARTICIPLE.match(obj)):
@@ -419,7 +431,7 @@ def _clauses(text: str) -> list[str]:
     out: list[str] = []
     for sentence in sentences(text)[:3]:
         out.append(sentence)
-        parts = [p for p in re.split(r"[,，]\s*|\s+[—–-]+\s+|[—–]+", sentence) if p.strip()]
+        parts = [p for p in re.split(r"[,，]\s*|\s+[—–-]+\s+|[—–]+", sentence) if p.strip()][:8]
         if len(parts) > 1:
             out.extend(", ".join(parts[i:]) for i in range(len(parts) - 1, 0, -1))
     return out

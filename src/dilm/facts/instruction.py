@@ -24,14 +24,14 @@ _SPEECH_EN = (
     r"refer|pretend|act|behave|claim|insist|recommend|ignore|forget|obey|follow|switch|stop|start)"
 )
 _TRIGGER_EN = re.compile(
-    r"\b(?:whenever|every time|each time|any time|anytime|if|when|once|should)\b[^.;]{0,60}?"
+    r"\b(?:whenever|every time|each time|any time|anytime|if|when|once)\b[^.;]{0,60}?"
     r"\b(?:asks?|asked|asking|mentions?|mentioned|says?|talks? about|brings? up|wants? to know|inquires?|queries|"
     r"question(?:s|ed)?|types?|writes?)\b",
     re.I,
 )
 _ADDRESSED_EN = re.compile(
     rf"\byou(?:'ll| will| must| should| have to| need to| are to| shall| ought to| may only| can only| are only|"
-    rf"'re only| are required to| always| never| only)\b(?: \w+){{0,4}}? {_SPEECH_EN}\b",
+    rf"'re only| are required to)\b(?: \w+){{0,4}}? {_SPEECH_EN}\b",
     re.I,
 )
 _IMPERATIVE_EN = re.compile(
@@ -43,7 +43,7 @@ _OVERRIDE = re.compile(
     r"ignore (?:all |any )?(?:the )?(?:previous|prior|above|earlier|your|these|those) (?:instructions|prompts?|rules)|"
     r"disregard (?:all |any )?(?:the )?(?:previous|prior|above|your) |forget (?:all |everything|your) .*"
     r"(?:instructions|rules)|you are now |new instructions?:|system prompt|jailbreak|developer mode|"
-    r"忽略(?:之前|以上|前面|上面|所有|你的)(?:的)?(?:指令|指示|说明|提示|规则|设定)|无视(?:之前|以上|所有|你的)|你现在是|系统提示|越狱",
+    r"忽略(?:之前|以上|前面|上面|所有|你的)(?:的)?(?:指令|指示|说明|提示|规则|设定)|无视(?:之前|以上|所有|你的)|你现在是一[个名位]|你现在扮演|从现在起你是|你的新(?:身份|角色|设定)|越狱",
     re.I,
 )
 
@@ -58,14 +58,14 @@ _OUTPUT_EN = re.compile(
     re.I,
 )
 _ASSISTANT_EN = re.compile(
-    r"\b(?:the|this|our) (?:assistant|bot|ai|model|chatbot|system)\b[^.]{0,20}?\b(?:must|should|will|shall|"
+    r"\b(?:the|this|our) (?:assistant|bot|ai|chatbot)\b[^.]{0,20}?\b(?:must|should|will|shall|"
     r"has to|needs to|is to|is required to|always|never|may only|can only)\b",
     re.I,
 )
 _RULES_EN = re.compile(
-    r"\b(?:no longer|not|never|isn't|aren't)\s+(?:be\s+)?(?:bound|restricted|limited)\b|"
-    r"\b(?:ignore|bypass|override|disable|turn off|drop|skip)\s+(?:your|the|all|any)\s+(?:guidelines|rules|"
-    r"policies|restrictions|filters|safety)\b|\bmust be obeyed\b|\bobey(?:ed)? without question\b",
+    r"\byou(?:'re| are)? (?:\w+ )?(?:no longer|not|never)\s+(?:be\s+)?(?:bound|restricted|limited)\b|"
+    r"\b(?:ignore|bypass|override|disable|turn off|drop|skip)\s+(?:all\s+)?(?:your|the assistant's|its)\s+"
+    r"(?:guidelines|rules|policies|restrictions|filters|safety)\b|\bmust be obeyed\b|\bobey(?:ed)? without question\b",
     re.I,
 )
 _RULES_ZH = re.compile(
@@ -83,7 +83,7 @@ _TRIGGER_ZH = re.compile(
     rf"[^。；;]{{0,24}}?(?:问|提到|说起|问起|问到|询问|聊到|打听|提起)[^。；;]{{0,30}}?{_SPEECH_ZH}"
 )
 _ADDRESSED_ZH = re.compile(
-    rf"你(?:就|都|也)?(?:必须|要|应该|应当|只能|只准|一律|务必|得|需要|不准|不许|不要|别|永远|总是|始终|一定要)"
+    rf"你(?:就|都|也)?(?:必须|要|应该|应当|只能|只准|只许|只|一律|务必|得|需要|不准|不许|不要|别|一定要)"
     rf"[^。；;]{{0,12}}?{_SPEECH_ZH}"
 )
 _IMPERATIVE_ZH = re.compile(rf"^(?:请)?(?:以后|今后|从现在起)?(?:一律|只|仅|永远|总是|始终|都)(?:要)?{_SPEECH_ZH}")
@@ -115,9 +115,13 @@ def is_instruction(text: str) -> bool:
     if _OVERRIDE.search(t) or _RULES_EN.search(t) or _OUTPUT_EN.search(t) or _ASSISTANT_EN.search(t):
         return True
     lasting = bool(_LASTING.search(t)) or t != text.strip()  # taught ("Remember: …") is meant to last
+    speaker_says = re.search(
+        r"我(?:就|都|会|也)?(?:说|回答|回复)|\b(?:i|we)\s+(?:\w+\s+)?(?:say|answer|reply|tell)\b", t, re.I
+    )
     if re.search(r"[\u4e00-\u9fff]", t):
         ordered = _ADDRESSED_ZH.search(t) or _IMPERATIVE_ZH.match(t)
-        return bool(_TRIGGER_ZH.search(t) or _RULES_ZH.search(t) or _OUTPUT_ZH.search(t) or (ordered and lasting))
+        triggered = _TRIGGER_ZH.search(t) and not speaker_says  # "每次我妈问我，我都说好" is about the speaker
+        return bool(triggered or _RULES_ZH.search(t) or _OUTPUT_ZH.search(t) or (ordered and lasting))
     speech = re.search(rf"\b{_SPEECH_EN}\b", t, re.I)
     ordered = _ADDRESSED_EN.search(t) or _IMPERATIVE_EN.match(t)
-    return bool((_TRIGGER_EN.search(t) and speech) or (ordered and lasting))
+    return bool((_TRIGGER_EN.search(t) and speech and not speaker_says) or (ordered and lasting))

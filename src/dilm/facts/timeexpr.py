@@ -13,7 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 
 _MONTHS = "january february march april may june july august september october november december".split()
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
-_YEAR = r"(?<![\d-])(?:19|20)\d{2}(?!\d)"  # a year, not four digits of a phone number
+# A year: not four digits of a phone number, not an amount ("2000元", "2100 dollars").
+_YEAR = r"(?<![\d-])(?:19|20)\d{2}(?!\d)(?!\s*(?:元|块|万|千|dollars?|euros?|pounds?|yuan|usd|eur|kg|km|%))"
 _T_EN = rf"(?:{_MONTH} (?:\d{{1,2}}(?:st|nd|rd|th)?,? )?{_YEAR}|{_YEAR}-\d{{2}}(?:-\d{{2}})?(?![\d-])|{_YEAR})"
 _T_ZH = rf"(?:{_YEAR}年(?:\d{{1,2}}月(?:\d{{1,2}}[日号])?)?|{_YEAR}(?=年|到|至|-|—|~|～|起|开始))"
 _RELATIVE_EN = r"(?:yesterday|today|last (?:week|month|year)|this (?:week|month|year)|a (?:week|month|year) ago)"
@@ -22,19 +23,18 @@ _RELATIVE_ZH = r"(?:昨天|今天|上周[一二三四五六日天末]?|上个?�
 
 _EN = [
     (
-        re.compile(
-            rf"\s*,?\s*\b(?:from|between) (?P<a>{_T_EN}) (?:to|until|till|and|through|-|–) (?P<b>{_T_EN})\b", re.I
-        ),
+        re.compile(rf"\b(?:from|between) (?P<a>{_T_EN}) (?:to|until|till|and|through|-|–) (?P<b>{_T_EN})\b", re.I),
         "range",
     ),
-    (re.compile(rf"\s*,?\s*\b(?:until|till|up until|up to|through|before) (?P<b>{_T_EN})\b", re.I), "until"),
+    (re.compile(rf"\b(?:until|till|up until|up to|through|before) (?P<b>{_T_EN})\b", re.I), "until"),
+    (re.compile(rf"\b(?:until|till|up until) (?P<r>{_RELATIVE_EN})\b", re.I), "until relative"),
     (
-        re.compile(
-            rf"\s*,?\s*\b(?:since|as of|starting(?: from| in)?|from|beginning|effective) (?P<a>{_T_EN})\b", re.I
-        ),
+        re.compile(rf"\b(?:since|as of|starting(?: from| in)?|from|beginning|effective) (?P<a>{_T_EN})\b", re.I),
         "since",
     ),
-    (re.compile(rf"\s*,?\s*\b(?:as of |since |starting )?(?P<r>{_RELATIVE_EN})\b", re.I), "relative"),
+    (re.compile(rf"\b(?:as of |since |starting )?(?P<r>{_RELATIVE_EN})\b", re.I), "relative"),
+    # "I moved to Munich in 2021": the date of a change (not "founded in 1998", where the year is the value)
+    (re.compile(rf"(?<=\s)(?:in|on) (?P<a>{_T_EN})\b", re.I), "event"),
 ]
 _ZH = [
     (re.compile(rf"(?:从|自|在)?(?P<a>{_T_ZH})年?(?:到|至|-|—|~|～)(?P<b>{_T_ZH}|{_YEAR})年?(?:之间|期间)?"), "range"),
@@ -42,6 +42,11 @@ _ZH = [
     (re.compile(rf"(?:从|自从?)?(?P<a>{_T_ZH}|{_YEAR})年?(?:起|开始|以来)"), "since"),
     (re.compile(rf"(?:从)?(?P<r>{_RELATIVE_ZH})(?:起|开始)?"), "relative"),
 ]
+
+
+_CHANGE = re.compile(
+    r"\b(?:moved|relocated|left|joined|started|quit|became|switched|changed|retired|graduated|married)\b", re.I
+)
 
 
 def iso(text: str) -> str | None:
@@ -93,8 +98,12 @@ def time_phrases(sentence: str, zh: bool) -> tuple[str, dict[str, str]]:
             continue
         found = m.groupdict()
         out: dict[str, str] = {}
+        if kind == "event" and not _CHANGE.search(sentence):
+            continue
         if kind == "relative":
             out["valid_at"] = relative(found["r"])
+        elif kind == "until relative":
+            out["invalid_at"], out["past"] = relative(found["r"]), "yes"
         else:
             a, b = iso(found.get("a") or ""), iso(found.get("b") or "")
             if a:
@@ -103,6 +112,8 @@ def time_phrases(sentence: str, zh: bool) -> tuple[str, dict[str, str]]:
                 out["invalid_at"] = b
                 if b < datetime.now(UTC).date().isoformat()[: len(b)]:  # "until 2027" is not the past
                     out["past"] = "yes"
-        rest = (sentence[: m.start()] + sentence[m.end() :]).strip(" ,，")
-        return re.sub(r"\s{2,}", " ", rest), out
+        head, tail = sentence[: m.start()].rstrip(" ,，"), sentence[m.end() :].lstrip(" ,，")
+        joined = not tail or tail[0] in ".!?。！？" or bool(re.match(r"[\u4e00-\u9fff]", tail[0] + (head[-1:] or "a")))
+        rest = head + ("" if joined or re.search(r"[\u4e00-\u9fff]$", head) else " ") + tail
+        return rest.strip(" ,，"), out
     return sentence, {}

@@ -1,4 +1,5 @@
-"""Instant learning: turn feedback and taught statements into memories and facts, in one transaction.
+"""Instant learning: turn feedback, taught statements and facts said in chat into memories and facts; each
+memory is written with its facts and what they replace in one transaction.
 
 A correction of an answer to question Q becomes (1) facts — from the correction's own statement, or its value
 attached to the (subject, relation) that Q asks about — superseding the current ones with the same subject and
@@ -123,6 +124,7 @@ class MemoryWriter:
         if analysis.instruction:
             return self._flagged(scope, text, "", source_id, kind)
         claims = analysis.claims
+        kind = "chat" if chat else kind
         meta = {**(metadata or {}), "source": kind}
         learned = Learned()
         for sentence, group in _by_sentence(text, claims, notes=not chat):
@@ -196,8 +198,8 @@ class MemoryWriter:
         if self.consensus_users <= 0:
             return
         for f in learned.facts:
-            if f.subject == USER or not f.scope.startswith("user:"):
-                continue
+            if f.subject == USER or not f.scope.startswith("user:") or f.source_kind == "chat":
+                continue  # only taught or corrected facts count; chat says too much in passing
             users = self.store.fact_supporters(normalize(f.subject), normalize(f.relation), f.object)
             if len(users) >= self.consensus_users:
                 promoted = f.model_copy(
@@ -236,12 +238,14 @@ def plan(
     for c in claims:
         t = c.triple
         if c.negated:  # "I no longer work at X": the fact ends, nothing replaces it
-            ends.append(FactEnd(t.subject, t.relation, t.object or None, c.invalid_at or now))
+            loose = t.relation == "works at"  # "I left X" names neither job nor home
+            ends.append(FactEnd(t.subject, t.relation, t.object or None, c.invalid_at or now, loose))
             continue
         if t.relation in OPPOSITE:  # "I hate olives" ends "I love olives"
             ends.append(FactEnd(t.subject, OPPOSITE[t.relation], t.object, c.valid_at or now))
-        if c.past:  # "I used to live in X": if X is current it ends; either way X is history
-            ends.append(FactEnd(t.subject, t.relation, t.object, c.invalid_at or now))
+        if c.past:  # "I used to live in X": if X is current it ends (an undated "used to"); X is history
+            if c.invalid_at is None:
+                ends.append(FactEnd(t.subject, t.relation, t.object, now))
             facts.append(fact(t, c, c.valid_at, c.invalid_at or now))
             continue
         facts.append(fact(t, c, c.valid_at or now, None))
@@ -268,7 +272,7 @@ def _by_sentence(text: str, claims: tuple[Claim, ...], notes: bool) -> list[tupl
             lead = f"{lead} {sentence}".strip()
     if lead or not groups:
         groups.append((lead or text, []))
-    if len(groups) == 1:  # one memory: the message as written ("鲍勃的猫叫咪咪。", its full stop kept)
+    if len(groups) == 1 and (notes or len(sentences(text)) == 1):  # the message as written, its full stop kept
         groups = [(text, groups[0][1])]
     placed = {id(c) for _, group in groups for c in group}
     stray = [c for c in claims if id(c) not in placed]  # e.g. a model's claims, not tied to a sentence

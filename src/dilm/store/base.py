@@ -209,8 +209,10 @@ class FactStore(Protocol):
         current_only: bool = True,
         limit: int = 1000,
         memory_id: str | None = None,
+        newest_first: bool = False,
     ) -> list[Fact]:
-        """Facts in `scopes`, oldest first, optionally of one subject (normalized) or learned from one memory."""
+        """Facts in `scopes`, oldest first (`newest_first`: the reverse), optionally of one subject (normalized)
+        or learned from one memory."""
         ...
 
     def facts_about(self, scopes: list[str], words: list[str], limit: int = 50) -> list[Fact]:

@@ -26,6 +26,7 @@ class FactsMixin(SQLiteBase):
         current_only: bool = True,
         limit: int = 1000,
         memory_id: str | None = None,
+        newest_first: bool = False,
     ) -> list[Fact]:
         where = [f"scope IN ({rows.marks(scopes)})"]
         args: list[Any] = list(scopes)
@@ -37,7 +38,10 @@ class FactsMixin(SQLiteBase):
             args.append(memory_id)
         if current_only:
             where.append("invalid_at IS NULL AND expired_at IS NULL")
-        found = self._all(f"SELECT * FROM facts WHERE {' AND '.join(where)} ORDER BY rowid LIMIT ?", (*args, limit))
+        order = "DESC" if newest_first else ""
+        found = self._all(
+            f"SELECT * FROM facts WHERE {' AND '.join(where)} ORDER BY rowid {order} LIMIT ?", (*args, limit)
+        )
         return [rows.fact(r) for r in found]
 
     def facts_about(self, scopes: list[str], words: list[str], limit: int = 50) -> list[Fact]:

@@ -25,7 +25,8 @@ class LearnedMixin(SQLiteBase):
         new statement was learned)."""
         with self._tx() as db:
             out = LearnedWrite(memory=memory, created=False, rev_before=rows.scope_rev(db, memory.scope))
-            existing = rows.duplicate_memory(db, memory.scope, memory.text)
+            # A statement that ends facts is news even when worded like an old memory ("was" for "is").
+            existing = rows.duplicate_memory(db, memory.scope, memory.text) if not ends else None
             if existing is None:
                 rows.insert_memory(db, memory, key, embed(key), " ".join(terms(key)))
                 out.created = True

@@ -116,7 +116,15 @@ def add_fact(db: sqlite3.Connection, f: Fact) -> tuple[Fact, list[Fact]]:
         (f.scope, skey, rkey),
     ).fetchall()
     existing = [fact(r) for r in rows]
-    same = next((c for c in existing if normalize(c.object) == normalize(f.object)), None)
+    same = next(
+        (
+            c
+            for c in existing
+            if normalize(c.object) == normalize(f.object)
+            and (f.invalid_at is None or c.invalid_at == f.invalid_at or f.valid_at is None)
+        ),
+        None,
+    )
     if same is not None:
         return same, []
     _insert_fact(db, f, skey, rkey)
@@ -173,7 +181,7 @@ def end_facts(db: sqlite3.Connection, scope: str, end: FactEnd) -> list[Fact]:
         for c in current
         if normalize(c.relation) == normalize(end.relation) and (wanted is None or normalize(c.object) == wanted)
     ]
-    if not hit and wanted is not None:  # "I left Larchmont Labs" ends "works for Larchmont Labs" too
+    if not hit and wanted is not None and end.loose:  # "I left Paris" ends "lives in Paris"
         hit = [c for c in current if normalize(c.object) == wanted]
     for old in hit:
         supersede_fact(db, old, _not_before(end.at, old.valid_at), None)
