@@ -8,7 +8,8 @@ answer to correct). Then the user's facts, current and history, are compared wit
 probe questions are asked in a new session.
 
 A fact matches a gold fact when their subjects and objects match (relations are named freely: "手机号" and
-"phone number" are one relation; "(user's manager, name, X)" and "(user, manager, X)" are one fact). Figures,
+"phone number" are one relation; "(user's manager, name, X)" and "(user, manager, X)" are one fact); when
+several match, those with the gold relation are judged. Figures,
 per reading mode (rules, model, hybrid) and language:
 - precision: facts written that match a gold fact; recall: gold facts written (current or history);
 - update accuracy: conversations that change, end or correct a value whose every gold fact has the right
@@ -30,6 +31,7 @@ from typing import Any
 
 from dilm.assistant import Assistant
 from dilm.errors import InvalidInputError
+from dilm.facts.extract import canonical_relation
 from dilm.text import normalize
 from dilm.types import Fact
 
@@ -129,6 +131,10 @@ def score(bot: Assistant, conv: Conversation, user: str) -> dict[str, Any]:
     found, right_state, stale = 0, 0, 0
     for g in gold:
         mine = [f for f in facts if matches(g, f)]
+        # Relations are named freely, but where they tell two facts apart ("likes 香菜" ended, "dislikes 香菜"
+        # current) the one with the gold relation is the one judged.
+        named = [f for f in mine if canonical_relation(f.relation) == canonical_relation(g["relation"])]
+        mine = named or mine
         found += bool(mine)
         want_current = g["status"] == "current"
         held = any(f.current for f in mine)

@@ -261,6 +261,8 @@ def _tidy(value: str) -> str:
     value = value.strip().strip(" \t\"'“”‘’「」『』")
     value = re.sub(r"[\s.。!！?？,，;；:：]+$", "", value)
     value = re.sub(r"^(?:now|currently|actually|really)\s+", "", value, flags=re.I)
+    # "01632 960555 if I ever need it": a clause about the speaker is not part of the value
+    value = re.sub(r"\s+(?:if|when|so that|because|in case)\s+(?:i|you|we)\b.*$", "", value, flags=re.I)
     value = re.sub(r"(?:才对|才是对的|就对了|才是)$", "", value)
     value = re.sub(
         r"[,，]?\s*(?:sorry|thanks|thank you|please|btw|by the way|lol|haha|tbh|ok|okay|谢谢|抱歉|哈哈)[\W]*$",
