@@ -78,7 +78,7 @@ class TurnRequest:
 
 @dataclass
 class TurnTrace:
-    """What shaped one answer: stored as the assistant message's `meta`; the first eight fields are the
+    """What shaped one answer: stored as the assistant message's `meta`; the fields named in CHECKS are the
     Reply's `checks`. None means "did not happen" and is left out."""
 
     known_answer: dict[str, Any] | None = None  # the fact that answers the question, and any repair made
@@ -89,6 +89,7 @@ class TurnTrace:
     policy: dict[str, Any] | None = None  # asked, answered after a clarification, or resolved a question
     generate_ms: float | None = None
     guard_ms: float | None = None  # decide + guard stages, generation excluded
+    learn_ms: float | None = None  # reading the message and writing what it states (feedback -> effect)
     citations: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str | None = None
     mean_logprob: float | None = None
@@ -97,7 +98,17 @@ class TurnTrace:
     candidates: list[dict[str, Any]] = field(default_factory=list)
     pinned_adapter: str | None = None  # the version (or "base") the request pinned
 
-    CHECKS = ("known_answer", "effects", "model_text", "adapter", "guard", "policy", "generate_ms", "guard_ms")
+    CHECKS = (
+        "known_answer",
+        "effects",
+        "model_text",
+        "adapter",
+        "guard",
+        "policy",
+        "generate_ms",
+        "guard_ms",
+        "learn_ms",
+    )
     ALWAYS = ("citations", "candidates", "ttft_ms")  # in every turn's meta, null or not
     GENERATED = ("finish_reason", "mean_logprob", "history_dropped")  # in every generated answer's meta
 
@@ -260,7 +271,9 @@ class Turn:
             assert intent.pending is not None and intent.said is not None
             return self._resolve(intent.pending, intent.said, lang, trace)
         if intent.kind == "teaching":  # "Remember that …" / "记住：…": learn it now
+            t0 = time.perf_counter()
             learned = self.parts.writer.statement(user_scope(user), text, ctx.user_msg_id, kind="statement")
+            trace.learn_ms = round((time.perf_counter() - t0) * 1000, 1)
             trace.effects = learned.effects
             return _acknowledge(learned, lang)
         if intent.kind == "stated_preference":
@@ -333,9 +346,11 @@ class Turn:
         what rules could not read is read by the writer's reader (the model, when extraction uses it)."""
         read = ctx.intent.analysis
         if self.parts.settings.memory and read is not None and (read.claims or needs_model(ctx.request.text, read)):
+            t0 = time.perf_counter()
             learned = self.parts.writer.statement(
                 user_scope(ctx.request.user), ctx.request.text, ctx.user_msg_id, chat=True
             )
+            trace.learn_ms = round((time.perf_counter() - t0) * 1000, 1)
             if learned.effects:
                 trace.effects = learned.effects
 

@@ -16,7 +16,7 @@ per reading mode (rules, model, hybrid) and language:
   state (current ones current, history ones not); stale: gold history facts still current;
 - false writes: facts written in conversations of questions, chatter and injections that match no gold fact;
 - flagged: injection attempts stored flagged; answers: probes answered right (and with no stale value);
-- latency: p50/p95 of turns that learn without generating (statements, corrections), per mode.
+- latency: p50/p95 of reading a message that states something and writing what it states, per mode.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def matches(gold: dict[str, str], fact: Fact) -> bool:
 
 
 def play(bot: Assistant, conv: Conversation, user: str) -> list[float]:
-    """Play the conversation's turns as `user`; the latencies (ms) of turns that learned without generating."""
+    """Play the conversation's turns as `user`; the latencies (ms) of reading and writing what turns stated."""
     session: str | None = None
     learn_ms: list[float] = []
     turns = conv.turns
@@ -118,8 +118,8 @@ def play(bot: Assistant, conv: Conversation, user: str) -> list[float]:
             else bot.chat(turn["content"], user=user, session=session)
         )
         session = reply.session_id
-        if reply.completion_tokens == 0 and not scripted:  # acted on without the model answering
-            learn_ms.append(reply.latency_ms)
+        if reply.checks.get("learn_ms") is not None:  # the message stated something: reading + writing it
+            learn_ms.append(reply.checks["learn_ms"])
     return learn_ms
 
 
