@@ -1,8 +1,9 @@
 """Model-based statement analysis: the model reads a message into the same `Analysis` the rules give.
 
-The prompt asks for the message's act and its facts, each with a status (current / ended / past) and the
-dates the words give, and shows the facts already known about the speaker so that an update reuses their
-relation names (as Mem0 and Graphiti reconcile new facts against existing ones). The answer is constrained to
+The prompt asks for the message's act and its facts, each with a status (current / ended / past), and shows
+the facts already known about the speaker so that an update reuses their relation names (as Mem0 and Graphiti
+reconcile new facts against existing ones). Facts whose value the message does not contain are dropped as
+invented; dates come from the rules' time phrases. The answer is constrained to
 `SCHEMA` where the backend can (llama.cpp: grammar-constrained decoding), so it always parses; a backend
 without constraints (some OpenAI-compatible servers) is parsed tolerantly.
 
