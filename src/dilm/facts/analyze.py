@@ -387,7 +387,7 @@ def _sentence_claims(sentence: str) -> list[Claim]:
     parts = [
         p.strip()
         for p in re.split(
-            r"[,，、]\s*(?:and\s+)?|\s+and\s+(?=(?:i|my|she|he|they|it|its|their|her|his)\b)|并且|而且",
+            r"(?<!\d)[,，、](?!\d)\s*(?:and\s+)?|\s+and\s+(?=(?:i|my|she|he|they|it|its|their|her|his)\b)|并且|而且",
             sentence,
             flags=re.I,
         )
