@@ -104,6 +104,17 @@ def test_correction_values(text, value):
             "What time does the Maplehurst Farmers' Market close on Saturdays?",
             ("Maplehurst Farmers' Market", "closing time"),
         ),
+        # asking phrases around the question, embedded word order, spoken particles
+        ("remind me who my boss is", (USER, "boss")),
+        ("Do you remember where I live?", (USER, "lives in")),
+        ("Could you tell me where Dr. Lena Ortiz lives?", ("Dr. Lena Ortiz", "lives in")),
+        ("灰雀咖啡几点开门来着？", ("灰雀咖啡", "opening time")),
+        ("我哥哥叫什么你还记得吗", ("user's 哥哥", "name")),
+        # what a Chinese question word counts names the relation
+        ("体检是哪天？", ("体检", "date")),
+        ("周会几点？", ("周会", "time")),
+        ("那台投影仪多少钱", ("那台投影仪", "price")),
+        ("现在几点", None),
     ],
 )
 def test_questions(question, parsed):

@@ -121,6 +121,35 @@ def test_a_correction_in_chat_supersedes_only_what_it_corrects(bot, teach, ask, 
 
 
 @pytest.mark.parametrize(
+    "ask, answer, correction, subject, value",
+    [
+        (
+            "How many pages does the Orrinwood Field Guide have?",
+            "It has 320 pages.",
+            "No, 684 pages.",
+            "Orrinwood Field Guide",
+            "684 pages",
+        ),
+        ("remind me who my boss is", "Your boss is Ilse Marr.", "nope, Colm Avery", USER, "Colm Avery"),
+        ("周会几点来着？", "下午三点。", "不对，十点半", "周会", "十点半"),
+    ],
+)
+def test_a_correction_that_gives_only_a_value_answers_the_question_asked(
+    data_dir, ask, answer, correction, subject, value
+):
+    # extraction="model" on a model that reads (0.5B): the question says what the value belongs to, so the
+    # reader, which guesses a subject for a bare "684 pages", is not asked; spoken question forms ("remind me
+    # who…", "…来着") still parse.
+    from dilm import Assistant
+
+    settings = {"model": "qwen2.5-coder-0.5b", "extraction": "model", "decoding": {"max_new_tokens": 16}}
+    with Assistant.open(data_dir, **settings) as bot:
+        reply = bot.replay(ask, answer, user="u")
+        bot.feedback(reply.id, correction=correction)
+        assert any(f.subject == subject and f.object == value for f in bot.facts.current(user="u"))
+
+
+@pytest.mark.parametrize(
     "first, second, thing",
     [
         ("Remember that I love olives.", "Remember that I hate olives.", "olives"),

@@ -600,13 +600,65 @@ _ZH_WHEN: dict[str, str] = {
 _AUXILIARY = re.compile(r"\b(?:does|do|did|can|could|will|would|should|is|are|was|were|has|have)\b", re.I)
 
 
+_ASK_LEAD = re.compile(
+    r"^(?:(?:please|can you|could you|would you|do you know|do you remember|do you recall|you remember|"
+    r"remind me(?: again)?|tell me(?: again)?|i forgot|i forget|any idea|"
+    r"请问|请告诉我|告诉我|提醒我一下|提醒我|你知道|你还记得|你记得|还记得|我忘了)[\s,，:：]*)+",
+    re.I,
+)
+# Spoken Chinese questions end in particles that ask nothing themselves: "几点来着", "叫什么你还记得吗".
+_ASK_TAIL_ZH = re.compile(r"(?:来着|你还记得吗|还记得吗|你记得吗|记得吗|你知道吗|知道吗|呢|啊|呀|吧)+$")
+# An embedded question ("remind me who my manager is", "do you remember where I work") in direct word order.
+_EMBEDDED_BE = re.compile(rf"^(?P<wh>{_WH}) (?P<rest>(?:my|the|our|his|her|their) .+?) (?P<be>is|are|was|were)$", re.I)
+_EMBEDDED_DO = re.compile(
+    r"^(?P<wh>where|when|what time) (?!(?:do|does|did|is|are|was|were|will|can)\b)(?P<who>.+?) (?P<verb>live|work|study|open|close)s?$",
+    re.I,
+)
+# "面试几点", "年会是哪天", "工位在几楼", "读几年级": what the question word counts names the relation.
+_ZH_MEASURE = {
+    "几点": "time",
+    "什么时候": "time",
+    "哪天": "date",
+    "几号": "date",
+    "哪一天": "date",
+    "几月几号": "date",
+    "几楼": "floor",
+    "几层": "floor",
+    "几年级": "grade",
+    "几岁": "age",
+    "多大": "age",
+    "多少钱": "price",
+    "多少元": "price",
+    "多少块": "price",
+    "多高": "height",
+    "多重": "weight",
+    "多远": "distance",
+    "叫什么名字": "name",
+    "叫什么": "name",
+    "叫啥": "name",
+}
+_ZH_MEASURE_Q = re.compile(
+    r"^(?P<subj>[^，,。？?]{1,20}?)(?:是|在|读|要|得|大概|一般|每天)?(?P<q>"
+    + "|".join(sorted(map(re.escape, _ZH_MEASURE), key=len, reverse=True))
+    + r")(?:开始|结束|了)?$"
+)
+
+
+def _direct_question(q: str) -> str:
+    """The question itself, without asking phrases around it and in direct word order."""
+    q = re.sub(r"[\s?？!！.。]+$", "", _ASK_LEAD.sub("", q))
+    q = re.sub(r"[\s?？!！.。]+$", "", _ASK_TAIL_ZH.sub("", q)) if re.search(r"[\u4e00-\u9fff]", q) else q
+    if m := _EMBEDDED_BE.match(q):
+        return f"{m['wh']} {m['be']} {m['rest']}"
+    if m := _EMBEDDED_DO.match(q):
+        do = "do" if m["who"].casefold() in ("i", "we", "you", "they") else "does"
+        return f"{m['wh']} {do} {m['who']} {m['verb']}"
+    return q
+
+
 def parse_question(text: str) -> tuple[str, str] | None:
     """(subject, canonical relation) a question asks about, or None."""
-    q = clean_statement(text.strip())
-    q = re.sub(
-        r"^(?:(?:please|can you|could you|do you know|tell me|请问|请告诉我|你知道)[\s,，]*)+", "", q, flags=re.I
-    )
-    q = re.sub(r"[\s?？!！.。]+$", "", q)
+    q = _direct_question(clean_statement(text.strip()))
     patterns = _Q_ZH if re.search(r"[\u4e00-\u9fff]", q) else _Q_EN
     for pattern, build in patterns:
         m = pattern.match(q)
@@ -616,6 +668,8 @@ def parse_question(text: str) -> tuple[str, str] | None:
             if subject and relation and _valid(subject, relation, "x") and not _AUXILIARY.search(subject):
                 return subject, canonical_relation(relation)
             return None  # a garbled parse is worse than none
+    if (m := _ZH_MEASURE_Q.match(q)) and not re.fullmatch(r"[今明昨]天|现在?|这个?|那个?|它|他|她", m["subj"]):
+        return owner(_tidy(m["subj"])), _ZH_MEASURE[m["q"]]
     return None
 
 

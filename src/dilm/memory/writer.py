@@ -70,10 +70,12 @@ class MemoryWriter:
         # Value-only corrections ("No, it's B", "not A but B", "应该是B") first: read as statements they would
         # yield nonsense triples such as (不; 是; 北京，而是杭州).
         value = correction_value(text)
-        claims = [] if value else list(self.analyze(text, scope).claims)
         bare = clean_statement(text).rstrip(".。!！")
-        if not claims and value is None and qparse and _is_bare_value(bare):
-            value = (bare, None)  # a bare value: "Port Averly."
+        if value is None and qparse and _is_bare_value(bare) and not analyze(text).claims:
+            # A bare value ("Port Averly.", "No, 684 pages."): the question says what it is the value of, so a
+            # model reading (which would guess a subject) is not needed.
+            value = (bare, None)
+        claims = [] if value else list(self.analyze(text, scope).claims)
         if len(claims) == 1 and qparse and _about_question(claims[0].triple, qparse):
             # The question defines what is being corrected: keep its subject and relation, so that
             # "The password is now X" answers "What is the Wi-Fi password at Y?" and A→B→C chains share one key.
