@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dilm.facts.extract import USER, Triple, correction_value, extract, is_teaching, parse_question, render
@@ -148,6 +150,25 @@ def test_model_output_is_parsed_tolerantly():
     assert [c.triple for c in objects.claims] == [Triple("星河科技", "headquarters", "杭州")]
     assert parse("no json here").claims == () and parse('{"facts": [["only two", "items"], 5, [1, 2, 3]]}').claims == ()
     assert parse('{"act": "instruction", "facts": [["user", "likes", "x", "current", "", ""]]}').instruction
+
+
+def test_model_facts_not_in_the_message_are_dropped():
+    from dilm.facts.model_extract import parse
+
+    def read(text, *rows):
+        return [
+            c.triple
+            for c in parse(json.dumps({"act": "statement", "facts": [[*r, "current"] for r in rows]}), text).claims
+        ]
+
+    assert read("Whitby has a lighthouse.", ["Whitby", "location", "London"]) == []  # an invented value
+    # the speaker is the subject only of what the speaker says about themselves
+    assert read("苏念安开的是一辆云豹E7。", ["user", "drives", "云豹E7"]) == []
+    assert read("我开的是一辆云豹E7。", ["user", "drives", "云豹E7"]) == [Triple(USER, "drives", "云豹E7")]
+    assert read("She moved to Oslo.", ["user's sister", "lives in", "Oslo"]) == [
+        Triple("user's sister", "lives in", "Oslo")
+    ]
+    assert read("Tomas moved to Oslo.", ["user's sister", "lives in", "Oslo"]) == []
 
 
 def test_model_reading_falls_back_to_rules(backend):

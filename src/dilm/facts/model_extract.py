@@ -100,11 +100,21 @@ def parse(reply: str, text: str | None = None) -> Analysis:
     return Analysis("statement", tuple(claims))
 
 
+_FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|me|my|mine|we|our|us)\b|[我咱俺]", re.I)
+_THIRD_PERSON = re.compile(r"\b(?:she|he|her|his|him|they|their)\b|[她他]", re.I)
+
+
 def _grounded(c: Claim, text: str) -> bool:
-    """The value (and a named subject) must be in the message: "London" for a message about Whitby is invented."""
+    """The value and the subject must be in the message: "London" for a message about Whitby is invented, and
+    so is the speaker as subject of "苏念安开的是一辆云豹E7" (the speaker's people may be a pronoun: "she")."""
     t = normalize(text)
-    named = c.triple.subject == USER or c.triple.subject.startswith(f"{USER}'s ")
-    return normalize(c.triple.object) in t and (named or normalize(c.triple.subject) in t)
+    if normalize(c.triple.object) not in t:
+        return False
+    if c.triple.subject == USER:
+        return bool(_FIRST_PERSON.search(text))
+    if c.triple.subject.startswith(f"{USER}'s "):
+        return bool(_FIRST_PERSON.search(text) or _THIRD_PERSON.search(text))
+    return normalize(c.triple.subject) in t
 
 
 def _dated(claims: list[Claim], text: str) -> list[Claim]:
