@@ -89,6 +89,48 @@ def test_a_negation_ends_the_fact_and_the_answer_says_so(bot, said, ended, ask, 
 
 
 @pytest.mark.parametrize(
+    "said, ended, ends, stays",
+    [
+        (
+            "I work at Brightmoor. My sister works at Brightmoor too.",
+            "Handed in my notice and quit Brightmoor. Friday was my last day.",
+            (USER, "works at", "Brightmoor"),
+            ("user's sister", "works at", "Brightmoor"),
+        ),
+        (
+            "I've got a dog called Pepper. I live in Leeds.",
+            "Pepper passed away last week.",
+            (USER, "dog name", "Pepper"),
+            (USER, "lives in", "Leeds"),
+        ),
+        (
+            "我男朋友叫钟亦凡。我住在苏州。",
+            "我和钟亦凡分手了。",
+            (USER, "男朋友", "钟亦凡"),
+            (USER, "lives in", "苏州"),
+        ),
+        (
+            "我是我们班班长。我住在苏州。",
+            "换届了，我现在不当班长了。",
+            (USER, "是", "我们班班长"),
+            (USER, "lives in", "苏州"),
+        ),
+        ("我男朋友叫钟亦凡。我住在苏州。", "我们分手了。", (USER, "男朋友", "钟亦凡"), (USER, "lives in", "苏州")),
+        ("我在星河科技公司工作。", "我不在公司吃午饭了。", None, (USER, "works at", "星河科技公司")),
+        ("I work at Brightmoor.", "I left my keys at Brightmoor.", None, (USER, "works at", "Brightmoor")),
+        ("I work at Brightmoor.", "I'm thinking of quitting Brightmoor.", None, (USER, "works at", "Brightmoor")),
+    ],
+)
+def test_an_end_said_without_its_relation_ends_the_fact_it_names(bot, said, ended, ends, stays):
+    bot.chat(said, user="u")
+    bot.chat(ended, user="u")
+    facts = _facts(bot, "u")
+    if ends is not None:
+        assert facts[ends].invalid_at is not None and facts[ends].superseded_by is None
+    assert facts[stays].invalid_at is None  # only the fact named, of the subject spoken about
+
+
+@pytest.mark.parametrize(
     "teach, ask, correction, other_q, other",
     [
         (

@@ -30,6 +30,7 @@ from dilm.errors import DilmError
 from dilm.facts.answers import AnswerFinder, KnownAnswer, repair
 from dilm.facts.extract import USER, render
 from dilm.facts.model_extract import needs_model
+from dilm.facts.reconcile import says_an_end
 from dilm.feedback import FeedbackRecorder
 from dilm.guard import check
 from dilm.guard.contradiction import contradictions, repaired
@@ -345,7 +346,12 @@ class Turn:
         """What a question's other sentences state is learned too ("I live in Oslo. What's the weather?"), and
         what rules could not read is read by the writer's reader (the model, when extraction uses it)."""
         read = ctx.intent.analysis
-        if self.parts.settings.memory and read is not None and (read.claims or needs_model(ctx.request.text, read)):
+        said = ctx.request.text
+        if (
+            self.parts.settings.memory
+            and read is not None
+            and (read.claims or needs_model(said, read) or says_an_end(said))
+        ):
             t0 = time.perf_counter()
             learned = self.parts.writer.statement(
                 user_scope(ctx.request.user), ctx.request.text, ctx.user_msg_id, chat=True

@@ -133,6 +133,22 @@ _EN_PATTERNS = [
         lambda m: (USER, "height", m["obj"]),
     ),
     (re.compile(r"^(?:i am|i'm|i come) (?:originally )?from (?P<obj>.+)$", re.I), lambda m: (USER, "from", m["obj"])),
+    # "I've got a dog called Pepper", "I have a sister named Ana": the name of the speaker's one
+    (
+        re.compile(
+            r"^i(?: have|'ve got| have got| got| own) (?:a|an|one) (?P<rel>[\w-]+(?: [\w-]+)?) (?:called|named) (?P<obj>.+)$",
+            re.I,
+        ),
+        lambda m: (USER, f"{m['rel']} name", m["obj"]),
+    ),
+    # "I'm in a band called The Low Tides", "I'm part of a choir named Vox"
+    (
+        re.compile(
+            r"^(?:i am|i'm) (?:in|part of|a member of|on) (?:a|an|the) (?P<rel>[\w-]+) (?:called|named) (?P<obj>.+)$",
+            re.I,
+        ),
+        lambda m: (USER, m["rel"], m["obj"]),
+    ),
     (re.compile(r"^(?:i am|i'm) (?P<obj>(?:an?|the) .+)$", re.I), lambda m: (USER, "is", m["obj"])),
     (
         re.compile(
@@ -194,6 +210,11 @@ _EN_PATTERNS = [
 _ZH_VERBS = (
     r"住在|居住在|位于|坐落于|出生于|出生在|成立于|创立于|总部位于|总部设在|总部设于|总部在|来自|毕业于|就职于|工作于"
 )
+_ZH_KIN = (
+    r"(?:[外表堂]?(?:爸爸|妈妈|爸|妈|哥哥|姐姐|弟弟|妹妹|哥|姐|弟|妹|爷爷|奶奶|公公|婆婆)|外公|外婆|姥姥|姥爷|女儿|儿子|"
+    r"老婆|老公|丈夫|妻子|太太|先生|男朋友|女朋友|男友|女友|对象|室友|舍友|同桌|闺蜜|老板|领导|上司|导师|班主任|"
+    r"孩子|宝宝|猫|狗|狗狗|猫咪)"
+)
 _ZH_PATTERNS = [
     (re.compile(r"^我(?:叫|的名字(?:是|叫))(?P<obj>.+)$"), lambda m: (USER, "name", m["obj"])),
     (re.compile(r"^我(?:今年|已经)?(?P<obj>\d{1,3})(?:岁|周岁)(?:了)?$"), lambda m: (USER, "age", f"{m['obj']}岁")),
@@ -208,6 +229,8 @@ _ZH_PATTERNS = [
         lambda m: (m["subj"], _ZH_WHEN[m["rel"]], m["obj"]),
     ),
     (re.compile(r"^我的(?P<rel>.+?)(?:是|叫|为)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
+    # Chinese drops 的 before close people: "我妹妹叫苏沐白" is "我的妹妹叫苏沐白" (是 may be a job: not read)
+    (re.compile(rf"^我(?P<rel>{_ZH_KIN})叫(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
     (re.compile(rf"^(?P<subj>.+?)的?(?P<rel>{_ZH_VERBS})(?P<obj>.+)$"), lambda m: (m["subj"], m["rel"], m["obj"])),
     (
         re.compile(r"^(?P<subj>.+?)的(?P<rel>.+?)(?:是|为|叫|在|有|改为|改成)(?P<obj>.+)$"),
@@ -261,6 +284,7 @@ def _tidy(value: str) -> str:
     value = value.strip().strip(" \t\"'“”‘’「」『』")
     value = re.sub(r"[\s.。!！?？,，;；:：]+$", "", value)
     value = re.sub(r"^(?:now|currently|actually|really)\s+", "", value, flags=re.I)
+    value = re.sub(r"\s+(?:too|as well)$", "", value, flags=re.I)  # "My sister works at Brightmoor too"
     # "01632 960555 if I ever need it": a clause about the speaker is not part of the value
     value = re.sub(r"\s+(?:if|when|so that|because|in case)\s+(?:i|you|we)\b.*$", "", value, flags=re.I)
     value = re.sub(r"(?:才对|才是对的|就对了|才是)$", "", value)

@@ -1,0 +1,134 @@
+"""Reconciling a message with the facts already known: an end said without its relation.
+
+"Handed in my notice and quit Brightmoor.", "Theo and I broke up.", "the Mill Street branch has shut down",
+"我现在不当班长了": the words say that something stopped and name the value of a current fact, but not the
+relation, so the statement patterns (which need it: "I no longer work at X") read nothing. The known fact whose
+value is named, and whose subject is named or is the speaker, is the one that ended. Mem0 (DELETE) and Graphiti
+(edge invalidation) decide this by asking a model about the existing facts; this is the rule path, in
+microseconds, and the model path (`model_extract`) still reads what it cannot.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from dilm.facts.analyze import Claim, is_question
+from dilm.facts.extract import USER, Triple, sentences
+from dilm.text import normalize
+from dilm.types import Fact
+
+__all__ = ["ended_by_mention", "says_an_end"]
+
+# Verbs whose object is what stopped: the named value must be that object ("quit Brightmoor", "cancelled my
+# membership at Kestrel"), so "I left my keys at Brightmoor" ends nothing.
+_ENDS_OBJECT = re.compile(
+    r"\b(?:quit|left|resigned from|cancel(?:l)?ed|sold|gave away|got rid of|dropped out of|moved out of|"
+    r"stopped going to|walked away from)\s+"
+    r"(?:(?:my|our|the|his|her|their)\s+)?(?:(?:job|membership|position|role|subscription|place|seat|spot|"
+    r"contract|account|lease|course|class|team|band|club)\s+(?:at|with|in|of|for)\s+)?"
+    r"((?:\S+\s*){1,5})",
+    re.I,
+)
+# Words that say the sentence's subject stopped: the value may be named anywhere in the sentence.
+_ENDS_SENTENCE = re.compile(
+    r"\b(?:broke up|split up|divorced|shut down|has shut|have shut|closed down|has closed|went bust|passed away|"
+    r"died|no longer|moved out|separated|not\b.{1,40}\bany ?more)\b"
+    r"|不再|离职|辞职|辞掉|分手|分开了|离婚|关了|关门了|倒闭|停业|去世|戒了|退出了|毕业了|卖了|卖掉了|送给|送人了|搬走了|"
+    r"不(?:当|做|干|住|在|上|用|养|去|学|抽|喝|玩|开|是)[^，,。！？]{0,10}了",
+    re.I,
+)
+# Plans, wishes and conditions end nothing yet.
+_NOT_YET = re.compile(
+    r"\b(?:if|would|might|maybe|thinking (?:of|about)|going to|gonna|plan(?:ning)? to|want(?:s)? to|"
+    r"should i|considering)\b|如果|要是|打算|考虑|想要?|准备|可能",
+    re.I,
+)
+_FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|me|my|we|our|us)\b|[我咱]", re.I)
+_THIRD_PERSON = re.compile(r"\b(?:she|he|her|his|him)\b|[她他]", re.I)
+_BREAKUP = re.compile(r"\b(?:broke up|split up|separated|divorced|got divorced)\b|分手|离婚|分开了", re.I)
+_PARTNER = re.compile(
+    r"\b(?:boyfriend|girlfriend|partner|husband|wife|fianc[ée]e?|spouse)\b|男朋友|女朋友|男友|女友|老公|老婆|丈夫|妻子|对象|未婚[夫妻]",
+    re.I,
+)
+_HANZI = re.compile(r"[\u4e00-\u9fff]")
+_FUNCTION_HANZI = set("我你他她它们的了是在有个一这那就也都")
+
+
+def ended_by_mention(text: str, known: Sequence[Fact], read: Iterable[str] = ()) -> list[Claim]:
+    """Negated claims, one per current fact in `known` that a sentence of `text` says has ended by naming its
+    value; `read`: sentences the statement rules already read (skipped). Shapes: text up to a message, known
+    facts as stored; returns [] when nothing is named."""
+    done = set(read)
+    out: list[Claim] = []
+    for sentence in sentences(text):
+        if sentence in done or is_question(sentence) or _NOT_YET.search(sentence):
+            continue
+        spans = [m.group(1) for m in _ENDS_OBJECT.finditer(sentence)]
+        whole = bool(_ENDS_SENTENCE.search(sentence))
+        if not spans and not whole:
+            continue
+        for f in known:
+            if f.invalid_at is not None or f.expired_at is not None:
+                continue
+            named = any(_heads(f.object, s) for s in spans) or (whole and _names(f.object, sentence))
+            # "Pepper passed away", "Theo and I broke up": a named person or pet is the one the sentence is about
+            if named and (_about(f.subject, sentence) or f.relation.endswith("name")) or _breakup(f, sentence):
+                out.append(Claim(Triple(f.subject, f.relation, f.object), negated=True, sentence=sentence))
+    return list({c.triple: c for c in out}.values())
+
+
+def _about(subject: str, sentence: str) -> bool:
+    """The sentence is about the fact's subject: the speaker (first person), the speaker's person named
+    ("my sister", "she"), or the subject named."""
+    if subject == USER:
+        return bool(_FIRST_PERSON.search(sentence))
+    if subject.startswith(f"{USER}'s "):
+        return bool(_THIRD_PERSON.search(sentence)) or _names(subject.removeprefix(f"{USER}'s "), sentence)
+    return _names(subject, sentence)
+
+
+def _breakup(f: Fact, sentence: str) -> bool:
+    """ "We broke up", "我们分手了": the speaker's partner, whoever it was, is no longer."""
+    partner = _PARTNER.search(f"{f.subject} {f.relation}")
+    return bool(partner and f.subject.startswith(USER) and _BREAKUP.search(sentence) and _FIRST_PERSON.search(sentence))
+
+
+def says_an_end(text: str) -> bool:
+    """Whether `text` has words that say something stopped (cheap: decides whether known facts are read)."""
+    return bool(_ENDS_OBJECT.search(text) or _ENDS_SENTENCE.search(text))
+
+
+def _names(value: str, sentence: str) -> bool:
+    """Whether `sentence` names `value`: the whole value, one of its proper names ("Kestrel Climbing Gym", or
+    its first word, as people shorten it), or for Chinese a shared run of two or more content characters."""
+    v, s = normalize(value), normalize(sentence)
+    if len(v) >= 2 and re.search(rf"(?<!\w){re.escape(v)}(?!\w)", s):
+        return True
+    for run in re.findall(r"[A-Z][\w'&-]*(?:\s+[A-Z][\w'&-]*)*", value):
+        first = run.split()[0]
+        if re.search(rf"\b{re.escape(run)}\b", sentence) or (len(first) >= 4 and re.search(rf"\b{first}\b", sentence)):
+            return True
+    content = sum(ch not in _FUNCTION_HANZI for ch in v if _HANZI.fullmatch(ch))
+    shared = _shared_hanzi(v, s) if _HANZI.search(v) else 0
+    return shared >= 2 and shared >= 0.6 * content  # "班长" names 我们班班长; "公司" does not name 星河科技公司
+
+
+def _heads(value: str, span: str) -> bool:
+    """Whether `span` (the words after an ending verb) starts by naming `value`."""
+    v, s = normalize(value), normalize(span)
+    names = [v, *(run.split()[0].casefold() for run in re.findall(r"[A-Z][\w'&-]*(?:\s+[A-Z][\w'&-]*)*", value))]
+    return any(len(n) >= 3 and re.match(rf"(?:the |a |an )?{re.escape(n)}(?!\w)", s) for n in names)
+
+
+def _shared_hanzi(a: str, b: str) -> int:
+    """Length of the longest run of content characters (not 我, 的, 了 …) that `a` and `b` share."""
+    best = 0
+    for i in range(len(a)):
+        for j in range(i + best + 1, len(a) + 1):
+            part = a[i:j]
+            if part not in b:
+                break
+            if _HANZI.fullmatch(part[0]) and not set(part) <= _FUNCTION_HANZI:
+                best = max(best, sum(ch not in _FUNCTION_HANZI for ch in part))
+    return best
