@@ -315,6 +315,15 @@ def test_questions_in_any_wording_are_questions(text):
         ),
         ("Since March 2021 I have worked at Quill.", (USER, "works at", "Quill"), {"valid_at": "2021-03"}),
         ("我妈妈住在成都。", ("user's 妈妈", "lives in", "成都"), {}),
+        ("邵嘉禾以前当过青石镇的镇长。", ("青石镇", "镇长", "邵嘉禾"), {"past": True}),  # experiential 过
+        (
+            "My grandmother was the mayor of Kettleby from 1988 to 1996.",
+            ("Kettleby", "mayor", "user's grandmother"),
+            {"past": True, "valid_at": "1988", "invalid_at": "1996"},
+        ),
+        ("I was a nurse for ten years.", (USER, "is", "a nurse"), {"past": True}),  # how long is not the value
+        ("我妹妹叫苏沐白。", (USER, "妹妹", "苏沐白"), {}),  # 的 dropped before close people
+        ("I've got a dog called Pepper.", (USER, "dog name", "Pepper"), {}),
     ],
 )
 def test_rules_read_negation_change_time_and_people(text, triple, flags):

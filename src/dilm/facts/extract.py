@@ -109,6 +109,12 @@ _VERBS_EN = (
     r"has|have|contains|holds|seats|employs|was built in|was built on|was completed in|was constructed in|"
     r"was established in|was opened in|opened in|was launched in|was launched on"
 )
+_EN_PEOPLE = (
+    r"(?:(?:older |younger |little |big |eldest |youngest )?(?:mother|mum|mom|father|dad|sister|brother|son|daughter|"
+    r"wife|husband|partner|boyfriend|girlfriend|fianc[ée]e?|grandmother|grandma|gran|grandfather|grandpa|grandad|"
+    r"aunt|uncle|cousin|niece|nephew|friend|best friend|boss|manager|colleague|neighbou?r|flatmate|roommate|"
+    r"teacher|mentor|doctor|landlord|landlady))"
+)
 _EN_PATTERNS = [
     # First person.
     (re.compile(r"^my name is (?P<obj>.+)$", re.I), lambda m: (USER, "name", m["obj"])),
@@ -159,6 +165,14 @@ _EN_PATTERNS = [
     (
         re.compile(r"^my (?P<rel>.+?) (?:is|are) (?:called|named) (?P<obj>.+)$", re.I),
         lambda m: (USER, f"{m['rel']} name", m["obj"]),
+    ),
+    # "My grandmother was the mayor of Kettleby": as "Lena is the CEO of Halvex", the role is Kettleby's
+    (
+        re.compile(
+            rf"^my (?P<who>{_EN_PEOPLE}) (?:is|are|was|were) the (?P<role>[\w -]+?) (?:of|at) (?P<org>[A-Z].+)$",
+            re.I,
+        ),
+        lambda m: (m["org"], m["role"], owner(f"my {m['who']}")),
     ),
     (re.compile(r"^my (?P<rel>.+?) (?:is|are|was|were) (?P<obj>.+)$", re.I), lambda m: (USER, m["rel"], m["obj"])),
     (
@@ -285,6 +299,14 @@ def _tidy(value: str) -> str:
     value = re.sub(r"[\s.。!！?？,，;；:：]+$", "", value)
     value = re.sub(r"^(?:now|currently|actually|really)\s+", "", value, flags=re.I)
     value = re.sub(r"\s+(?:too|as well)$", "", value, flags=re.I)  # "My sister works at Brightmoor too"
+    # "a nurse for ten years before retraining …": how long it held is not part of the value
+    value = re.sub(
+        r"\s+for (?:\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|several|many|a few|some) "
+        r"(?:years?|months?|weeks?|days?|decades?)\b.*$",
+        "",
+        value,
+        flags=re.I,
+    )
     # "01632 960555 if I ever need it": a clause about the speaker is not part of the value
     value = re.sub(r"\s+(?:if|when|so that|because|in case)\s+(?:i|you|we)\b.*$", "", value, flags=re.I)
     value = re.sub(r"(?:才对|才是对的|就对了|才是)$", "", value)
