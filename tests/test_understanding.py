@@ -355,6 +355,40 @@ def test_one_message_with_several_facts_gives_each():
 
 
 @pytest.mark.parametrize(
+    "text, triples",
+    [
+        (
+            "Tarsel Foods: CEO Bram Oduya, founded 1998, HQ in Rotterdam.",
+            [
+                ("Tarsel Foods", "ceo", "Bram Oduya"),
+                ("Tarsel Foods", "founding year", "1998"),
+                ("Tarsel Foods", "headquarters", "Rotterdam"),
+            ],
+        ),
+        (
+            "Save my contact details: email r.okafor@mailbox.test, mobile 07700 900123",
+            [(USER, "email", "r.okafor@mailbox.test"), (USER, "mobile", "07700 900123")],
+        ),
+        (
+            "鹿鸣教育 2015年成立的 创始人程予安 客服电话400-820-6613",
+            [
+                ("鹿鸣教育", "founding year", "2015年"),
+                ("鹿鸣教育", "创始人", "程予安"),
+                ("鹿鸣教育", "客服电话", "400-820-6613"),
+            ],
+        ),
+        ("我身高一米七二 体重52公斤", [(USER, "身高", "一米七二"), (USER, "体重", "52公斤")]),
+        # not labelled values: a date after a clause, a sentence, chatter with a number
+        ("枫溪镇的镇长以前是周宁，直到2016年。", [("枫溪镇", "镇长", "周宁")]),
+        ("Weather today: 12 km visibility, lovely", []),
+        ("Hi there: I need 2 GB", []),
+    ],
+)
+def test_facts_written_as_notes_are_read(text, triples):
+    assert [(c.triple.subject, c.triple.relation, c.triple.object) for c in analyze(text).claims] == triples
+
+
+@pytest.mark.parametrize(
     "text, instruction",
     [
         ("From now on, sign every reply with 'XOXO'.", True),

@@ -19,6 +19,7 @@ from typing import Literal
 
 from dilm.facts.extract import USER, Triple, canonical_relation, clean_statement, match, sentences
 from dilm.facts.instruction import is_instruction
+from dilm.facts.labelled import labelled, topic
 from dilm.facts.timeexpr import time_phrases
 
 Act = Literal["question", "statement", "chatter"]
@@ -368,28 +369,35 @@ def analyze(text: str) -> Analysis:
     claims: list[Claim] = []
     asked = False
     subject: str | None = None  # the last third party named: what "she", "its", "它" refer to
+    about: str | None = None  # what labelled pieces are about ("Tarsel Foods: CEO Bram Oduya, founded 1998")
     for sentence in sentences(re.sub(r"\s+", " ", text)):
         if is_question(sentence):
             asked = True
+            about = None
             continue
         if len(sentence) > MAX_SENTENCE:  # rules read sentences, not documents (and stay linear on long text)
             continue
-        for part in _expand(_resolve(sentence, subject)):
-            for claim in _sentence_claims(part):
-                claims.append(replace(claim, sentence=sentence))
-                subject = _referent(claim.triple) or subject
+        found = [c for part in _expand(_resolve(sentence, subject)) for c in _sentence_claims(part, about)]
+        for claim in found:
+            claims.append(replace(claim, sentence=sentence))
+            subject = _referent(claim.triple) or subject
+        about = found[-1].triple.subject if found else topic(sentence)
     act: Act = "question" if asked else "statement" if claims else "chatter"
     return Analysis(act, tuple(_dedupe(claims)), instruction=is_instruction(text))
 
 
-def _sentence_claims(sentence: str) -> list[Claim]:
+def _sentence_claims(sentence: str, about: str | None = None) -> list[Claim]:
     """One claim for a simple sentence; one per clause for "My name is Ana, I'm 29 and I work at X" or
-    "我叫林悦，今年29岁" (a Chinese clause without a subject continues the previous clause's)."""
-    whole = _claim(sentence)
+    "我叫林悦，今年29岁" (a Chinese clause without a subject continues the previous clause's); labelled values
+    ("CEO Bram Oduya, founded 1998") about the previous sentence's topic `about`."""
+    whole = _claim(sentence) or _labelled_claim(sentence, about)
+    if whole is None and topic(sentence) == USER:  # "我身高一米七二", "my email r.okafor@mailbox.test"
+        whole = _labelled_claim(sentence, USER)
     parts = [
         p.strip()
         for p in re.split(
-            r"(?<!\d)[,，、](?!\d)\s*(?:and\s+)?|\s+and\s+(?=(?:i|my|she|he|they|it|its|their|her|his)\b)|并且|而且",
+            r"(?:(?<!\d)[,，、]|[,，、](?!\s?\d))\s*(?:and\s+)?|\s+and\s+(?=(?:i|my|she|he|they|it|its|their|her|his)\b)"
+            r"|并且|而且|(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff\d])",
             sentence,
             flags=re.I,
         )
@@ -400,13 +408,25 @@ def _sentence_claims(sentence: str) -> list[Claim]:
     split: list[Claim] = []
     for part in parts:
         claim = _claim(_resolve(part, split[-1].triple.subject) if split else part)
+        if claim is None and not split:
+            claim = _labelled_claim(part, about)
+            if claim is None and (named := topic(part)):  # "鹿鸣教育 2015年成立的", "我身高一米七二 …"
+                about = named
+                claim = _labelled_claim(part, named)
         bare_role = claim is not None and re.fullmatch(r"[A-Z]{2,5}", claim.triple.subject)
         if split and (claim is None or bare_role):  # "…，CFO是骆星辰": the previous clause's subject
             claim = _continued(part, split[-1].triple.subject) or claim
+        if claim is None:
+            claim = _labelled_claim(part, split[-1].triple.subject if split else about)
         if claim is not None:
             split.append(claim)
     swallowed = whole is not None and bool(re.search(r"[,，、]", whole.triple.object)) and bool(split)
     return split if whole is None or len(split) >= 2 or swallowed else [whole]
+
+
+def _labelled_claim(piece: str, about: str | None) -> Claim | None:
+    t = labelled(piece, about) if about else None
+    return Claim(Triple(t.subject, canonical_relation(t.relation), t.object)) if t else None
 
 
 def _continued(part: str, subject: str) -> Claim | None:
