@@ -344,6 +344,20 @@ def test_people_named_in_passing_are_the_speakers_people():
     ]
 
 
+@pytest.mark.parametrize(
+    "first, then, triple",
+    [
+        ("I have a sister called Ines.", "She lives in Lyon.", ("user's sister", "lives in", "Lyon")),
+        ("My dad lives in Cardiff.", "He turned 67 in May.", ("user's dad", "age", "67")),
+        ("我姐叫温可欣。", "她住成都。", ("user's 姐", "lives in", "成都")),
+    ],
+)
+def test_a_pronoun_opening_the_next_message_means_the_person_just_named(bot, first, then, triple):
+    bot.chat(first, user="u")
+    bot.chat(then, user="u")
+    assert triple in _current(bot, "u")
+
+
 def test_one_message_with_several_facts_gives_each():
     claims = analyze("Halvex's CFO is Mei Aro and its office is in Turku.").claims
     assert [(c.triple.subject, c.triple.relation, c.triple.object) for c in claims] == [

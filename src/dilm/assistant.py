@@ -19,7 +19,7 @@ from dilm.asking import Asker
 from dilm.config import Decoding, Settings, default_data_dir
 from dilm.editset import contains, load
 from dilm.errors import InvalidInputError
-from dilm.facts.analyze import Analysis, analyze
+from dilm.facts.analyze import Analysis, analyze, referent_of
 from dilm.facts.answers import AnswerFinder
 from dilm.facts.api import Facts
 from dilm.facts.model_extract import analyze_with_model, hybrid
@@ -151,7 +151,7 @@ class Assistant:
             entry = CATALOGUE.get(settings.model)
             mode = "hybrid" if settings.backend == "openai" or entry is None or "zh" in entry.languages else "rules"
         if mode == "rules":
-            return lambda text, scope: analyze(text)
+            return lambda text, scope: analyze(text, referent_of(self.store.facts([scope], limit=3, newest_first=True)))
         read = analyze_with_model if mode == "model" else hybrid
         return lambda text, scope: read(self.backend, text, self.store.facts([scope], limit=12, newest_first=True))
 

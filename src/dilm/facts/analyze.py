@@ -14,13 +14,15 @@ statement the extraction patterns read ("I don't live in Oslo anymore" -> "I liv
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from dilm.facts.extract import USER, Triple, canonical_relation, clean_statement, match, sentences
+from dilm.facts.extract import USER, ZH_KIN, Triple, canonical_relation, clean_statement, match, sentences
 from dilm.facts.instruction import is_instruction
 from dilm.facts.labelled import labelled, topic
 from dilm.facts.timeexpr import time_phrases
+from dilm.types import Fact
 
 Act = Literal["question", "statement", "chatter"]
 
@@ -364,11 +366,12 @@ def _past_copula(sentence: str) -> bool:
     return bool(re.search(r"\b(?:was|were)\b", sentence, re.I)) and not _EVENT.search(sentence)
 
 
-def analyze(text: str) -> Analysis:
-    """The act of a message and the claims of its declarative sentences (questions state nothing)."""
+def analyze(text: str, referent: str | None = None) -> Analysis:
+    """The act of a message and the claims of its declarative sentences (questions state nothing).
+    `referent`: who a leading "she"/"he"/"她" means before the message names anyone (`referent_of`)."""
     claims: list[Claim] = []
     asked = False
-    subject: str | None = None  # the last third party named: what "she", "its", "它" refer to
+    subject = referent  # the last third party named: what "she", "its", "它" refer to
     about: str | None = None  # what labelled pieces are about ("Tarsel Foods: CEO Bram Oduya, founded 1998")
     for sentence in sentences(re.sub(r"\s+", " ", text)):
         if is_question(sentence):
@@ -463,11 +466,22 @@ def _expand(sentence: str) -> list[str]:
 
 
 def _referent(t: Triple) -> str | None:
-    """Who a later pronoun may mean: a third party, or the speaker's person ("my sister is called Ana")."""
+    """Who a later pronoun may mean: a third party, or the speaker's person ("my sister is called Ana",
+    "我姐叫温可欣")."""
     if t.subject != USER:
         return t.subject
-    m = re.fullmatch(r"(.+) name", t.relation)
+    m = re.fullmatch(r"(.+) name", t.relation) or re.fullmatch(rf"({ZH_KIN})", t.relation)
     return f"{USER}'s {m.group(1)}" if m else None
+
+
+def referent_of(recent: Sequence[Fact]) -> str | None:
+    """The speaker's person a pronoun opening the next message means ("I have a sister called Ines." then
+    "She lives in Lyon."): the person of the newest of the user's `recent` facts (newest first), if it is one."""
+    for f in recent[:3]:
+        who = _referent(Triple(f.subject, f.relation, f.object))
+        if _people(who):
+            return who
+    return None
 
 
 def _people(subject: str | None) -> bool:

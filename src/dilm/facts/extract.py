@@ -166,6 +166,14 @@ _EN_PATTERNS = [
         re.compile(r"^my (?P<rel>.+?) (?:is|are) (?:called|named) (?P<obj>.+)$", re.I),
         lambda m: (USER, f"{m['rel']} name", m["obj"]),
     ),
+    # "My dad turned 67", "Ernest is 91": a bare number after the copula is an age
+    (
+        re.compile(
+            r"^(?P<subj>(?:[Mm]y|user's) [\w-]+(?: [\w-]+)?|[A-Z][\w'-]*(?: [A-Z][\w'-]*)*) (?:is|turned|just turned|'s|will be) "
+            r"(?P<obj>\d{1,3})(?: years old| yrs old| years)?(?: (?:in|on|last|this) (?:[A-Z]\w+|\d{4}))?$",
+        ),
+        lambda m: (m["subj"], "age", m["obj"]),
+    ),
     # "My grandmother was the mayor of Kettleby": as "Lena is the CEO of Halvex", the role is Kettleby's
     (
         re.compile(
@@ -221,10 +229,8 @@ _EN_PATTERNS = [
     (re.compile(rf"^(?P<subj>[^,;]{{1,60}}?) {_BE} (?P<obj>.+)$", re.I), lambda m: (m["subj"], "is", m["obj"])),
 ]
 
-_ZH_VERBS = (
-    r"住在|居住在|位于|坐落于|出生于|出生在|成立于|创立于|总部位于|总部设在|总部设于|总部在|来自|毕业于|就职于|工作于"
-)
-_ZH_KIN = (
+_ZH_VERBS = r"住在|住(?![在院宿址手口])|居住在|位于|坐落于|出生于|出生在|成立于|创立于|总部位于|总部设在|总部设于|总部在|来自|毕业于|就职于|工作于"
+ZH_KIN = (
     r"(?:[外表堂]?(?:爸爸|妈妈|爸|妈|哥哥|姐姐|弟弟|妹妹|哥|姐|弟|妹|爷爷|奶奶|公公|婆婆)|外公|外婆|姥姥|姥爷|女儿|儿子|"
     r"老婆|老公|丈夫|妻子|太太|先生|男朋友|女朋友|男友|女友|对象|室友|舍友|同桌|闺蜜|老板|领导|上司|导师|班主任|"
     r"孩子|宝宝|猫|狗|狗狗|猫咪)"
@@ -244,7 +250,7 @@ _ZH_PATTERNS = [
     ),
     (re.compile(r"^我的(?P<rel>.+?)(?:是|叫|为)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
     # Chinese drops 的 before close people: "我妹妹叫苏沐白" is "我的妹妹叫苏沐白" (是 may be a job: not read)
-    (re.compile(rf"^我(?P<rel>{_ZH_KIN})叫(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
+    (re.compile(rf"^我(?P<rel>{ZH_KIN})叫(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
     (re.compile(rf"^(?P<subj>.+?)的?(?P<rel>{_ZH_VERBS})(?P<obj>.+)$"), lambda m: (m["subj"], m["rel"], m["obj"])),
     (
         re.compile(r"^(?P<subj>.+?)的(?P<rel>.+?)(?:是|为|叫|在|有|改为|改成)(?P<obj>.+)$"),

@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from dilm.config import Decoding
-from dilm.facts.analyze import Analysis, Claim, analyze, is_question
+from dilm.facts.analyze import Analysis, Claim, analyze, is_question, referent_of
 from dilm.facts.extract import USER, Triple, canonical_relation, owner, sentences
 from dilm.facts.instruction import is_instruction
 from dilm.facts.timeexpr import iso, time_phrases
@@ -172,25 +172,26 @@ def needs_model(text: str, rules: Analysis) -> bool:
     for sentence in sentences(text):
         if sentence in covered or is_question(sentence):
             continue
-        words = len(re.findall(r"[\u4e00-\u9fff]", sentence)) / 2 + len(re.findall(r"[A-Za-z0-9]+", sentence))
-        if words >= 3 and _anchored(sentence):
+        hanzi = len(re.findall(r"[\u4e00-\u9fff]", sentence))
+        words = hanzi / 2 + len(re.findall(r"[A-Za-z0-9]+", sentence))
+        if (words >= 3 or hanzi >= 4) and _anchored(sentence):  # "她住成都" says something
             return True
     return False
 
 
 def _anchored(sentence: str) -> bool:
     """What a fact is about: a number, a name written with a capital inside the sentence, an acronym, an
-    address, or the speaker and their people. "lovely weather today" has none and is not sent to the model."""
-    if re.search(r"\d|[一二三四五六七八九十两百千万]|\S@\S|我|[A-Z]{2}", sentence):
+    address, or the speaker and their people (a pronoun may mean one). "lovely weather today" has none."""
+    if re.search(r"\d|[一二三四五六七八九十两百千万]|\S@\S|[我她他]|[A-Z]{2}", sentence):
         return True
     if re.search(r"(?<=\s)[A-Z][a-z]", sentence):
         return True
-    return bool(re.search(r"\b(?:i|i'm|i've|my|we|our|me)\b", sentence, re.I))
+    return bool(re.search(r"\b(?:i|i'm|i've|my|we|our|me|she|he|her|his)\b", sentence, re.I))
 
 
 def hybrid(backend: Backend, text: str, known: Sequence[Fact] = ()) -> Analysis:
     """Rules first; the model for what they could not read; claims merged (the rules' win on the same fact)."""
-    rules = analyze(text)
+    rules = analyze(text, referent_of(known))
     if not needs_model(text, rules):
         return rules
     model = analyze_with_model(backend, text, known)
