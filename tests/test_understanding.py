@@ -131,6 +131,29 @@ def test_an_end_said_without_its_relation_ends_the_fact_it_names(bot, said, ende
 
 
 @pytest.mark.parametrize(
+    "said, changed, old, new",
+    [
+        (
+            "我电话是138-0000-1234。我住在苏州。",
+            "号码换了哈 新的是139-0000-5678",
+            (USER, "电话", "138-0000-1234"),
+            "139-0000-5678",
+        ),
+        ("我工位在7楼。", "上周刚换到9楼了", (USER, "工位", "7楼"), "9楼"),
+        ("My 5k time is 27 minutes. I live in Leeds.", "Changed: my new best is 24 minutes", None, None),
+    ],
+)
+def test_a_change_said_without_its_relation_updates_the_one_value_of_its_kind(bot, said, changed, old, new):
+    bot.chat(said, user="u")
+    bot.chat(changed, user="u")
+    facts = _facts(bot, "u")
+    if old is not None:
+        assert facts[old].invalid_at is not None and facts[old].superseded_by is not None
+        assert (old[0], old[1], new) in _current(bot, "u")
+    assert all(f.invalid_at is None for (s, r, o), f in facts.items() if r == "lives in")  # only that kind
+
+
+@pytest.mark.parametrize(
     "teach, ask, correction, other_q, other",
     [
         (

@@ -30,7 +30,7 @@ from dilm.errors import DilmError
 from dilm.facts.answers import AnswerFinder, KnownAnswer, repair
 from dilm.facts.extract import USER, render
 from dilm.facts.model_extract import needs_model
-from dilm.facts.reconcile import says_an_end
+from dilm.facts.reconcile import says_a_change, says_an_end
 from dilm.feedback import FeedbackRecorder
 from dilm.guard import check
 from dilm.guard.contradiction import contradictions, repaired
@@ -350,7 +350,7 @@ class Turn:
         if (
             self.parts.settings.memory
             and read is not None
-            and (read.claims or needs_model(said, read) or says_an_end(said))
+            and (read.claims or needs_model(said, read) or says_an_end(said) or says_a_change(said))
         ):
             t0 = time.perf_counter()
             learned = self.parts.writer.statement(

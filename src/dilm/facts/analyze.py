@@ -418,7 +418,8 @@ def _sentence_claims(sentence: str, about: str | None = None) -> list[Claim]:
                 claim = _labelled_claim(part, named)
         bare_role = claim is not None and re.fullmatch(r"[A-Z]{2,5}", claim.triple.subject)
         if split and (claim is None or bare_role):  # "…，CFO是骆星辰": the previous clause's subject
-            claim = _continued(part, split[-1].triple.subject) or claim
+            prev = split[-1].triple.subject
+            claim = _labelled_claim(part, prev) or _continued(part, prev) or claim
         if claim is None:
             claim = _labelled_claim(part, split[-1].triple.subject if split else about)
         if claim is not None:

@@ -249,6 +249,14 @@ _ZH_PATTERNS = [
         lambda m: (m["subj"], _ZH_WHEN[m["rel"]], m["obj"]),
     ),
     (re.compile(r"^我的(?P<rel>.+?)(?:是|叫|为)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
+    # ... and before one's own details: "我电话是138…", "我工位在7楼"
+    (
+        re.compile(
+            r"^我(?P<rel>电话|电话号码|手机|手机号|手机号码|号码|邮箱|电子邮箱|微信|微信号|地址|住址|生日|车牌|车牌号|工号|学号|"
+            r"工位|座位|办公室|宿舍|血型|星座|身高|体重)(?:是|为|在|[:：])(?P<obj>.+)$"
+        ),
+        lambda m: (USER, m["rel"], m["obj"]),
+    ),
     # Chinese drops 的 before close people: "我妹妹叫苏沐白" is "我的妹妹叫苏沐白" (是 may be a job: not read)
     (re.compile(rf"^我(?P<rel>{ZH_KIN})叫(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
     (re.compile(rf"^(?P<subj>.+?)的?(?P<rel>{_ZH_VERBS})(?P<obj>.+)$"), lambda m: (m["subj"], m["rel"], m["obj"])),

@@ -18,7 +18,7 @@ from dilm.facts.extract import USER, Triple, sentences
 from dilm.text import normalize
 from dilm.types import Fact
 
-__all__ = ["ended_by_mention", "says_an_end"]
+__all__ = ["changed_by_shape", "ended_by_mention", "says_a_change", "says_an_end"]
 
 # Verbs whose object is what stopped: the named value must be that object ("quit Brightmoor", "cancelled my
 # membership at Kestrel"), so "I left my keys at Brightmoor" ends nothing.
@@ -94,6 +94,11 @@ def _breakup(f: Fact, sentence: str) -> bool:
     return bool(partner and f.subject.startswith(USER) and _BREAKUP.search(sentence) and _FIRST_PERSON.search(sentence))
 
 
+def says_a_change(text: str) -> bool:
+    """Whether `text` has words that say a value changed (cheap: decides whether known facts are read)."""
+    return bool(_CHANGE.search(text))
+
+
 def says_an_end(text: str) -> bool:
     """Whether `text` has words that say something stopped (cheap: decides whether known facts are read)."""
     return bool(_ENDS_OBJECT.search(text) or _ENDS_SENTENCE.search(text))
@@ -132,3 +137,68 @@ def _shared_hanzi(a: str, b: str) -> int:
             if _HANZI.fullmatch(part[0]) and not set(part) <= _FUNCTION_HANZI:
                 best = max(best, sum(ch not in _FUNCTION_HANZI for ch in part))
     return best
+
+
+# --- a change said without its relation ---------------------------------------------------------------
+
+_CHANGE = re.compile(
+    r"\b(?:changed?|switched|moved|new (?:one|number|address|email)|now|updated|upgraded|went up|gone up|"
+    r"increased|raised|dropped|instead|replaced|rescheduled|shifted|pushed|bumped)\b"
+    r"|换|改|调到|调整|更新|升级|涨|降|变成|变了|现在|新的|搬到|挪到",
+    re.I,
+)
+_ZH_DIGIT = r"[\d一二三四五六七八九十两]"
+# (kind, shape): a value's kind is what a change of it keeps (a phone number stays a phone number).
+_KINDS: list[tuple[str, re.Pattern[str]]] = [
+    ("email", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
+    ("phone", re.compile(r"\+?\d[\d ()-]{6,}\d")),
+    (
+        "time",
+        re.compile(
+            rf"(?:每?周[一二三四五六日天]|星期[一二三四五六日天])?(?:[上下中]午|早上|晚上)?{_ZH_DIGIT}+点(?:半|{_ZH_DIGIT}+分)?"
+            r"|(?:(?:mon|tues|wednes|thurs|fri|satur|sun)days? (?:at )?)?\d{1,2}(?::\d{2})?\s*(?:am|pm)\b"
+            r"|\b\d{1,2}:\d{2}\b",
+            re.I,
+        ),
+    ),
+    (
+        "unit",
+        re.compile(rf"{_ZH_DIGIT}+(?:\.\d+)?\s*(?:楼|层|号楼|室|kg|公斤|斤|km|公里|元|块|%|岁|cm|m)(?![a-z])", re.I),
+    ),
+    ("version", re.compile(r"\b[vV]?\d+\.\d+(?:\.\d+)*\b")),
+]
+
+
+def _kind(value: str) -> tuple[str, str] | None:
+    """(kind, unit) of a value that is wholly one shaped value ("7楼" -> ("unit", "楼")), else None."""
+    for kind, shape in _KINDS:
+        m = shape.fullmatch(value.strip())
+        if m:
+            unit = re.sub(rf"^{_ZH_DIGIT}+(?:\.\d+)?\s*", "", m.group()) if kind == "unit" else ""
+            return kind, unit.casefold()
+    return None
+
+
+def changed_by_shape(text: str, known: Sequence[Fact], read: Iterable[str] = ()) -> list[Claim]:
+    """Change claims for sentences that say a value changed and give a new value of the same kind as exactly one
+    current known fact ("号码换了 新的是139-0000-5678", "灵犀笔记更新到4.0了", "上周刚换到9楼了"), about the subject
+    they name, else about the speaker. `read`: sentences the statement rules already read (skipped)."""
+    done = set(read)
+    out: list[Claim] = []
+    for sentence in sentences(text):
+        if sentence in done or is_question(sentence) or _NOT_YET.search(sentence) or not _CHANGE.search(sentence):
+            continue
+        current = [f for f in known if f.invalid_at is None and f.expired_at is None]
+        named = [f for f in current if _names(f.subject, sentence)]
+        about = named or [f for f in current if f.subject == USER or f.subject.startswith(f"{USER}'s ")]
+        for _, shape in _KINDS:
+            for m in shape.finditer(sentence):
+                new = m.group().strip()
+                want = _kind(new)
+                same = {(f.subject, f.relation) for f in about if _kind(f.object) == want and f.object != new}
+                if len(same) == 1:
+                    subject, relation = same.pop()
+                    out.append(Claim(Triple(subject, relation, new), change=True, sentence=sentence))
+            if out:
+                break
+    return list({c.triple: c for c in out}.values())

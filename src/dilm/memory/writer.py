@@ -19,7 +19,7 @@ import numpy as np
 from dilm.facts.analyze import MULTI_VALUED, OPPOSITE, Analysis, Claim, analyze
 from dilm.facts.extract import USER, Triple, clean_statement, correction_value, parse_question, render, sentences
 from dilm.facts.instruction import is_instruction
-from dilm.facts.reconcile import ended_by_mention, says_an_end
+from dilm.facts.reconcile import changed_by_shape, ended_by_mention, says_a_change, says_an_end
 from dilm.memory.embed import Embedder
 from dilm.memory.retrieve import Retriever
 from dilm.store import Store
@@ -127,10 +127,10 @@ class MemoryWriter:
         if analysis.instruction:
             return self._flagged(scope, text, "", source_id, kind)
         claims = analysis.claims
-        if says_an_end(text):  # "quit Brightmoor", "我和钟亦凡分手了": the known fact named ends
+        if says_an_end(text) or says_a_change(text):  # a known fact named by its value ends or changes
             known = self.store.facts([scope], limit=200, newest_first=True)
             read = {c.sentence for c in claims if not c.negated}
-            claims = (*claims, *ended_by_mention(text, known, read))
+            claims = (*claims, *ended_by_mention(text, known, read), *changed_by_shape(text, known, read))
         kind = "chat" if chat else kind
         meta = {**(metadata or {}), "source": kind}
         learned = Learned()
