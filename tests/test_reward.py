@@ -75,3 +75,20 @@ def test_training_from_the_log_versioning_rollback_and_rerank(bot):
     bot.feedback(r.id, correction="Octopuses have three hearts.")
     assert reward.hard_negatives(bot.store) == {("Tell me a fun fact.", r.text)}
     assert bot.adapters.rollback("reward") is None and bot.adapters.live(["reward"]) is None
+
+
+def test_the_reward_base_is_the_smallest_installed_model_that_reads_the_served_languages(tmp_path):
+    from dilm.config import Settings
+
+    def base(**kw):
+        return reward.base_model_for(Settings.load(None, **kw))
+
+    # scripts/setup.sh --dev installs qwen2.5-coder-0.5b: it reads English and Chinese, as the 1.5B default does
+    assert base(model="qwen2.5-coder-1.5b") == "qwen2.5-coder-0.5b"
+    assert base(model="qwen2.5-coder-0.5b") == "qwen2.5-coder-0.5b"
+    assert base(model="smollm2-135m") == "smollm2-135m"  # English only: the smallest one will do
+    # with nothing else installed, the served model itself
+    assert base(model="qwen2.5-coder-1.5b", cache_dir=str(tmp_path)) == "qwen2.5-coder-1.5b"
+    local = tmp_path / "own.gguf"
+    assert base(model=str(local)) == str(local)  # not in the catalogue: nothing is known about its languages
+    assert base(backend="openai", model="gpt-4o-mini") == "smollm2-135m"

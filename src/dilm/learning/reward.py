@@ -28,7 +28,7 @@ from dilm.learning import examples, jobs
 from dilm.learning.jobs import TrainResult
 from dilm.learning.registry import Registry
 from dilm.learning.trainers import Progress
-from dilm.models.catalogue import FALLBACK, resolve_model_dir
+from dilm.models.catalogue import CATALOGUE, FALLBACK, installed_path, lookup, resolve_model_dir
 from dilm.store import Store
 from dilm.types import AdapterVersion
 
@@ -144,8 +144,22 @@ def pairs_from(examples: list[dict[str, Any]]) -> list[Pair]:
 
 
 def base_model_for(settings: Settings) -> str:
-    """The local model a reward model is built on: the served one when local, else the smallest catalogue model."""
-    return settings.model if settings.backend == "local" else FALLBACK
+    """The local model a reward model is built on: the smallest installed catalogue model that reads every
+    language the served model reads (a reward model scores answers, it does not write them: on the 1.5B default
+    that is qwen2.5-coder-0.5b, a third of the parameters to train and run); the served model itself when it is
+    not in the catalogue; the smallest catalogue model for a remote backend."""
+    if settings.backend != "local":
+        return FALLBACK
+    served = lookup(settings.model)
+    if served is None:
+        return settings.model
+    cache = settings.resolved_cache_dir()
+    fits = [
+        e
+        for e in dict.fromkeys(CATALOGUE.values())
+        if set(served.languages) <= set(e.languages) and (e is served or installed_path(e, cache) is not None)
+    ]
+    return min(fits, key=lambda e: e.size).name
 
 
 def hard_negatives(store: Store) -> set[tuple[str, str]]:
@@ -203,8 +217,9 @@ def _train_and_gate(
         progress("held-out accuracy", 0, 1)
     accuracy = model.accuracy(test_pairs)
     previous = None
-    if live is not None:
-        previous = RewardModel.load(base_folder, registry.verify(live)).accuracy(test_pairs)
+    if live is not None:  # the live version may sit on another base (a model installed since)
+        _, live_base = resolve_model_dir(live.base_model, settings.resolved_cache_dir())
+        previous = RewardModel.load(live_base, registry.verify(live)).accuracy(test_pairs)
     need = settings.guard.min_reward_accuracy
     reasons = []
     if accuracy < need:
