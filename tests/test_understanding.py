@@ -347,6 +347,8 @@ def test_questions_in_any_wording_are_questions(text):
         ("I was a nurse for ten years.", (USER, "is", "a nurse"), {"past": True}),  # how long is not the value
         ("我妹妹叫苏沐白。", (USER, "妹妹", "苏沐白"), {}),  # 的 dropped before close people
         ("I've got a dog called Pepper.", (USER, "dog name", "Pepper"), {}),
+        ("I've been at Norvik Systems since 2019.", (USER, "works at", "Norvik Systems"), {"valid_at": "2019"}),
+        ("我开的是一辆白色的极岸S5", (USER, "drives", "白色的极岸S5"), {}),
     ],
 )
 def test_rules_read_negation_change_time_and_people(text, triple, flags):
@@ -415,6 +417,12 @@ def test_one_message_with_several_facts_gives_each():
             ],
         ),
         ("我身高一米七二 体重52公斤", [(USER, "身高", "一米七二"), (USER, "体重", "52公斤")]),
+        # Chinese drops the subject it just named
+        (
+            "若水咖啡每天早上八点开门 晚上十点关门",
+            [("若水咖啡", "opening time", "早上八点"), ("若水咖啡", "closing time", "晚上十点")],
+        ),
+        ("Lena lives in Oslo. 好的", [("Lena", "lives in", "Oslo")]),  # a sentence in another language follows
         # not labelled values: a date after a clause, a sentence, chatter with a number
         ("枫溪镇的镇长以前是周宁，直到2016年。", [("枫溪镇", "镇长", "周宁")]),
         ("Weather today: 12 km visibility, lovely", []),

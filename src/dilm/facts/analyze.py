@@ -176,6 +176,10 @@ _REWRITES_EN: list[tuple[re.Pattern[str], str, Flags]] = [
     ),
     (*_sub(r"^(i|we) (?:have|'ve) (?:been )?(?:lived|living) (in|at) (.+)$", r"\1 live \2 \3"), {}),
     (*_sub(r"^(i|we) (?:have|'ve) (?:been )?(?:worked|working) (at|for|in) (.+)$", r"\1 work \2 \3"), {}),
+    (
+        *_sub(r"^((?i:i|we))(?: have|'ve) been (?:at|with) ([A-Z].+)$", r"\1 work at \2", 0),
+        {},
+    ),  # "I've been at X since …"
     (*_sub(r"^i used to (\w+)(.*)$", r"i \1\2"), {"past": True}),
     (*_sub(r"^(.+?) used to be (.+)$", r"\1 is \2"), {"past": True}),
     (*_sub(r"^(?:formerly|previously|back then|in the past|once|before that),? (.+)$", r"\1"), {"past": True}),
@@ -394,6 +398,8 @@ def _sentence_claims(sentence: str, about: str | None = None) -> list[Claim]:
     "我叫林悦，今年29岁" (a Chinese clause without a subject continues the previous clause's); labelled values
     ("CEO Bram Oduya, founded 1998") about the previous sentence's topic `about`."""
     whole = _claim(sentence) or _labelled_claim(sentence, about)
+    if whole is None and about and re.match(r"[\u4e00-\u9fff]", sentence) and not re.match(r"[我你他她它]", sentence):
+        whole = _continued(sentence, about)  # Chinese drops the subject it just named: "…开门 晚上十点关门"
     if whole is None and topic(sentence) == USER:  # "我身高一米七二", "my email r.okafor@mailbox.test"
         whole = _labelled_claim(sentence, USER)
     parts = [

@@ -104,6 +104,7 @@ _VERBS_EN = (
     r"lives in|live in|works at|works for|was born in|is located in|is based in|is headquartered in|"
     r"opens at|closes at|costs|weighs|was founded in|was founded by|was founded on|belongs to|reports to|"
     r"is married to|is called|is named|speaks|teaches|manages|leads|runs|owns|uses|starts at|starts on|"
+    r"goes to|attends|studies at|"
     r"ends at|ends on|launches on|launches in|moved to|is due on|is due by|takes place in|takes place on|"
     r"meets on|meets at|meets in|is held in|is held on|is made of|is made from|is written in|drives|plays|"
     r"has|have|contains|holds|seats|employs|was built in|was built on|was completed in|was constructed in|"
@@ -142,7 +143,7 @@ _EN_PATTERNS = [
     # "I've got a dog called Pepper", "I have a sister named Ana": the name of the speaker's one
     (
         re.compile(
-            r"^i(?: have|'ve got| have got| got| own) (?:a|an|one) (?P<rel>[\w-]+(?: [\w-]+)?) (?:called|named) (?P<obj>.+)$",
+            r"^(?:i|we)(?: have|'ve got| have got| got| own) (?:a|an|one) (?:\w+ )?(?P<rel>[\w-]+(?: [\w-]+)?) (?:called|named) (?P<obj>.+)$",
             re.I,
         ),
         lambda m: (USER, f"{m['rel']} name", m["obj"]),
@@ -249,6 +250,11 @@ _ZH_PATTERNS = [
         lambda m: (m["subj"], _ZH_WHEN[m["rel"]], m["obj"]),
     ),
     (re.compile(r"^我的(?P<rel>.+?)(?:是|叫|为)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
+    # "我开的是一辆白色的极岸S5"
+    (
+        re.compile(r"^我(?P<verb>开|骑|用|养)的是(?:一[辆台部只条个])?(?P<obj>.+)$"),
+        lambda m: (USER, {"开": "drives", "骑": "rides", "用": "uses", "养": "has pet"}[m["verb"]], m["obj"]),
+    ),
     # ... and before one's own details: "我电话是138…", "我工位在7楼"
     (
         re.compile(
@@ -273,7 +279,9 @@ _ZH_PATTERNS = [
 ]
 
 # Chinese chat often separates clauses with a space instead of punctuation ("号码换了哈 新的是139…").
-_SENTENCES = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'“])|[。！？；;\n]+|:\s+|：|(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])")
+_SENTENCES = re.compile(
+    r"(?<=[.!?])\s+(?=[A-Z\"'“\u4e00-\u9fff])|[。！？；;\n]+|:\s+|：|(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])"
+)
 _ABBREVIATION = re.compile(r"(?:^|\s)(?:Dr|Mr|Mrs|Ms|Prof|St|Jr|Sr|Mt|No|Co|Inc|Ltd|vs|etc|e\.g|i\.e)\.$")
 
 
