@@ -27,11 +27,6 @@ from dilm.text import content_terms, language, normalize
 from dilm.types import GLOBAL_SCOPE, Fact, FactEnd, Memory, new_id, utcnow
 
 
-def looks_like_injection(text: str) -> bool:
-    """Instructions to the assistant smuggled in as knowledge (see `facts.instruction`)."""
-    return is_instruction(text)
-
-
 def looks_binary(text: str) -> bool:
     bad = sum(1 for c in text if (ord(c) < 32 and c not in "\n\r\t") or ord(c) >= 0xFFF0 or 0xD800 <= ord(c) < 0xE000)
     return bad > max(2, len(text) // 20)
@@ -65,7 +60,7 @@ class MemoryWriter:
     # -- entry points -----------------------------------------------------------------------------
     def correction(self, scope: str, question: str, text: str, source_id: str) -> Learned:
         lang = language(question + text)
-        if looks_like_injection(text) or looks_binary(text):
+        if is_instruction(text) or looks_binary(text):
             return self._flagged(scope, text, question, source_id, "correction")
         qparse = parse_question(question)
         # Value-only corrections ("No, it's B", "not A but B", "应该是B") first: read as statements they would
@@ -100,7 +95,7 @@ class MemoryWriter:
         return self._write(scope, statement, key, "correction", source_id, claims, meta)
 
     def supplement(self, scope: str, question: str, text: str, source_id: str) -> Learned:
-        if looks_like_injection(text) or looks_binary(text):
+        if is_instruction(text) or looks_binary(text):
             return self._flagged(scope, text, question, source_id, "supplement")
         statement = clean_statement(text) or text.strip()
         meta = {"question": question.strip(), "source": "supplement"}
@@ -121,7 +116,7 @@ class MemoryWriter:
         states something becomes a memory with its facts (a taught message keeps its other sentences as notes
         in the memory before them; a chat message keeps only what states a fact). `analysis`: the message
         already read (`facts.analyze`), else it is read here."""
-        if looks_like_injection(text) or looks_binary(text):
+        if is_instruction(text) or looks_binary(text):
             return self._flagged(scope, text, "", source_id, kind)
         analysis = analysis or self.analyze(text, scope)
         if analysis.instruction:
