@@ -1010,7 +1010,7 @@ def eval_adapters(
             progress=tick,
             parity=parity,
         )
-    edits.dump(report, _results_path("eval_adapters.json"))
+    edits.dump(report, _results_path(f"eval_adapters{f'-{lang}' if lang else ''}.json"))  # a file per language
     if as_json:
         out.print_json(json.dumps(report, ensure_ascii=False))
         return
