@@ -1,11 +1,15 @@
-"""Reconciling a message with the facts already known: an end said without its relation.
+"""Reconciling a message with the facts already known: an end or a change said without its relation.
 
-"Handed in my notice and quit Brightmoor.", "Theo and I broke up.", "the Mill Street branch has shut down",
-"我现在不当班长了": the words say that something stopped and name the value of a current fact, but not the
+Ends: "Handed in my notice and quit Brightmoor.", "Theo and I broke up.", "the Mill Street branch has shut
+down", "我现在不当班长了": the words say that something stopped and name the value of a current fact, but not the
 relation, so the statement patterns (which need it: "I no longer work at X") read nothing. The known fact whose
-value is named, and whose subject is named or is the speaker, is the one that ended. Mem0 (DELETE) and Graphiti
-(edge invalidation) decide this by asking a model about the existing facts; this is the rule path, in
-microseconds, and the model path (`model_extract`) still reads what it cannot.
+value is named, and whose subject is named or is the speaker, is the one that ended.
+
+Changes: "号码换了 新的是139-0000-5678", "上周刚换到9楼了": the words say a value changed and give a new value of
+the same kind (a phone number, a floor) as exactly one current fact; that fact is superseded.
+
+Mem0 (UPDATE / DELETE) and Graphiti (edge invalidation) decide this by asking a model about the existing facts;
+this is the rule path, in microseconds, and the model path (`model_extract`) still reads what it cannot.
 """
 
 from __future__ import annotations
