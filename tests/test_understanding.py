@@ -300,6 +300,8 @@ def test_the_latest_rating_replaces_the_earlier_one_everywhere(bot):
         "我住哪来着",
         "你还记得我女儿几岁吗",
         "Is my car blue",
+        "我工位在几楼来着",  # recalling, no question mark
+        "我家有几口人",
     ],
 )
 def test_questions_in_any_wording_are_questions(text):
@@ -349,6 +351,9 @@ def test_questions_in_any_wording_are_questions(text):
         ("I've got a dog called Pepper.", (USER, "dog name", "Pepper"), {}),
         ("I've been at Norvik Systems since 2019.", (USER, "works at", "Norvik Systems"), {"valid_at": "2019"}),
         ("我开的是一辆白色的极岸S5", (USER, "drives", "白色的极岸S5"), {}),
+        ("我爷爷今年九十了", ("user's 爷爷", "age", "九十"), {}),
+        ("我妈对芒果过敏", ("user's 妈", "allergic to", "芒果"), {}),
+        ("我老家绍兴的", (USER, "hometown", "绍兴"), {}),
     ],
 )
 def test_rules_read_negation_change_time_and_people(text, triple, flags):

@@ -239,6 +239,19 @@ ZH_KIN = (
 _ZH_PATTERNS = [
     (re.compile(r"^我(?:叫|的名字(?:是|叫))(?P<obj>.+)$"), lambda m: (USER, "name", m["obj"])),
     (re.compile(r"^我(?:今年|已经)?(?P<obj>\d{1,3})(?:岁|周岁)(?:了)?$"), lambda m: (USER, "age", f"{m['obj']}岁")),
+    # "我妈今年58了", "我爷爷今年九十了": someone's age (今年 or 岁 says it is one)
+    (
+        re.compile(
+            r"^(?P<subj>user's [^\s，,]+?|我[^\s，,的]{1,4}|(?!我|今年|去年|明年|现在|目前|已经)[\u4e00-\u9fff]{2,4}?)"
+            r"(?:今年(?P<a>(?:\d{1,3}|[一二三四五六七八九十]{1,3})(?:岁|周岁)?)|(?P<b>(?:\d{1,3}|[一二三四五六七八九十]{1,3})(?:岁|周岁)))了?$"
+        ),
+        lambda m: (m["subj"], "age", m["a"] or m["b"]),
+    ),
+    (re.compile(r"^我老家(?:是|在)?(?P<obj>[^，,的]+?)的?(?:人)?$"), lambda m: (USER, "hometown", m["obj"])),
+    (
+        re.compile(r"^(?P<subj>[^，,]{1,8}?)对(?P<obj>[^，,]+?)过敏$"),
+        lambda m: (m["subj"], "allergic to", m["obj"]),
+    ),
     (re.compile(r"^我(?:在|于)(?P<obj>.+?)(?:工作|上班|任职|实习|供职)$"), lambda m: (USER, "works at", m["obj"])),
     (re.compile(r"^我(?:在(?P<org>.+?))?(?:做|当|担任)(?P<obj>.+)$"), lambda m: (USER, "job", m["obj"])),
     (re.compile(r"^我(?P<rel>住在|住|在|来自)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
