@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from dilm.text import normalize
 
 USER = "user"  # the subject of first-person statements ("My name is …", "我叫…")
+# Words by which a message speaks of its speaker ("I", "our", 我, 咱), and of a person not named (she, 他): a
+# fact about the speaker, or about the speaker's people, needs one of them in the words it came from.
+SPEAKER = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|me|my|mine|we|our|us)\b|[我咱俺]", re.I)
+THIRD_PERSON = re.compile(r"\b(?:she|he|her|his|him|they|their)\b|[她他]", re.I)
 
 
 @dataclass(frozen=True)

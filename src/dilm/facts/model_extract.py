@@ -21,7 +21,7 @@ from typing import Any
 
 from dilm.config import Decoding
 from dilm.facts.analyze import Analysis, Claim, analyze, is_question, referent_of
-from dilm.facts.extract import USER, Triple, canonical_relation, owner, sentences
+from dilm.facts.extract import SPEAKER, THIRD_PERSON, USER, Triple, canonical_relation, owner, sentences
 from dilm.facts.instruction import is_instruction
 from dilm.facts.timeexpr import iso, time_phrases
 from dilm.models.base import Backend
@@ -100,10 +100,6 @@ def parse(reply: str, text: str | None = None) -> Analysis:
     return Analysis("statement", tuple(claims))
 
 
-_FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|me|my|mine|we|our|us)\b|[我咱俺]", re.I)
-_THIRD_PERSON = re.compile(r"\b(?:she|he|her|his|him|they|their)\b|[她他]", re.I)
-
-
 def _grounded(c: Claim, text: str) -> bool:
     """The value and the subject must be in the message: "London" for a message about Whitby is invented, and
     so is the speaker as subject of "苏念安开的是一辆云豹E7" (the speaker's people may be a pronoun: "she")."""
@@ -111,9 +107,9 @@ def _grounded(c: Claim, text: str) -> bool:
     if normalize(c.triple.object) not in t:
         return False
     if c.triple.subject == USER:
-        return bool(_FIRST_PERSON.search(text))
+        return bool(SPEAKER.search(text))
     if c.triple.subject.startswith(f"{USER}'s "):
-        return bool(_FIRST_PERSON.search(text) or _THIRD_PERSON.search(text))
+        return bool(SPEAKER.search(text) or THIRD_PERSON.search(text))
     return normalize(c.triple.subject) in t
 
 

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from dilm.facts.analyze import Claim, is_question
-from dilm.facts.extract import USER, Triple, sentences
+from dilm.facts.extract import SPEAKER, THIRD_PERSON, USER, Triple, sentences
 from dilm.text import normalize
 from dilm.types import Fact
 
@@ -48,8 +48,6 @@ _NOT_YET = re.compile(
     r"should i|considering)\b|如果|要是|打算|考虑|想要?|准备|可能",
     re.I,
 )
-_FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|me|my|we|our|us)\b|[我咱]", re.I)
-_THIRD_PERSON = re.compile(r"\b(?:she|he|her|his|him)\b|[她他]", re.I)
 _BREAKUP = re.compile(r"\b(?:broke up|split up|separated|divorced|got divorced)\b|分手|离婚|分开了", re.I)
 _PARTNER = re.compile(
     r"\b(?:boyfriend|girlfriend|partner|husband|wife|fianc[ée]e?|spouse)\b|男朋友|女朋友|男友|女友|老公|老婆|丈夫|妻子|对象|未婚[夫妻]",
@@ -86,16 +84,16 @@ def _about(subject: str, sentence: str) -> bool:
     """The sentence is about the fact's subject: the speaker (first person), the speaker's person named
     ("my sister", "she"), or the subject named."""
     if subject == USER:
-        return bool(_FIRST_PERSON.search(sentence))
+        return bool(SPEAKER.search(sentence))
     if subject.startswith(f"{USER}'s "):
-        return bool(_THIRD_PERSON.search(sentence)) or _names(subject.removeprefix(f"{USER}'s "), sentence)
+        return bool(THIRD_PERSON.search(sentence)) or _names(subject.removeprefix(f"{USER}'s "), sentence)
     return _names(subject, sentence)
 
 
 def _breakup(f: Fact, sentence: str) -> bool:
     """ "We broke up", "我们分手了": the speaker's partner, whoever it was, is no longer."""
     partner = _PARTNER.search(f"{f.subject} {f.relation}")
-    return bool(partner and f.subject.startswith(USER) and _BREAKUP.search(sentence) and _FIRST_PERSON.search(sentence))
+    return bool(partner and f.subject.startswith(USER) and _BREAKUP.search(sentence) and SPEAKER.search(sentence))
 
 
 def says_a_change(text: str) -> bool:
