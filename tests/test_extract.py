@@ -171,6 +171,38 @@ def test_model_facts_not_in_the_message_are_dropped():
     assert read("Tomas moved to Oslo.", ["user's sister", "lives in", "Oslo"]) == []
 
 
+def test_hybrid_asks_the_model_only_for_what_the_rules_left_and_keeps_only_that():
+    from types import SimpleNamespace
+
+    from dilm.facts.model_extract import hybrid, parse
+
+    class Scripted:  # the model's reply is fixed: what matters is what hybrid keeps of it
+        def __init__(self, facts):
+            self.facts, self.calls = facts, 0
+
+        def generate(self, *a, **k):
+            self.calls += 1
+            return [SimpleNamespace(text=json.dumps({"act": "statement", "facts": self.facts}))]
+
+    # a value the rules read ("quit Brightmoor") is not the model's to read again as something else
+    model = Scripted([["user", "job title", "quit", "current"], ["user", "friend", "Dana", "current"]])
+    read = hybrid(model, "I quit Brightmoor. Spent my last day there hugging Dana.")
+    assert model.calls == 1
+    assert [c.triple for c in read.claims] == [Triple(USER, "works at", "Brightmoor"), Triple(USER, "friend", "Dana")]
+    # hypotheticals and questions state nothing: the model is not asked
+    for text in [
+        "If I lived in Paris I'd eat croissants every day.",
+        "yeah I'd probably last a week",
+        "要是我住在大理就好了",
+    ]:
+        idle = Scripted([["user", "lives in", "Paris", "current"]])
+        assert hybrid(idle, text).claims == () and idle.calls == 0, text
+    # a word for one of the speaker's people is never their name
+    kin = [["user's mother", "name", "mum", "current"], ["user's mother", "job title", "retired teacher", "current"]]
+    read = parse(json.dumps({"act": "statement", "facts": kin}), "My mum's a retired teacher.")
+    assert [c.triple for c in read.claims] == [Triple("user's mother", "job title", "retired teacher")]
+
+
 def test_model_reading_falls_back_to_rules(backend):
     from dilm.facts.model_extract import analyze_with_model
 

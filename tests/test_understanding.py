@@ -354,6 +354,21 @@ def test_questions_in_any_wording_are_questions(text):
         ("我爷爷今年九十了", ("user's 爷爷", "age", "九十"), {}),
         ("我妈对芒果过敏", ("user's 妈", "allergic to", "芒果"), {}),
         ("我老家绍兴的", (USER, "hometown", "绍兴"), {}),
+        # habits stopped; a quit employer stays an employer
+        ("I quit smoking last year.", (USER, "habit", "smoking"), {"negated": True, "invalid_at": "2025"}),
+        ("I don't eat meat anymore.", (USER, "habit", "eat meat"), {"negated": True}),
+        ("I quit Brightmoor.", (USER, "works at", "Brightmoor"), {"negated": True}),
+        ("我已经不抽烟了", (USER, "habit", "抽烟"), {"negated": True}),
+        ("我把酒戒了", (USER, "habit", "酒"), {"negated": True}),
+        # a change of taste
+        ("现在爱上咖啡了", (USER, "likes", "咖啡"), {"change": True}),
+        ("I've got into climbing.", (USER, "likes", "climbing"), {}),
+        # what one of the speaker's people is, where they work or study
+        ("My sister is a nurse.", ("user's sister", "is", "a nurse"), {}),
+        ("My sister is Ana.", (USER, "sister", "Ana"), {}),
+        ("我妹妹在华为工作", ("user's 妹妹", "works at", "华为"), {}),
+        ("我女儿在枫林小学上学", ("user's 女儿", "studies at", "枫林小学"), {}),
+        ("我男朋友在字节当程序员", ("user's 男朋友", "job", "程序员"), {}),
     ],
 )
 def test_rules_read_negation_change_time_and_people(text, triple, flags):

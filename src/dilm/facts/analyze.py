@@ -238,7 +238,7 @@ _PREFERENCE_EN = [
     (
         re.compile(
             r"^i (?:really |absolutely |just |totally )?(?:love|like|enjoy|adore|am fond of|'m fond of|"
-            r"am into|'m into|am a fan of|'m a fan of) (.+)$",
+            r"am into|'m into|am a fan of|'m a fan of|started liking|started to like) (.+)$",
             re.I,
         ),
         "likes",
@@ -251,6 +251,12 @@ _PREFERENCE_EN = [
         ),
         "dislikes",
     ),
+    (
+        re.compile(
+            r"^i(?: have|'ve)? (?:fallen in love with|got into|gotten into|grown to like|come to like) (.+)$", re.I
+        ),
+        "likes",
+    ),
     (re.compile(r"^i(?:'m| am) allergic to (.+)$", re.I), "allergic to"),
     (re.compile(r"^i speak (.+)$", re.I), "speaks"),
 ]
@@ -260,6 +266,7 @@ _PREFERENCE_ZH = [
         "dislikes",
     ),
     (re.compile(r"^我(?:很|非常|特别|超|挺|最|真的)?(?:喜欢|爱|喜爱|热爱)(?:吃|喝|看|玩)?(.+)$"), "likes"),
+    (re.compile(r"^我?(?:已经|最近|渐渐)?(?:爱上|迷上|喜欢上)了?(?:吃|喝|看|玩)?(.+)$"), "likes"),  # a change of taste
     (re.compile(r"^我对(.+?)过敏$"), "allergic to"),
     (re.compile(r"^我(?:会说|会讲|说)(.+)$"), "speaks"),
 ]
@@ -299,18 +306,55 @@ def _preference(sentence: str, zh: bool) -> Triple | None:
 
 
 _HYPOTHETICAL = re.compile(
-    r"^(?:if|suppose|supposing|imagine|what if|i wish|i'd|i would|would|assuming)\b|"
-    r"^(?:假如|如果|要是|假设|万一|但愿|要不是)",
+    r"^(?:(?:yeah|yes|haha|lol|ok|okay|well|honestly|tbh|probably|maybe|i think)[\s,!.]+)*"
+    r"(?:if|suppose|supposing|imagine|what if|i wish|i'd|i would|would|assuming)\b|"
+    r"^(?:哈+|嗯+|唉)?[\s，,]*(?:假如|如果|要是|假设|万一|但愿|要不是|想象一下)",
     re.I,
 )
+
+
+def is_hypothetical(sentence: str) -> bool:
+    """A sentence about what is not the case ("If I lived in Paris …", "yeah I'd probably …", "要是我有钱…"):
+    it states no fact, whoever reads it."""
+    return bool(_HYPOTHETICAL.search(clean_statement(sentence)))
+
+
+# A habit the speaker stopped: "I quit smoking", "I don't eat meat anymore", "我已经不抽烟了", "我把酒戒了".
+# (Quitting a capitalised name is leaving an employer: the rewrites read that.)
+_STOPPED = [
+    re.compile(
+        r"^(?i:i) (?:have |'ve )?(?:just |finally )?(?:quit|stopped|gave up|given up|kicked) "
+        r"(?P<x>[a-z]+ing(?: [a-z][\w'-]*){0,2}|(?!my |the |an? |at |from |to |it\b|this|that|work|school|college|"
+        r"uni\b|university|job)[a-z][\w'-]*(?: [a-z][\w'-]*)?)$"
+    ),
+    re.compile(
+        r"^(?i:i) (?:no longer|don't|do not) (?P<x>(?!know|think|care|remember|mind|understand|get|see|want|need|"
+        r"feel|have|like|love|live|work|mean)[a-z]+(?: [a-z][\w'-]*){0,2}) any ?more$"
+    ),
+    re.compile(r"^(?i:i) no longer (?P<x>(?!live|work|like|love|have)[a-z]+(?: [a-z][\w'-]*){0,2})$"),
+    re.compile(r"^我(?:已经|早就|都)(?:不再?|没再)(?P<x>[吃喝抽打玩看做练跑养开骑用学追熬][\u4e00-\u9fff]{1,4}?)了$"),
+    re.compile(r"^我(?:已经)?(?:戒了|戒掉了)(?P<x>[\u4e00-\u9fff]{1,4})了?$"),
+    re.compile(r"^我(?:已经)?把(?P<x>[\u4e00-\u9fff]{1,4})戒(?:掉)?了$"),
+]
+
+
+def _stopped_habit(sentence: str) -> Triple | None:
+    for pattern in _STOPPED:
+        m = pattern.match(sentence)
+        if m and not re.search(r"[年月天周久]|^快", m["x"]):  # "戒了快半年" says how long, not what
+            return Triple(USER, "habit", m["x"])
+    return None
 
 
 def _claim(sentence: str) -> Claim | None:
     """The claim one declarative sentence makes, if rules can read it (a hypothetical makes none)."""
     zh = bool(re.search(r"[\u4e00-\u9fff]", sentence))
-    if _HYPOTHETICAL.search(clean_statement(sentence)):
+    if is_hypothetical(sentence):
         return None
     sentence, times = time_phrases(sentence.strip().rstrip(".。!！;；"), zh)
+    habit = _stopped_habit(clean_statement(sentence))
+    if habit is not None:
+        return Claim(habit, negated=True, invalid_at=times.get("invalid_at") or times.get("valid_at"))
     plain, flags = _rewrite(clean_statement(sentence), zh)
     negated, past = bool(flags.get("negated")), bool(flags.get("past") or times.get("past"))
     triple = _ended_job(plain) if negated else None

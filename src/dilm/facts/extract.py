@@ -187,6 +187,11 @@ _EN_PATTERNS = [
         ),
         lambda m: (m["org"], m["role"], owner(f"my {m['who']}")),
     ),
+    # "My sister is a nurse", "My mum's a retired teacher": what she is, not her name ("My sister is Ana")
+    (
+        re.compile(rf"^my (?P<who>{_EN_PEOPLE}) (?:is|was) (?P<obj>(?:an?) .+)$", re.I),
+        lambda m: (f"my {m['who']}", "is", m["obj"]),
+    ),
     (re.compile(r"^my (?P<rel>.+?) (?:is|are|was|were) (?P<obj>.+)$", re.I), lambda m: (USER, m["rel"], m["obj"])),
     (
         re.compile(
@@ -240,6 +245,9 @@ ZH_KIN = (
     r"老婆|老公|丈夫|妻子|太太|先生|男朋友|女朋友|男友|女友|对象|室友|舍友|同桌|闺蜜|老板|领导|上司|导师|班主任|"
     r"孩子|宝宝|猫|狗|狗狗|猫咪)"
 )
+_ZH_WORK = {"工作", "上班", "任职", "实习", "供职"}
+# A word for one of the speaker's people ("mum", "女儿"): never a name, whatever a reader made of it.
+KIN_WORD = re.compile(rf"(?i:{_EN_PEOPLE})|{ZH_KIN}")
 _ZH_PATTERNS = [
     (re.compile(r"^我(?:叫|的名字(?:是|叫))(?P<obj>.+)$"), lambda m: (USER, "name", m["obj"])),
     (re.compile(r"^我(?:今年|已经)?(?P<obj>\d{1,3})(?:岁|周岁)(?:了)?$"), lambda m: (USER, "age", f"{m['obj']}岁")),
@@ -256,8 +264,18 @@ _ZH_PATTERNS = [
         re.compile(r"^(?P<subj>[^，,]{1,8}?)对(?P<obj>[^，,]+?)过敏$"),
         lambda m: (m["subj"], "allergic to", m["obj"]),
     ),
-    (re.compile(r"^我(?:在|于)(?P<obj>.+?)(?:工作|上班|任职|实习|供职)$"), lambda m: (USER, "works at", m["obj"])),
-    (re.compile(r"^我(?:在(?P<org>.+?))?(?:做|当|担任)(?P<obj>.+)$"), lambda m: (USER, "job", m["obj"])),
+    # where the speaker or one of their people works or studies: "我妹妹在华为工作", "我女儿在枫林小学上学"
+    (
+        re.compile(
+            rf"^(?P<subj>我的?(?:{ZH_KIN})?)(?:现在|目前)?(?:在|于)(?P<obj>[^，,]+?)"
+            r"(?P<verb>工作|上班|任职|实习|供职|上学|读书|念书|读大学|上大学|读研|读博|留学)$"
+        ),
+        lambda m: (m["subj"], "works at" if m["verb"] in _ZH_WORK else "studies at", m["obj"]),
+    ),
+    (
+        re.compile(rf"^(?P<subj>我的?(?:{ZH_KIN})?)(?:现在|目前)?(?:在(?P<org>[^，,]+?))?(?:做|当|担任)(?P<obj>.+)$"),
+        lambda m: (m["subj"], "job", m["obj"]),
+    ),
     (re.compile(r"^我(?P<rel>住在|住|在|来自)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
     (
         re.compile(

@@ -20,8 +20,8 @@ from dataclasses import replace
 from typing import Any
 
 from dilm.config import Decoding
-from dilm.facts.analyze import Analysis, Claim, analyze, is_question, referent_of
-from dilm.facts.extract import SPEAKER, THIRD_PERSON, USER, Triple, canonical_relation, owner, sentences
+from dilm.facts.analyze import Analysis, Claim, analyze, is_hypothetical, is_question, referent_of
+from dilm.facts.extract import KIN_WORD, SPEAKER, THIRD_PERSON, USER, Triple, canonical_relation, owner, sentences
 from dilm.facts.instruction import is_instruction
 from dilm.facts.timeexpr import iso, time_phrases
 from dilm.models.base import Backend
@@ -54,22 +54,22 @@ PROMPT = """Read the message and return its act and the facts it states, as JSON
 act: "question" if it only asks; "instruction" if it tells the assistant how to behave or what to answer; \
 "statement" if it states facts about people, places, organisations or things; "chatter" otherwise (greetings, \
 thanks, weather, opinions, jokes, hypotheticals, requests for help).
-facts: [subject, relation, object, status] each, only what the message says (never guess).
+facts: [subject, relation, object, status] each, only what the message says (never guess; none is fine).
 - subject: "user" for the speaker; "user's <person>" for the speaker's people ("user's mother"); else the name.
-- relation: short English words: "lives in", "works at", "job title", "age", "phone number", "likes", \
-"dislikes", "CEO", "office location"; reuse a relation of a known fact when the message changes it.
-- object: the value exactly as written in the message, in its language.
+- relation: a few English words naming the attribute ("lives in", "works at", "age", "price", "meeting \
+time", "habit"); reuse a relation of a known fact when the message changes it.
+- object: the value exactly as written in the message, in its language; a name, place, number or thing.
 - status: "current" (true now), "ended" (the message says it stopped: no longer, quit, sold, 不再, 离职), \
 "past" (it was true before and something else holds now: used to, was … until, 以前).
 
 Message: My brother Tariq moved from Lyon to Nantes.
 {"act": "statement", "facts": [["user's brother", "name", "Tariq", "current"], \
 ["user's brother", "lives in", "Nantes", "current"], ["user's brother", "lives in", "Lyon", "past"]]}
-Message: 我已经不在远星科技上班了，现在自己开花店。
-{"act": "statement", "facts": [["user", "works at", "远星科技", "ended"], ["user", "job title", "开花店", "current"]]}
+Message: 我已经不在远星科技上班了，现在在一家花店当店长。
+{"act": "statement", "facts": [["user", "works at", "远星科技", "ended"], ["user", "job title", "店长", "current"]]}
 Message: 你还记得我女儿几岁吗
 {"act": "question", "facts": []}
-Message: What a grey morning, can't wait for the weekend!
+Message: If I won the lottery I'd buy a boat. What a grey morning!
 {"act": "chatter", "facts": []}
 """
 
@@ -136,6 +136,8 @@ def _claim(row: Any) -> Claim | None:
     status, since, until = ([*row[3:6], "", "", ""])[:3]
     if not (subject and relation and obj) or len(obj) > 120:
         return None
+    if canonical_relation(relation) == "name" and KIN_WORD.fullmatch(obj):  # "(user's mother, name, mum)"
+        return None
     subject = USER if subject.casefold() in {"user", "i", "me", "我", "用户", "speaker"} else owner(subject)
     return Claim(
         Triple(subject, canonical_relation(relation), obj),
@@ -164,15 +166,18 @@ def needs_model(text: str, rules: Analysis) -> bool:
     instruction) that mentions something a fact could be about, yet gave no claim."""
     if is_instruction(text):
         return False
-    covered = {c.sentence for c in rules.claims}
-    for sentence in sentences(text):
-        if sentence in covered or is_question(sentence):
-            continue
+    for sentence in _unread(text, rules):
         hanzi = len(re.findall(r"[\u4e00-\u9fff]", sentence))
         words = hanzi / 2 + len(re.findall(r"[A-Za-z0-9]+", sentence))
         if (words >= 3 or hanzi >= 4) and _anchored(sentence):  # "她住成都" says something
             return True
     return False
+
+
+def _unread(text: str, rules: Analysis) -> list[str]:
+    """The sentences the rules read nothing from, less questions and hypotheticals (which state nothing)."""
+    covered = {c.sentence for c in rules.claims}
+    return [s for s in sentences(text) if s not in covered and not is_question(s) and not is_hypothetical(s)]
 
 
 def _anchored(sentence: str) -> bool:
@@ -191,8 +196,16 @@ def hybrid(backend: Backend, text: str, known: Sequence[Fact] = ()) -> Analysis:
     if not needs_model(text, rules):
         return rules
     model = analyze_with_model(backend, text, known)
+    # The rules own the sentences they read; the model's claims count only where its value is in a sentence
+    # they did not ("quit Brightmoor" read by rules is not also the job title "quit").
+    unread = [normalize(s) for s in _unread(text, rules)]
     seen = {(normalize(c.triple.subject), normalize(c.triple.object)) for c in rules.claims}
-    extra = [c for c in model.claims if (normalize(c.triple.subject), normalize(c.triple.object)) not in seen]
+    extra = [
+        c
+        for c in model.claims
+        if (normalize(c.triple.subject), normalize(c.triple.object)) not in seen
+        and any(normalize(c.triple.object) in s for s in unread)
+    ]
     claims = (*rules.claims, *extra)
     act = rules.act if rules.act == "question" else ("statement" if claims else model.act)
     return Analysis(act, claims, instruction=model.instruction)
