@@ -89,6 +89,22 @@ def test_a_negation_ends_the_fact_and_the_answer_says_so(bot, said, ended, ask, 
 
 
 @pytest.mark.parametrize(
+    "said, triple",
+    [
+        ("I don't smoke anymore.", (USER, "habit", "smoke")),
+        ("I no longer live in Tromsø.", (USER, "lives in", "Tromsø")),
+        ("我已经不抽烟了。", (USER, "habit", "抽烟")),
+        ("我已经不在东岚大学读书了。", (USER, "studies at", "东岚大学")),
+    ],
+)
+def test_an_end_of_something_never_said_before_is_kept_as_history(bot, said, triple):
+    bot.chat(said, user="u")
+    fact = _facts(bot, "u")[triple]
+    assert fact.invalid_at is not None and fact.expired_at is None and not fact.current
+    assert triple not in _current(bot, "u")
+
+
+@pytest.mark.parametrize(
     "said, ended, ends, stays",
     [
         (

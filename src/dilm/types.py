@@ -213,13 +213,15 @@ class FactEnd:
     """Words saying a fact stopped holding ("I no longer work at X", "我不再住在苏州了"): the current facts of
     `subject` with `relation` (and `object`, when given; else any value) get invalid_at = `at`, replaced by
     nothing. `loose`: when none matches, the subject's current facts with that object end instead, whatever
-    their relation ("I left Paris" ends "lives in Paris")."""
+    their relation ("I left Paris" ends "lives in Paris"). `otherwise`: recorded when it ends nothing, so that
+    what was said stays known as history ("I don't smoke anymore" with no smoking fact yet)."""
 
     subject: str
     relation: str
     object: str | None
     at: str
     loose: bool = False
+    otherwise: Fact | None = None
 
 
 @dataclass

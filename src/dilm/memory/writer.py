@@ -241,7 +241,8 @@ def plan(
         t = c.triple
         if c.negated:  # "I no longer work at X": the fact ends, nothing replaces it
             loose = t.relation == "works at"  # "I left X" names neither job nor home
-            ends.append(FactEnd(t.subject, t.relation, t.object or None, c.invalid_at or now, loose))
+            was = fact(t, c, None, c.invalid_at or now) if t.object else None
+            ends.append(FactEnd(t.subject, t.relation, t.object or None, c.invalid_at or now, loose, was))
             continue
         if t.relation in OPPOSITE:  # "I hate olives" ends "I love olives"
             ends.append(FactEnd(t.subject, OPPOSITE[t.relation], t.object, c.valid_at or now))

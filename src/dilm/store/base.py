@@ -178,11 +178,11 @@ class MemoryStore(Protocol):
         """Write one learned statement in one transaction.
 
         Reuses a current memory of the same scope with near-identical text, else inserts `memory` with
-        `embed(key)` (called only then) and full-text terms of `key`. `ends` are applied first (see `FactEnd`),
-        then each fact (its memory_id set to the memory's) is added as `add_fact` does. Memories left with no
-        current fact by the ends and supersedes are superseded by this memory; for a "correction" with
-        metadata["question"], so are the previous corrections of that question, together with their remaining
-        current facts. Returns what changed."""
+        `embed(key)` (called only then) and full-text terms of `key`. `ends` are applied first (see `FactEnd`;
+        an end that ends nothing records its `otherwise` fact), then each fact (its memory_id set to the
+        memory's) is added as `add_fact` does. Memories left with no current fact by the ends and supersedes
+        are superseded by this memory; for a "correction" with metadata["question"], so are the previous
+        corrections of that question, together with their remaining current facts. Returns what changed."""
         ...
 
     def write_flagged(self, memory: Memory) -> None:

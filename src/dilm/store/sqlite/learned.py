@@ -37,6 +37,8 @@ class LearnedMixin(SQLiteBase):
                 ended = rows.end_facts(db, memory.scope, end)
                 out.ended.extend(ended)
                 replaced.update(e.memory_id for e in ended if e.memory_id and e.memory_id != out.memory.id)
+                if not ended and end.otherwise is not None:
+                    facts = [*facts, end.otherwise]
             for f in facts:
                 new = f.model_copy(update={"memory_id": out.memory.id})
                 stored, old = rows.add_fact(db, new)
