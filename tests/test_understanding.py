@@ -249,6 +249,68 @@ def test_the_newer_stated_preference_wins(bot, first, second, thing):
 
 
 @pytest.mark.parametrize(
+    "turns, ended, current",
+    [
+        (
+            ["I love anchovies.", "oddly I hate anchovies now. no clue why"],
+            ("likes", "anchovies"),
+            ("dislikes", "anchovies"),
+        ),
+        (
+            ["I can't stand opera.", "so my aunt won me over, I actually really like opera now"],
+            ("dislikes", "opera"),
+            ("likes", "opera"),
+        ),
+        (
+            [
+                "My favourite podcast right now is Night Shift Radio.",
+                "Honestly I'm over Night Shift Radio. Slow Orbit is my favourite now.",
+            ],
+            ("favourite podcast", "Night Shift Radio"),
+            ("favourite podcast", "Slow Orbit"),
+        ),
+        (["我最爱吃麻辣烫", "现在最爱煎饼 麻辣烫吃腻了"], ("likes", "麻辣烫"), ("likes", "煎饼")),
+        (["我特别爱看悬疑片", "悬疑片现在不敢看了"], ("likes", "悬疑片"), None),
+        (["我讨厌抹茶，太苦了。", "最近爱上抹茶了"], ("dislikes", "抹茶"), ("likes", "抹茶")),
+    ],
+)
+def test_a_change_of_taste_in_any_wording_moves_the_old_one_to_history(bot, turns, ended, current):
+    for t in turns:
+        bot.chat(t, user="u")
+    facts, now = _facts(bot, "u"), _current(bot, "u")
+    assert (USER, *ended) in facts and (USER, *ended) not in now, facts
+    assert current is None or (USER, *current) in now, now
+
+
+@pytest.mark.parametrize(
+    "old, new, subject, relation, before, after",
+    [
+        (
+            "Tessaro's CFO is Ines Marlow.",
+            "FYI Joel Aster replaced Ines Marlow as Tessaro's CFO in March 2023.",
+            "Tessaro",
+            "cfo",
+            "Ines Marlow",
+            "Joel Aster",
+        ),
+        (
+            "I work at Quayside Labs.",
+            "Landed a new job at Pellam Trust! Starting next week.",
+            USER,
+            "works at",
+            "Quayside Labs",
+            "Pellam Trust",
+        ),
+    ],
+)
+def test_a_successor_or_a_new_job_supersedes_the_old_value(bot, old, new, subject, relation, before, after):
+    bot.chat(old, user="u")
+    bot.chat(new, user="u")
+    now = _current(bot, "u")
+    assert (subject, relation, after) in now and (subject, relation, before) not in now, now
+
+
+@pytest.mark.parametrize(
     "now, past, ask, current, old, until",
     [
         (

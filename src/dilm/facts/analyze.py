@@ -142,13 +142,27 @@ _REWRITES_EN: list[tuple[re.Pattern[str], str, Flags]] = [
     ),
     (
         *_sub(
-            r"^i (?:have |'ve )?(?:just |recently )?(?:got|started|took) (?:a |my )?(?:new )?(?:job|position|role) "
+            r"^(?:i )?(?:have |'ve )?(?:just |recently )?(?:got|started|took|landed) (?:a |my )?(?:new )?"
+            r"(?:job|position|role) "
             r"(?:at|with) (.+)$",
             r"i work at \1",
         ),
         {"change": True},
     ),
     (*_sub(r"^i (?:have |'ve )?(?:just |recently )?joined (.+)$", r"i work at \1"), {"change": True}),
+    # "Ravi Thorne took over from Odile Varga as Lumenfold's CEO": a successor, and whom they succeeded
+    (
+        *_sub(
+            r"^(.+?) (?:has |have )?(?:took over|taken over|replaced|succeeded|stepped in for)(?: from)? (.+?) as "
+            r"(?:the )?(.+)$",
+            r"\3 is \1",
+        ),
+        {"change": True, "old": 2},
+    ),
+    (
+        *_sub(r"^(.+?) (?:has |have )?(?:took over|taken over|stepped in|stepped up) as (?:the )?(.+)$", r"\2 is \1"),
+        {"change": True},
+    ),
     (
         *_sub(
             r"^(my|\w[\w .'&-]*?'s) (.+?) (?:has |have |was |got )?(?:changed|switched|moved|updated|gone up|gone down|"
@@ -234,10 +248,14 @@ _REWRITES_ZH: list[tuple[re.Pattern[str], str, Flags]] = [
     (*_sub(r"^(.*?)(?:现在|目前|如今)(.+)$", r"\1\2", 0), {"change": True}),
 ]
 
+# "I actually really like jazz now", "weirdly I hate olives": how much or how oddly, not what
+_ADVERBS = (
+    r"(?:(?:really|absolutely|just|totally|actually|genuinely|honestly|truly|kind of|kinda|sort of|now|still)\s+)*"
+)
 _PREFERENCE_EN = [
     (
         re.compile(
-            r"^i (?:really |absolutely |just |totally )?(?:love|like|enjoy|adore|am fond of|'m fond of|"
+            rf"^i {_ADVERBS}(?:love|like|enjoy|adore|am fond of|'m fond of|"
             r"am into|'m into|am a fan of|'m a fan of|started liking|started to like) (.+)$",
             re.I,
         ),
@@ -245,7 +263,7 @@ _PREFERENCE_EN = [
     ),
     (
         re.compile(
-            r"^i (?:really |absolutely |just |totally )?(?:hate|dislike|detest|loathe|can't stand|cannot stand|"
+            rf"^i {_ADVERBS}(?:hate|dislike|detest|loathe|can't stand|cannot stand|"
             r"don't like|do not like|am not a fan of|'m not a fan of) (.+)$",
             re.I,
         ),
@@ -265,8 +283,12 @@ _PREFERENCE_ZH = [
         re.compile(r"^我(?:很|非常|特别|超|挺|最|真的)?(?:不喜欢|讨厌|不爱|受不了|烦|反感)(?:吃|喝|看|玩)?(.+)$"),
         "dislikes",
     ),
-    (re.compile(r"^我(?:很|非常|特别|超|挺|最|真的)?(?:喜欢|爱|喜爱|热爱)(?:吃|喝|看|玩)?(.+)$"), "likes"),
+    (re.compile(r"^我(?:很|非常|特别|超|挺|最|真的)?(?:喜欢|爱|喜爱|热爱)(?:吃|喝|看|玩)?(?!的)(.+)$"), "likes"),
     (re.compile(r"^我?(?:已经|最近|渐渐)?(?:爱上|迷上|喜欢上)了?(?:吃|喝|看|玩)?(.+)$"), "likes"),  # a change of taste
+    (
+        re.compile(r"^(?:最近|现在)?(?:最爱|更爱|更喜欢|最喜欢)(?:吃|喝|看|玩|听)?(?!的)(.+)$"),
+        "likes",
+    ),  # "现在最爱烤鱼"
     (re.compile(r"^我对(.+?)过敏$"), "allergic to"),
     (re.compile(r"^我(?:会说|会讲|说)(.+)$"), "speaks"),
 ]
@@ -313,12 +335,32 @@ _HYPOTHETICAL = re.compile(
 )
 
 
-def is_hypothetical(sentence: str) -> bool:
-    """A sentence about what is not the case ("If I lived in Paris …", "yeah I'd probably …", "要是我有钱…"):
-    it states no fact, whoever reads it."""
-    return bool(_HYPOTHETICAL.search(clean_statement(sentence)))
+# "I think e-scooters are ruining pavements", "我觉得这家店一般": a view, not a fact. ("I think my flight is at
+# nine" hedges a fact, but is the one dilm should not record as one either.)
+_OPINION = re.compile(
+    r"^(?:i (?:think|believe|feel|reckon|guess|suppose|bet)|in my (?:opinion|view)|imo|personally,)\b|"
+    r"^我(?:觉得|认为|感觉|猜|估计|个人觉得)",
+    re.I,
+)
 
 
+def is_unasserted(sentence: str) -> bool:
+    """A sentence that asserts no fact, whoever reads it: a hypothetical ("If I lived in Paris …", "yeah I'd
+    probably …", "要是我有钱…") or an opinion ("I think …", "我觉得…")."""
+    cleaned = clean_statement(sentence)
+    return bool(_HYPOTHETICAL.search(cleaned) or _OPINION.search(cleaned))
+
+
+# A taste the speaker lost: "I'm over Paper Orchard", "I've gone off olives", "火锅吃腻了", "恐怖片现在不敢看了".
+_FALLEN_OUT = [
+    re.compile(
+        r"^(?i:i)(?:'m| am|'ve| have)? (?:so |totally |kind of |kinda )?(?:over|gone off|gone off of|"
+        r"fallen out of love with) (?P<x>[\w'&-]+(?: [\w'&-]+){0,3})$"
+    ),
+    re.compile(r"^(?i:i) can(?:'t|not) do (?P<x>[\w'&-]+(?: [\w'&-]+){0,2}) any ?more$"),
+    re.compile(r"^(?P<x>[^我你他她它，,\s]{1,8}?)(?:现在|已经|早就)?(?:吃腻|看腻|玩腻|听腻|喝腻|腻)了$"),
+    re.compile(r"^(?P<x>[^我你他她它，,\s]{1,8}?)(?:现在|已经)?(?:不敢|不想|不爱)(?:看|吃|喝|玩|听)了$"),
+]
 # A habit the speaker stopped: "I quit smoking", "I don't eat meat anymore", "我已经不抽烟了", "我把酒戒了".
 # (Quitting a capitalised name is leaving an employer: the rewrites read that.)
 _STOPPED = [
@@ -338,23 +380,26 @@ _STOPPED = [
 ]
 
 
-def _stopped_habit(sentence: str) -> Triple | None:
-    for pattern in _STOPPED:
-        m = pattern.match(sentence)
-        if m and not re.search(r"[年月天周久]|^快", m["x"]):  # "戒了快半年" says how long, not what
-            return Triple(USER, "habit", m["x"])
+def _stopped(sentence: str) -> Triple | None:
+    """What the speaker says they stopped doing or liking, as the triple it ends."""
+    for patterns, relation in ((_FALLEN_OUT, "likes"), (_STOPPED, "habit")):
+        for pattern in patterns:
+            m = pattern.match(sentence)
+            # "戒了快半年" says how long, not what; "I'm over it" does not say what
+            if m and not re.search(r"[年月天周久]|^快", m["x"]) and not _NOT_A_THING.match(m["x"]):
+                return Triple(USER, relation, m["x"])
     return None
 
 
 def _claim(sentence: str) -> Claim | None:
     """The claim one declarative sentence makes, if rules can read it (a hypothetical makes none)."""
     zh = bool(re.search(r"[\u4e00-\u9fff]", sentence))
-    if is_hypothetical(sentence):
+    if is_unasserted(sentence):
         return None
     sentence, times = time_phrases(sentence.strip().rstrip(".。!！;；"), zh)
-    habit = _stopped_habit(clean_statement(sentence))
-    if habit is not None:
-        return Claim(habit, negated=True, invalid_at=times.get("invalid_at") or times.get("valid_at"))
+    stopped = _stopped(clean_statement(sentence))
+    if stopped is not None:
+        return Claim(stopped, negated=True, invalid_at=times.get("invalid_at") or times.get("valid_at"))
     plain, flags = _rewrite(clean_statement(sentence), zh)
     negated, past = bool(flags.get("negated")), bool(flags.get("past") or times.get("past"))
     triple = _ended_job(plain) if negated else None

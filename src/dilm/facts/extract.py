@@ -87,6 +87,7 @@ _LEAD_EN = re.compile(
     r"^(?:(?:no|nope|nah|wrong|incorrect|actually|correction|fyi|note|sorry|well|oh|hmm|ugh|uh|that's wrong|that is wrong|"
     r"that's incorrect|that is incorrect|that's not right|that's not it|not quite|not really|update|please note|"
     r"just so you know|my mistake(?: again)?|my bad|oops|whoops|hi there|hello there|hey there|hi|hello|hey|greetings|"
+    r"weirdly|oddly|funnily enough|honestly|ok|okay|so|anyway|btw|by the way|heads up|guess what|turns out|"
     r"good (?:morning|afternoon|evening)|(?:the )?(?:correct|right|real) answer(?: is)?)\b[\s,:;.!—–-]*)+",
     re.I,
 )
@@ -285,6 +286,7 @@ _ZH_PATTERNS = [
         lambda m: (m["subj"], _ZH_WHEN[m["rel"]], m["obj"]),
     ),
     (re.compile(r"^我的(?P<rel>.+?)(?:是|叫|为)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
+    (re.compile(r"^我(?P<rel>最(?:喜欢|爱)的.+?)(?:是|为)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
     # "我开的是一辆白色的极岸S5"
     (
         re.compile(r"^我(?P<verb>开|骑|用|养)的是(?:一[辆台部只条个])?(?P<obj>.+)$"),
@@ -315,7 +317,7 @@ _ZH_PATTERNS = [
 
 # Chinese chat often separates clauses with a space instead of punctuation ("号码换了哈 新的是139…").
 _SENTENCES = re.compile(
-    r"(?<=[.!?])\s+(?=[A-Z\"'“\u4e00-\u9fff])|[。！？；;\n]+|:\s+|：|(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])"
+    r"(?<=[.!?])\s+(?=[A-Za-z\"'“\u4e00-\u9fff])|[。！？；;\n]+|:\s+|：|(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])"
 )
 _ABBREVIATION = re.compile(r"(?:^|\s)(?:Dr|Mr|Mrs|Ms|Prof|St|Jr|Sr|Mt|No|Co|Inc|Ltd|vs|etc|e\.g|i\.e)\.$")
 
@@ -393,6 +395,8 @@ def owner(subject: str) -> str:
 def canonical_relation(relation: str) -> str:
     rel = normalize(relation)
     rel = re.sub(r"^(?:the|a|an) ", "", rel)
+    rel = re.sub(r"^(?:fave|fav|favorite)\b", "favourite", rel)  # one spelling for one relation
+    rel = re.sub(r" (?:right now|now|at the moment|these days|currently)$", "", rel)  # when is not what
     rel = re.sub(r"^(.+?)(?:'s|’s)? (?:name|called|named)$", r"\1 name", rel)  # "sister's name" = "sister name"
     return _RELATION_ALIASES.get(rel, rel)
 

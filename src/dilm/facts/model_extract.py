@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from dilm.config import Decoding
-from dilm.facts.analyze import Analysis, Claim, analyze, is_hypothetical, is_question, referent_of
+from dilm.facts.analyze import Analysis, Claim, analyze, is_question, is_unasserted, referent_of
 from dilm.facts.extract import KIN_WORD, SPEAKER, THIRD_PERSON, USER, Triple, canonical_relation, owner, sentences
 from dilm.facts.instruction import is_instruction
 from dilm.facts.timeexpr import iso, time_phrases
@@ -175,9 +175,9 @@ def needs_model(text: str, rules: Analysis) -> bool:
 
 
 def _unread(text: str, rules: Analysis) -> list[str]:
-    """The sentences the rules read nothing from, less questions and hypotheticals (which state nothing)."""
+    """The sentences the rules read nothing from, less questions, hypotheticals and opinions (which assert nothing)."""
     covered = {c.sentence for c in rules.claims}
-    return [s for s in sentences(text) if s not in covered and not is_question(s) and not is_hypothetical(s)]
+    return [s for s in sentences(text) if s not in covered and not is_question(s) and not is_unasserted(s)]
 
 
 def _anchored(sentence: str) -> bool:

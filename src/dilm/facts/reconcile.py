@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from dilm.facts.analyze import Claim, is_question
 from dilm.facts.extract import SPEAKER, THIRD_PERSON, USER, Triple, sentences
 from dilm.text import normalize
 from dilm.types import Fact
 
-__all__ = ["changed_by_shape", "ended_by_mention", "says_a_change", "says_an_end"]
+__all__ = ["changed_by_shape", "ended_by_mention", "narrowed", "says_a_change", "says_an_end"]
 
 # Verbs whose object is what stopped: the named value must be that object ("quit Brightmoor", "cancelled my
 # membership at Kestrel"), so "I left my keys at Brightmoor" ends nothing.
@@ -204,3 +205,18 @@ def changed_by_shape(text: str, known: Sequence[Fact], read: Iterable[str] = ())
             if out:
                 break
     return list({c.triple: c for c in out}.values())
+
+
+def narrowed(claims: Sequence[Claim], known: Sequence[Fact]) -> list[Claim]:
+    """A relation said by its head alone ("The Quiet Hours are my favourite now") is the one current relation of
+    that subject it heads ("favourite band"), when exactly one does and none is the head itself."""
+    out = []
+    for c in claims:
+        t = c.triple
+        mine = [f for f in known if f.current and normalize(f.subject) == normalize(t.subject)]
+        rel = normalize(t.relation)
+        heads = {f.relation for f in mine if normalize(f.relation).startswith(f"{rel} ")}
+        if not c.negated and len(heads) == 1 and not any(normalize(f.relation) == rel for f in mine):
+            c = replace(c, triple=Triple(t.subject, heads.pop(), t.object))
+        out.append(c)
+    return out

@@ -45,7 +45,9 @@ _ZH = [
 
 
 _CHANGE = re.compile(
-    r"\b(?:moved|relocated|left|joined|started|quit|became|switched|changed|retired|graduated|married)\b", re.I
+    r"\b(?:moved|relocated|left|joined|started|quit|became|switched|changed|retired|graduated|married|took over|"
+    r"replaced|succeeded|stepped (?:in|up|down))\b",
+    re.I,
 )
 
 
