@@ -231,6 +231,40 @@ def test_a_correction_that_gives_only_a_value_answers_the_question_asked(
 
 
 @pytest.mark.parametrize(
+    "said, ask, wrong, correction, fact",
+    [
+        # a pronoun in the correction means the person asked about
+        (
+            None,
+            "我表哥叫什么你还记得吗",
+            "你表哥叫林一舟。",
+            "不对 他叫林一帆 你记错了",
+            ("user's 表哥", "name", "林一帆"),
+        ),
+        (
+            None,
+            "Do you remember what my sister is called?",
+            "Your sister is called Mara.",
+            "No, she's called Maren.",
+            (USER, "sister name", "Maren"),
+        ),
+        # the correction repeats the known value in short: the known value stands, nothing is superseded
+        ("云雀台灯售价329元", "云雀台灯多少钱来着", "售价239元。", "不是 329", ("云雀台灯", "price", "329元")),
+        ("我们公司团建定在5月26号", "团建是哪天", "5月6号。", "是26号啊 你少了个2", ("公司团建", "date", "5月26号")),
+    ],
+)
+def test_an_in_chat_correction_of_the_previous_answer(bot, said, ask, wrong, correction, fact):
+    if said:
+        bot.chat(said, user="u")
+    reply = bot.replay(ask, wrong, user="u")
+    bot.chat(correction, user="u", session=reply.session_id)
+    kinds = [f["kind"] for f in bot.sessions.history(user="u", session=reply.session_id)[1]["feedback"]]
+    assert kinds == ["correction"]
+    assert fact in _current(bot, "u"), _current(bot, "u")
+    assert len([f for f in _facts(bot, "u").values() if f.relation == fact[1]]) == 1  # nothing superseded
+
+
+@pytest.mark.parametrize(
     "first, second, thing",
     [
         ("Remember that I love olives.", "Remember that I hate olives.", "olives"),

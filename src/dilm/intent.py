@@ -76,6 +76,14 @@ _CORRECTION_LEAD = re.compile(
     re.I,
 )
 
+# Saying the assistant erred marks a correction wherever it stands: "是18号啊 你少了个1", "Leeds, you got it wrong".
+_YOU_ERRED = re.compile(
+    r"\byou(?:'re| are| were) (?:wrong|mistaken)\b|\byou got (?:it|that|this) wrong\b|\byou misremembered\b|"
+    r"\byou mixed (?:it|them|that) up\b|"
+    r"你(?:又)?(?:说错|记错|搞错|弄错|写错|算错|看错|记混|搞混)了?|你(?:少|多)(?:了|写了|说了)",
+    re.I,
+)
+
 
 def corrected_answer(text: str, analysis: Analysis, session: list[Message]) -> str | None:
     """The id of the assistant's last answer when `text` corrects it: a value given as a correction ("No, it's
@@ -87,7 +95,7 @@ def corrected_answer(text: str, analysis: Analysis, session: list[Message]) -> s
     asked = next((m.content for m in session if m.id == last.parent_id), "")
     if _NOT_A_CORRECTION.search(_CORRECTION_LEAD.sub("", text.strip())):  # "No thanks.", "不是，随便问问"
         return None
-    marked = bool(_CORRECTION_LEAD.match(text.strip()))
+    marked = bool(_CORRECTION_LEAD.match(text.strip()) or _YOU_ERRED.search(text))
     value = correction_value(text)
     said = last.content.casefold()
     if value is not None and value[0].casefold() in said:

@@ -477,7 +477,7 @@ def analyze(text: str, referent: str | None = None) -> Analysis:
         found = [c for part in _expand(_resolve(sentence, subject)) for c in _sentence_claims(part, about)]
         for claim in found:
             claims.append(replace(claim, sentence=sentence))
-            subject = _referent(claim.triple) or subject
+            subject = person_in(claim.triple) or subject
         about = found[-1].triple.subject if found else topic(sentence)
     act: Act = "question" if asked else "statement" if claims else "chatter"
     return Analysis(act, tuple(_dedupe(claims)), instruction=is_instruction(text))
@@ -562,7 +562,7 @@ def _expand(sentence: str) -> list[str]:
     return [sentence]
 
 
-def _referent(t: Triple) -> str | None:
+def person_in(t: Triple) -> str | None:
     """Who a later pronoun may mean: a third party, or the speaker's person ("my sister is called Ana",
     "我姐叫温可欣")."""
     if t.subject != USER:
@@ -575,7 +575,7 @@ def referent_of(recent: Sequence[Fact]) -> str | None:
     """The speaker's person a pronoun opening the next message means ("I have a sister called Ines." then
     "She lives in Lyon."): the person of the newest of the user's `recent` facts (newest first), if it is one."""
     for f in recent[:3]:
-        who = _referent(Triple(f.subject, f.relation, f.object))
+        who = person_in(Triple(f.subject, f.relation, f.object))
         if _people(who):
             return who
     return None

@@ -286,6 +286,20 @@ _ZH_PATTERNS = [
         lambda m: (m["subj"], _ZH_WHEN[m["rel"]], m["obj"]),
     ),
     (re.compile(r"^我的(?P<rel>.+?)(?:是|叫|为)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
+    # "小鲸音箱Pro售价699元": a price
+    (
+        re.compile(
+            r"^(?P<subj>[^，,]{1,20}?)的?(?:售价|价格|定价|价钱|卖)(?:是|为|要)?(?P<obj>[\d.,]+\s*(?:元|块钱?|美元|欧元|英镑|万元?)?)$"
+        ),
+        lambda m: (m["subj"], "price", m["obj"]),
+    ),
+    # "年会定在1月18号", "面试安排在周三上午九点": when something is
+    (
+        re.compile(
+            r"^(?:我们|咱们)?(?P<subj>[^，,]{1,12}?)(?:定在|安排在|定于|约在|改到|挪到)(?P<obj>[^，,]*?[\d一二三四五六七八九十两][^，,]*)$"
+        ),
+        lambda m: (m["subj"], "time" if re.search(r"[点:：]|上午|下午|晚上", m["obj"]) else "date", m["obj"]),
+    ),
     (re.compile(r"^我(?P<rel>最(?:喜欢|爱)的.+?)(?:是|为)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
     # "我开的是一辆白色的极岸S5"
     (
@@ -302,6 +316,7 @@ _ZH_PATTERNS = [
     ),
     # Chinese drops 的 before close people: "我妹妹叫苏沐白" is "我的妹妹叫苏沐白" (是 may be a job: not read)
     (re.compile(rf"^我(?P<rel>{ZH_KIN})叫(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
+    (re.compile(r"^user's (?P<rel>[^\s，,]{1,6}?)叫(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),  # "她叫…"
     (re.compile(rf"^(?P<subj>.+?)的?(?P<rel>{_ZH_VERBS})(?P<obj>.+)$"), lambda m: (m["subj"], m["rel"], m["obj"])),
     (
         re.compile(r"^(?P<subj>.+?)的(?P<rel>.+?)(?:是|为|叫|在|有|改为|改成)(?P<obj>.+)$"),
@@ -397,7 +412,9 @@ def canonical_relation(relation: str) -> str:
     rel = re.sub(r"^(?:the|a|an) ", "", rel)
     rel = re.sub(r"^(?:fave|fav|favorite)\b", "favourite", rel)  # one spelling for one relation
     rel = re.sub(r" (?:right now|now|at the moment|these days|currently)$", "", rel)  # when is not what
-    rel = re.sub(r"^(.+?)(?:'s|’s)? (?:name|called|named)$", r"\1 name", rel)  # "sister's name" = "sister name"
+    rel = re.sub(
+        r"^(.+?)(?:'s|’s| is| are)? (?:name|called|named)$", r"\1 name", rel
+    )  # "sister's name" = "sister name"
     return _RELATION_ALIASES.get(rel, rel)
 
 
@@ -451,7 +468,7 @@ def match(sentence: str) -> Triple | None:
     """The triple of the first pattern that fits the sentence, if it is a sensible one."""
     zh = re.search(r"[\u4e00-\u9fff]", sentence) and not _mostly_latin(sentence)
     # "My car's a Comet", "Her birthday's on 2 November": a contracted "is", not a possessive.
-    sentence = re.sub(r"(?<=\w)['’]s (?=(?:an?|the|on|in|at|from|\d)\b)", " is ", sentence)
+    sentence = re.sub(r"(?<=\w)['’]s (?=(?:an?|the|on|in|at|from|called|named|\d)\b)", " is ", sentence)
     for pattern, build in _ZH_PATTERNS if zh else _EN_PATTERNS:
         m = pattern.match(_tidy(sentence))
         if m:
@@ -524,6 +541,7 @@ _VALUE_EN = [
     ),
 ]
 _VALUE_ZH = [
+    re.compile(r"^(?:不是|不对|错了)[\s，,]+(?:是|应该是)?(?P<new>[^，,\s]{1,40})$"),  # "不是 699"
     re.compile(r"^(?:这|那|答案)?不是(?P<old>.+?)[，,、\s]*(?:而是|是|应该是|应为)(?P<new>.+)$"),
     re.compile(r"^(?:现在|目前|如今|已经|后来)+(?:是|在|改成了?|改为|换成了?|变成了?|搬到了?|搬去了?|叫)(?P<new>.+)$"),
     re.compile(r"^(?:已经)?(?:改成了?|换成了?|变成了?|搬到了?|搬去了?)(?P<new>.+)$"),

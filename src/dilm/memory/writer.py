@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from dilm.facts.analyze import MULTI_VALUED, OPPOSITE, Analysis, Claim, analyze
+from dilm.facts.analyze import MULTI_VALUED, OPPOSITE, Analysis, Claim, analyze, person_in
 from dilm.facts.extract import USER, Triple, clean_statement, correction_value, parse_question, render, sentences
 from dilm.facts.instruction import is_instruction
 from dilm.facts.reconcile import changed_by_shape, ended_by_mention, narrowed, says_a_change, says_an_end
 from dilm.memory.embed import Embedder
 from dilm.memory.retrieve import Retriever
 from dilm.store import Store
-from dilm.text import content_terms, language, normalize
+from dilm.text import content_terms, is_cjk, language, normalize
 from dilm.types import GLOBAL_SCOPE, Fact, FactEnd, Memory, new_id, utcnow
 
 
@@ -66,18 +66,23 @@ class MemoryWriter:
         # Value-only corrections ("No, it's B", "not A but B", "应该是B") first: read as statements they would
         # yield nonsense triples such as (不; 是; 北京，而是杭州).
         value = correction_value(text)
+        # "不对 她叫苏沐白", "No, she's called Maren": a pronoun means the person the question was about
+        read = analyze(text, person_in(Triple(*qparse, "")) if qparse else None).claims
         bare = clean_statement(text).rstrip(".。!！")
-        if value is None and qparse and _is_bare_value(bare) and not analyze(text).claims:
+        if value is None and qparse and _is_bare_value(bare) and not read:
             # A bare value ("Port Averly.", "No, 684 pages."): the question says what it is the value of, so a
             # model reading (which would guess a subject) is not needed.
             value = (bare, None)
-        claims = [] if value else list(self.analyze(text, scope).claims)
+        claims = [] if value else list(read or self.analyze(text, scope).claims)
         if len(claims) == 1 and qparse and _about_question(claims[0].triple, qparse):
             # The question defines what is being corrected: keep its subject and relation, so that
             # "The password is now X" answers "What is the Wi-Fi password at Y?" and A→B→C chains share one key.
             claims = [replace(claims[0], triple=Triple(qparse[0], qparse[1], claims[0].triple.object))]
         if value is not None and qparse:
-            claims = [Claim(Triple(qparse[0], qparse[1], value[0]), change=True)]
+            known = self._answering(scope, qparse)  # "年会是哪天" asks about the fact "公司年会 date 1月18号"
+            subject, relation = (known.subject, known.relation) if known else qparse
+            restated = known is not None and _restates(value[0], known.object)  # "不是 699" of "699元"
+            claims = [Claim(Triple(subject, relation, known.object if restated else value[0]), change=True)]
         triples = [c.triple for c in claims]
         if claims:
             statement = (
@@ -93,6 +98,18 @@ class MemoryWriter:
         meta = {"question": question.strip(), "answer": answer, "source": "correction"}
         key = f"{question.strip()}\n{statement}"
         return self._write(scope, statement, key, "correction", source_id, claims, meta)
+
+    def _answering(self, scope: str, qparse: tuple[str, str]) -> Fact | None:
+        """The one current fact of `scope` that the question (subject, relation) asks about, if exactly one."""
+        subject, relation = normalize(qparse[0]), normalize(qparse[1])
+        found = {
+            (f.subject, f.relation): f
+            for f in self.store.facts([scope], limit=200, newest_first=True)
+            if f.current
+            and _same_subject(f.subject, subject)
+            and (normalize(f.relation) == relation or (is_cjk(relation) and relation in normalize(f.relation)))
+        }
+        return next(iter(found.values())) if len(found) == 1 else None
 
     def supplement(self, scope: str, question: str, text: str, source_id: str) -> Learned:
         if is_instruction(text) or looks_binary(text):
@@ -305,6 +322,15 @@ def _is_bare_value(text: str) -> bool:
     if re.search(r"[\u4e00-\u9fff]", text):
         return len(text) <= 12 and not re.search(r"[是在有的了]", text)
     return len(text.split()) <= 4
+
+
+def _restates(value: str, current: str) -> bool:
+    """A corrected value that is the current one without its unit or its leading part ("699" of "699元", "42"
+    of "42 km", "18号" of "1月18号"): the user repeats what is known, in short."""
+    v, c = normalize(value), normalize(current)
+    unit = c.startswith(v) and bool(re.fullmatch(r"\s*[^\d\s.,]{1,8}", c[len(v) :]))
+    lead = len(v) >= 2 and c.endswith(v) and len(c) > len(v) and not c[-len(v) - 1].isdigit()
+    return v == c or unit or lead
 
 
 def _about_question(t: Triple, qparse: tuple[str, str]) -> bool:
