@@ -169,6 +169,12 @@ def test_model_facts_not_in_the_message_are_dropped():
         Triple("user's sister", "lives in", "Oslo")
     ]
     assert read("Tomas moved to Oslo.", ["user's sister", "lives in", "Oslo"]) == []
+    # an act is not a value
+    assert read("I quit Brightmoor.", ["user", "job title", "quit"]) == []
+    assert read("我不喝咖啡。", ["user", "habit", "不喝咖啡"]) == []
+    assert read("My favourite colour is red.", ["user", "favourite colour", "red"]) == [
+        Triple(USER, "favourite colour", "red")
+    ]
 
 
 def test_hybrid_asks_the_model_only_for_what_the_rules_left_and_keeps_only_that():

@@ -127,6 +127,13 @@ def _dated(claims: list[Claim], text: str) -> list[Claim]:
     return out
 
 
+# What a small model puts where a value belongs: a verb ("quit", "shifted", "shut down") or a negated phrase.
+_VERB_LIKE = re.compile(
+    r"(?:quit|left|ran|went|got|shut|sold|did|made|took|gave|began|begun|stopped|started|moved|shifted|changed|"
+    r"switched|closed|joined)(?: (?:down|up|off|out|over|away))?|[不没别未].*"
+)
+
+
 def _claim(row: Any) -> Claim | None:
     if isinstance(row, dict):
         row = [row.get(k, "") for k in ("subject", "relation", "object", "status", "since", "until")]
@@ -137,6 +144,8 @@ def _claim(row: Any) -> Claim | None:
     if not (subject and relation and obj) or len(obj) > 120:
         return None
     if canonical_relation(relation) == "name" and KIN_WORD.fullmatch(obj):  # "(user's mother, name, mum)"
+        return None
+    if _VERB_LIKE.fullmatch(obj):  # "(user, job title, quit)", "(user, habit, 不喝咖啡)": an act, not a value
         return None
     subject = USER if subject.casefold() in {"user", "i", "me", "我", "用户", "speaker"} else owner(subject)
     return Claim(
