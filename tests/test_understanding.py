@@ -303,7 +303,7 @@ def test_the_newer_stated_preference_wins(bot, first, second, thing):
             ("favourite podcast", "Night Shift Radio"),
             ("favourite podcast", "Slow Orbit"),
         ),
-        (["我最爱吃麻辣烫", "现在最爱煎饼 麻辣烫吃腻了"], ("likes", "麻辣烫"), ("likes", "煎饼")),
+        (["我最爱吃麻辣烫", "现在最爱煎饼 麻辣烫吃腻了"], ("favourite", "麻辣烫"), ("favourite", "煎饼")),
         (["我特别爱看悬疑片", "悬疑片现在不敢看了"], ("likes", "悬疑片"), None),
         (["我讨厌抹茶，太苦了。", "最近爱上抹茶了"], ("dislikes", "抹茶"), ("likes", "抹茶")),
     ],
@@ -481,6 +481,9 @@ def test_questions_in_any_wording_are_questions(text):
         ("我妹妹在华为工作", ("user's 妹妹", "works at", "华为"), {}),
         ("我女儿在枫林小学上学", ("user's 女儿", "studies at", "枫林小学"), {}),
         ("我男朋友在字节当程序员", ("user's 男朋友", "job", "程序员"), {}),
+        # after a career move Chinese names the new place or title without a subject
+        ("换工作了 现在在青柠科技", (USER, "works at", "青柠科技"), {"change": True}),
+        ("升职啦，现在是项目总监了", (USER, "job", "项目总监"), {"change": True}),
     ],
 )
 def test_rules_read_negation_change_time_and_people(text, triple, flags):

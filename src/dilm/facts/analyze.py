@@ -245,6 +245,11 @@ _REWRITES_ZH: list[tuple[re.Pattern[str], str, Flags]] = [
     (*_sub(r"^(?:以前|之前|曾经|原来|过去|早先|当年)[，,]?(.+)$", r"\1", 0), {"past": True}),
     # experiential 过: "邵嘉禾当过青石镇的镇长" held once, not now
     (*_sub(r"^(.+?)(?:当过|做过|担任过|干过)([^\d一二三四五六七八九十几两半].*)$", r"\1担任\2", 0), {"past": True}),
+    # "灵犀笔记现在最新版本是3.2": 现在 stands between the subject and its attribute, where 的 would
+    (
+        *_sub(r"^((?![我你他她它])[^，,的\s]{2,12}?)(?:现在|目前|如今)((?![是在])[^，,是\s]{1,8}是.+)$", r"\1的\2", 0),
+        {"change": True},
+    ),
     (*_sub(r"^(.*?)(?:现在|目前|如今)(.+)$", r"\1\2", 0), {"change": True}),
 ]
 
@@ -283,12 +288,10 @@ _PREFERENCE_ZH = [
         re.compile(r"^我(?:很|非常|特别|超|挺|最|真的)?(?:不喜欢|讨厌|不爱|受不了|烦|反感)(?:吃|喝|看|玩)?(.+)$"),
         "dislikes",
     ),
-    (re.compile(r"^我(?:很|非常|特别|超|挺|最|真的)?(?:喜欢|爱|喜爱|热爱)(?:吃|喝|看|玩)?(?!的)(.+)$"), "likes"),
+    # "我最爱吃火锅", "现在最爱烤鱼", "最近更喜欢墨绿色了": the one favourite, which a newer one replaces
+    (re.compile(r"^我?(?:最近|现在)?(?:最爱|更爱|更喜欢|最喜欢)(?:吃|喝|看|玩|听)?(?!的)(.+)$"), "favourite"),
+    (re.compile(r"^我(?:很|非常|特别|超|挺|真的)?(?:喜欢|爱|喜爱|热爱)(?:吃|喝|看|玩)?(?!的)(.+)$"), "likes"),
     (re.compile(r"^我?(?:已经|最近|渐渐)?(?:爱上|迷上|喜欢上)了?(?:吃|喝|看|玩)?(.+)$"), "likes"),  # a change of taste
-    (
-        re.compile(r"^(?:最近|现在)?(?:最爱|更爱|更喜欢|最喜欢)(?:吃|喝|看|玩|听)?(?!的)(.+)$"),
-        "likes",
-    ),  # "现在最爱烤鱼"
     (re.compile(r"^我对(.+?)过敏$"), "allergic to"),
     (re.compile(r"^我(?:会说|会讲|说)(.+)$"), "speaks"),
 ]
@@ -467,6 +470,7 @@ def analyze(text: str, referent: str | None = None) -> Analysis:
     asked = False
     subject = referent  # the last third party named: what "she", "its", "它" refer to
     about: str | None = None  # what labelled pieces are about ("Tarsel Foods: CEO Bram Oduya, founded 1998")
+    moved = False  # the last sentence was a career move alone ("跳槽了", "升职啦")
     for sentence in sentences(re.sub(r"\s+", " ", text)):
         if is_question(sentence):
             asked = True
@@ -474,13 +478,39 @@ def analyze(text: str, referent: str | None = None) -> Analysis:
             continue
         if len(sentence) > MAX_SENTENCE:  # rules read sentences, not documents (and stay linear on long text)
             continue
-        found = [c for part in _expand(_resolve(sentence, subject)) for c in _sentence_claims(part, about)]
+        career = _CAREER_MOVE.match(sentence)  # "我换工作了，现在在字节上班"
+        after = (
+            _after_career_move(career["rest"] if career and career["rest"] else sentence) if career or moved else None
+        )
+        found = (
+            [after] if after else [c for p in _expand(_resolve(sentence, subject)) for c in _sentence_claims(p, about)]
+        )
+        moved = bool(career and not career["rest"])
         for claim in found:
             claims.append(replace(claim, sentence=sentence))
             subject = person_in(claim.triple) or subject
         about = found[-1].triple.subject if found else topic(sentence)
     act: Act = "question" if asked else "statement" if claims else "chatter"
     return Analysis(act, tuple(_dedupe(claims)), instruction=is_instruction(text))
+
+
+_CAREER_MOVE = re.compile(
+    r"^我?(?:已经|刚刚?|终于)?(?:跳槽|换工作|换了?(?:份|个)?(?:新)?工作|入职|升职|升职加薪|调岗|转岗|被提拔)了?[啦呀哈~!！。]*"
+    r"(?:[，,]\s*(?P<rest>.+))?$"
+)
+
+
+def _after_career_move(sentence: str) -> Claim | None:
+    """Chinese names the new place or title without a subject after the move: "跳槽了 现在在拾光影业",
+    "升职啦 现在是部门经理了"."""
+    m = re.match(
+        r"^(?:现在|目前|如今)?(?:(在|去了?|到了?)|(是|当|做))(?P<x>[^，,]{2,20}?)(?:上班|工作)?了?[啦呀~!！。]*$",
+        sentence,
+    )
+    if m is None:
+        return None
+    claim = _claim(f"我跳槽到{m['x']}" if m.group(1) else f"我当{m['x']}")
+    return replace(claim, change=True) if claim else None
 
 
 def _sentence_claims(sentence: str, about: str | None = None) -> list[Claim]:

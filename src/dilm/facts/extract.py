@@ -411,6 +411,7 @@ def canonical_relation(relation: str) -> str:
     rel = normalize(relation)
     rel = re.sub(r"^(?:the|a|an) ", "", rel)
     rel = re.sub(r"^(?:fave|fav|favorite)\b", "favourite", rel)  # one spelling for one relation
+    rel = re.sub(r"^最(?:喜欢|爱)的?(?:吃的|喝的)?", "favourite ", rel).strip()  # 最喜欢的颜色 = favourite 颜色
     rel = re.sub(r" (?:right now|now|at the moment|these days|currently)$", "", rel)  # when is not what
     rel = re.sub(
         r"^(.+?)(?:'s|’s| is| are)? (?:name|called|named)$", r"\1 name", rel
