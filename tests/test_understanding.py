@@ -4,6 +4,8 @@ flagged; one current rating per message. Each kind in English and Chinese, end t
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 import pytest
 
 from dilm.facts.analyze import analyze, is_question
@@ -481,18 +483,53 @@ def test_questions_in_any_wording_are_questions(text):
         ("我妹妹在华为工作", ("user's 妹妹", "works at", "华为"), {}),
         ("我女儿在枫林小学上学", ("user's 女儿", "studies at", "枫林小学"), {}),
         ("我男朋友在字节当程序员", ("user's 男朋友", "job", "程序员"), {}),
+        # an earlier stage of life is the past; the speaker's own verbs; the speaker's group; an organisation
+        ("他年轻的时候在船厂当焊工", ("user's 外公", "job", "焊工"), {"past": True}),
+        ("As a kid I lived in Dunmore.", (USER, "lives in", "Dunmore"), {"past": True}),
+        ("I drive a blue Koral Arrow.", (USER, "drives", "a blue Koral Arrow"), {}),
+        ("我们部门的例会是每周二上午十点", ("user's 部门", "例会", "每周二上午十点"), {}),
+        ("我在云帆物流杭州分公司", (USER, "works at", "云帆物流杭州分公司"), {}),
         # after a career move Chinese names the new place or title without a subject
         ("换工作了 现在在青柠科技", (USER, "works at", "青柠科技"), {"change": True}),
         ("升职啦，现在是项目总监了", (USER, "job", "项目总监"), {"change": True}),
     ],
 )
 def test_rules_read_negation_change_time_and_people(text, triple, flags):
-    claims = analyze(text).claims
+    claims = analyze(text, "user's 外公").claims  # whom a leading 他 means
     assert len(claims) == 1, claims
     c = claims[0]
     assert (c.triple.subject, c.triple.relation, c.triple.object) == triple
     for key, value in flags.items():
         assert getattr(c, key) == value, (key, c)
+
+
+def test_a_title_at_an_organisation_is_a_title_and_a_workplace():
+    triples = [astuple(c.triple) for c in analyze("I'm a staff nurse at Larkfield Hospital.").claims]
+    assert triples == [(USER, "is", "a staff nurse"), (USER, "works at", "Larkfield Hospital")]
+    assert [astuple(c.triple) for c in analyze("I'm a member at Brookside Tennis Club.").claims] == [
+        (USER, "is", "a member at Brookside Tennis Club")
+    ]
+
+
+@pytest.mark.parametrize(
+    "first, then, relation, old, new",
+    [
+        (
+            "I ride a Tarvo Sprint bike.",
+            "Traded the Sprint in for a Halden Cruiser last month.",
+            "rides",
+            "Tarvo Sprint",
+            "Halden Cruiser",
+        ),
+        ("我用的是一台青橙X1手机", "上周把青橙X1换成了蓝莓P3", "uses", "青橙X1", "蓝莓P3"),
+    ],
+)
+def test_a_swap_names_the_old_value_and_gives_the_new_one(bot, first, then, relation, old, new):
+    bot.chat(first, user="u")
+    bot.chat(then, user="u")
+    now = {(r, o) for _, r, o in _current(bot, "u")}
+    assert any(r == relation and new in o for r, o in now), now
+    assert not any(old in o for _, o in now), now
 
 
 def test_people_named_in_passing_are_the_speakers_people():

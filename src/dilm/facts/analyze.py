@@ -573,6 +573,11 @@ _APPOSITIVE = re.compile(
     r"^(?i:my|our) (?P<who>(?!name\b)[a-z]+(?: (?!(?:to|of|in|at|for|is|are|was|from)\b)[a-z]+)?) "
     r"(?P<name>[A-Z][\w'-]+(?: [A-Z][\w'-]+)?) (?P<rest>.+)$"
 )
+_ROLE_AT = re.compile(
+    r"^(?P<who>(?i:i|my [a-z]+(?: [a-z]+)?))(?: |(?='m))(?P<be>am|'m|is|'s) "
+    r"(?P<title>(?i:an?) (?!(?:member|fan|regular|customer|client|patient|guest|visitor)\b)[\w -]+?) "
+    r"(?i:at|for|with) (?P<org>[A-Z][\w&'.-]*(?: [A-Z][\w&'.-]*)*)$"
+)
 _HAVE_CALLED = re.compile(
     r"^(?:i|we) (?:have|'ve got|have got|'ve|got) (?:a|an|one) (?P<what>[\w -]+?) (?:called|named) (?P<name>.+)$", re.I
 )
@@ -586,6 +591,11 @@ def _expand(sentence: str) -> list[str]:
     m = _APPOSITIVE.match(s)
     if m and not m["rest"].startswith(("and ", "or ")):
         return [f"my {m['who']} is called {m['name']}", f"my {m['who']} {m['rest']}"]
+    m = _ROLE_AT.match(s)  # "I'm a junior designer at Cobaltia": a title and a workplace
+    if m:
+        work = "work" if m["be"] in ("am", "'m") else "works"
+        be = m["be"] if m["be"].startswith("'") else f" {m['be']}"
+        return [f"{m['who']}{be} {m['title']}", f"{m['who']} {work} at {m['org']}"]
     m = _HAVE_CALLED.match(s)
     if m:
         return [f"I have a {m['what']}", f"my {m['what']} is called {m['name']}"]

@@ -140,6 +140,11 @@ _EN_PATTERNS = [
         lambda m: (USER, "age", m["obj"]),
     ),
     (re.compile(r"^i weigh (?P<obj>.+)$", re.I), lambda m: (USER, "weight", m["obj"])),
+    # the speaker's own verbs, named as a third person's ("I drive a Comet" -> drives)
+    (
+        re.compile(r"^i (?:also )?(?P<verb>drive|own|play|ride|teach|manage|lead|coach|use)\s+(?P<obj>.+)$", re.I),
+        lambda m: (USER, f"{m['verb'].casefold()}s", m["obj"]),
+    ),
     (
         re.compile(r"^(?:i am|i'm) (?P<obj>[\d.,]+ ?(?:m|cm|ft|feet|metres|meters)\b.*?) tall$", re.I),
         lambda m: (USER, "height", m["obj"]),
@@ -247,6 +252,7 @@ ZH_KIN = (
     r"孩子|宝宝|猫|狗|狗狗|猫咪)"
 )
 _ZH_WORK = {"工作", "上班", "任职", "实习", "供职"}
+_ZH_ORG = r"(?:公司|分公司|集团|银行|事务所|研究所|研究院|工作室|工厂|厂|医院|律所|科技|网络|物流|传媒|咨询|影业|证券|基金|报社|电视台)"
 # A word for one of the speaker's people ("mum", "女儿"): never a name, whatever a reader made of it.
 KIN_WORD = re.compile(rf"(?i:{_EN_PEOPLE})|{ZH_KIN}")
 _ZH_PATTERNS = [
@@ -268,15 +274,19 @@ _ZH_PATTERNS = [
     # where the speaker or one of their people works or studies: "我妹妹在华为工作", "我女儿在枫林小学上学"
     (
         re.compile(
-            rf"^(?P<subj>我的?(?:{ZH_KIN})?)(?:现在|目前)?(?:在|于)(?P<obj>[^，,]+?)"
+            rf"^(?P<subj>我的?(?:{ZH_KIN})?|user's [^\s，,]{{1,6}}?)(?:现在|目前)?(?:在|于)(?P<obj>[^，,]+?)"
             r"(?P<verb>工作|上班|任职|实习|供职|上学|读书|念书|读大学|上大学|读研|读博|留学)$"
         ),
         lambda m: (m["subj"], "works at" if m["verb"] in _ZH_WORK else "studies at", m["obj"]),
     ),
     (
-        re.compile(rf"^(?P<subj>我的?(?:{ZH_KIN})?)(?:现在|目前)?(?:在(?P<org>[^，,]+?))?(?:做|当|担任)(?P<obj>.+)$"),
+        re.compile(
+            rf"^(?P<subj>我的?(?:{ZH_KIN})?|user's [^\s，,]{{1,6}}?)(?:现在|目前)?(?:在(?P<org>[^，,]+?))?(?:做|当|担任)(?P<obj>.+)$"
+        ),
         lambda m: (m["subj"], "job", m["obj"]),
     ),
+    # "我在北辰物流广州分公司": being at an organisation is working there
+    (re.compile(rf"^我(?:现在)?在(?P<obj>[^，,]{{2,20}}?{_ZH_ORG})$"), lambda m: (USER, "works at", m["obj"])),
     (re.compile(r"^我(?P<rel>住在|住|在|来自)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
     (
         re.compile(
@@ -370,7 +380,8 @@ def is_teaching(text: str) -> bool:
 
 def _tidy(value: str) -> str:
     value = value.strip().strip(" \t\"'“”‘’「」『』")
-    value = re.sub(r"[\s.。!！?？,，;；:：]+$", "", value)
+    value = re.sub(r"[\s.。!！?？,，;；:：~\u2600-\u27bf\U0001f000-\U0001faff\ufe0f]+$", "", value)  # "now 🎉"
+    value = re.sub(r"\s+(?:right )?now$", "", value, flags=re.I)
     value = re.sub(r"^(?:now|currently|actually|really)\s+", "", value, flags=re.I)
     value = re.sub(r"\s+(?:too|as well)$", "", value, flags=re.I)  # "My sister works at Brightmoor too"
     # "a nurse for ten years before retraining …": how long it held is not part of the value
@@ -401,9 +412,12 @@ def owner(subject: str) -> str:
     s = subject.strip()
     if s.casefold() in {"i", "me", "我", "本人"}:
         return USER
-    m = re.fullmatch(r"(?i:my) (.+)|我(?![们不没])的?([^的\s]{1,6})", s)
+    m = re.fullmatch(
+        r"(?i:my) (.+)|我(?![们不没])的?([^的\s]{1,6})|(?:我们|咱们)的?((?:组|公司|部门|团队|班|学校|小区|家|乐队|球队)[^的\s]{0,4})",
+        s,
+    )
     if m:
-        return f"{USER}'s {m.group(1) or m.group(2)}"
+        return f"{USER}'s {m.group(1) or m.group(2) or m.group(3)}"
     return s
 
 

@@ -23,7 +23,7 @@ from dilm.facts.extract import SPEAKER, THIRD_PERSON, USER, Triple, sentences
 from dilm.text import normalize
 from dilm.types import Fact
 
-__all__ = ["changed_by_shape", "ended_by_mention", "narrowed", "says_a_change", "says_an_end"]
+__all__ = ["changed_by_shape", "ended_by_mention", "narrowed", "says_a_change", "says_an_end", "swapped"]
 
 # Verbs whose object is what stopped: the named value must be that object ("quit Brightmoor", "cancelled my
 # membership at Kestrel"), so "I left my keys at Brightmoor" ends nothing.
@@ -146,7 +146,7 @@ def _shared_hanzi(a: str, b: str) -> int:
 
 _CHANGE = re.compile(
     r"\b(?:changed?|switched|moved|new (?:one|number|address|email)|now|updated|upgraded|went up|gone up|"
-    r"increased|raised|dropped|instead|replaced|rescheduled|shifted|pushed|bumped)\b"
+    r"increased|raised|dropped|instead|replaced|rescheduled|shifted|pushed|bumped|traded|swapped|exchanged)\b"
     r"|换|改|调到|调整|更新|升级|涨|降|变成|变了|现在|新的|搬到|挪到",
     re.I,
 )
@@ -219,4 +219,36 @@ def narrowed(claims: Sequence[Claim], known: Sequence[Fact]) -> list[Claim]:
         if not c.negated and len(heads) == 1 and not any(normalize(f.relation) == rel for f in mine):
             c = replace(c, triple=Triple(t.subject, heads.pop(), t.object))
         out.append(c)
+    return out
+
+
+# "I traded the Comet in for a Pellori Vista", "swapped my Kindle for a Kobo", "把自行车换成了电动车": the old value
+# is named, the new one takes its place under the same relation.
+_SWAP = [
+    re.compile(
+        r"\b(?:traded|swapped|exchanged|replaced)\s+(?:in\s+)?(?:my |our |the |his |her )?(?P<old>.+?)\s+(?:in\s+)?"
+        r"(?:for|with)\s+(?:a |an |the |my )?(?P<new>[^,.;!?]+)",
+        re.I,
+    ),
+    re.compile(
+        r"把(?:我的?|我们的?)?(?P<old>[^，,。]+?)换成了?(?:一[辆台部只个条])?(?P<new>[^，,。！!]+?)了?(?:[，,。！!]|$)"
+    ),
+]
+
+
+def swapped(text: str, known: Sequence[Fact]) -> list[Claim]:
+    """Change claims for "traded X in for Y": the one current fact whose value contains X now has value Y."""
+    out: list[Claim] = []
+    for sentence in sentences(text):
+        if is_question(sentence) or _NOT_YET.search(sentence):
+            continue
+        for pattern in _SWAP:
+            m = pattern.search(sentence)
+            if m is None:
+                continue
+            old, new = normalize(m["old"]), m["new"].strip()
+            hits = {(f.subject, f.relation) for f in known if f.current and old and old in normalize(f.object)}
+            if len(hits) == 1 and new:
+                subject, relation = hits.pop()
+                out.append(Claim(Triple(subject, relation, new), change=True, sentence=sentence))
     return out

@@ -35,12 +35,21 @@ _EN = [
     (re.compile(rf"\b(?:as of |since |starting )?(?P<r>{_RELATIVE_EN})\b", re.I), "relative"),
     # "I moved to Munich in 2021": the date of a change (not "founded in 1998", where the year is the value)
     (re.compile(rf"(?<=\s)(?:in|on) (?P<a>{_T_EN})\b", re.I), "event"),
+    (
+        re.compile(
+            r",? ?\b(?:when (?:i|he|she) was (?:young|little|a kid|a child|younger)|as a (?:kid|child)|growing up)\b,?",
+            re.I,
+        ),
+        "life stage",
+    ),
 ]
 _ZH = [
     (re.compile(rf"(?:从|自|在)?(?P<a>{_T_ZH})年?(?:到|至|-|—|~|～)(?P<b>{_T_ZH}|{_YEAR})年?(?:之间|期间)?"), "range"),
     (re.compile(rf"(?:直到|一直到|到)(?P<b>{_T_ZH}|{_YEAR})年?(?:为止|底)?"), "until"),
     (re.compile(rf"(?:从|自从?)?(?P<a>{_T_ZH}|{_YEAR})年?(?:起|开始|以来)"), "since"),
     (re.compile(rf"(?:从)?(?P<r>{_RELATIVE_ZH})(?:起|开始)?"), "relative"),
+    # "他年轻的时候在码头当搬运工", "我小时候住在大连": an earlier stage of life, undated
+    (re.compile(r"(?:年轻|小|小的|上学|读书|念书)(?:的)?时(?:候)?[，,]?"), "life stage"),
 ]
 
 
@@ -102,7 +111,9 @@ def time_phrases(sentence: str, zh: bool) -> tuple[str, dict[str, str]]:
         out: dict[str, str] = {}
         if kind == "event" and not _CHANGE.search(sentence):
             continue
-        if kind == "relative":
+        if kind == "life stage":
+            out["past"] = "yes"
+        elif kind == "relative":
             out["valid_at"] = relative(found["r"])
         elif kind == "until relative":
             out["invalid_at"], out["past"] = relative(found["r"]), "yes"

@@ -19,7 +19,7 @@ import numpy as np
 from dilm.facts.analyze import MULTI_VALUED, OPPOSITE, Analysis, Claim, analyze, person_in
 from dilm.facts.extract import USER, Triple, clean_statement, correction_value, parse_question, render, sentences
 from dilm.facts.instruction import is_instruction
-from dilm.facts.reconcile import changed_by_shape, ended_by_mention, narrowed, says_a_change, says_an_end
+from dilm.facts.reconcile import changed_by_shape, ended_by_mention, narrowed, says_a_change, says_an_end, swapped
 from dilm.memory.embed import Embedder
 from dilm.memory.retrieve import Retriever
 from dilm.store import Store
@@ -142,7 +142,8 @@ class MemoryWriter:
         if says_an_end(text) or says_a_change(text):  # a known fact named by its value ends or changes
             known = self.store.facts([scope], limit=200, newest_first=True)
             read = {c.sentence for c in claims if not c.negated}
-            claims = (*claims, *ended_by_mention(text, known, read), *changed_by_shape(text, known, read))
+            found = [*ended_by_mention(text, known, read), *changed_by_shape(text, known, read)]
+            claims = (*claims, *(found or swapped(text, known)))
         if any(" " not in c.triple.relation.strip() and c.triple.relation.isascii() for c in claims):
             claims = tuple(narrowed(claims, self.store.facts([scope], limit=200, newest_first=True)))
         kind = "chat" if chat else kind
