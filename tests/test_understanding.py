@@ -568,6 +568,38 @@ def test_one_message_with_several_facts_gives_each():
 @pytest.mark.parametrize(
     "text, triples",
     [
+        # "she" after the person is named; "and" before a verb continues the subject; a bare number is an age
+        (
+            "My husband's name is Teo. He's a pilot.",
+            [("user's husband", "name", "Teo"), ("user's husband", "is", "a pilot")],
+        ),
+        (
+            "My aunt Rosa is 67 and lives in Cádiz. Her number is 0161 555 0199.",
+            [
+                ("user", "aunt name", "Rosa"),
+                ("user's aunt", "age", "67"),
+                ("user's aunt", "lives in", "Cádiz"),
+                ("user's aunt", "number", "0161 555 0199"),
+            ],
+        ),
+        (
+            "I'm Priya Nair, 41, and I teach music.",
+            [("user", "name", "Priya Nair"), ("user", "age", "41"), ("user", "teaches", "music")],
+        ),
+        # a Chinese clause after a person is named is about that person
+        (
+            "我姐姐叫江雨晴，在银行当柜员，她是成都人",
+            [("user", "姐姐", "江雨晴"), ("user's 姐姐", "job", "柜员"), ("user's 姐姐", "是", "成都人")],
+        ),
+    ],
+)
+def test_clauses_continue_the_person_just_named(text, triples):
+    assert [astuple(c.triple) for c in analyze(text).claims] == triples
+
+
+@pytest.mark.parametrize(
+    "text, triples",
+    [
         (
             "Tarsel Foods: CEO Bram Oduya, founded 1998, HQ in Rotterdam.",
             [

@@ -525,7 +525,8 @@ def _sentence_claims(sentence: str, about: str | None = None) -> list[Claim]:
     parts = [
         p.strip()
         for p in re.split(
-            r"(?:(?<!\d)[,，、]|[,，、](?!\s?\d))\s*(?:and\s+)?|\s+and\s+(?=(?:i|my|she|he|they|it|its|their|her|his)\b)"
+            r"(?:(?<!\d)[,，、]|[,，、](?!\s?\d))\s*(?:and\s+)?|\s+and\s+(?=(?:i|my|she|he|they|it|its|their|her|his|the)\b)"
+            r"|\s+and\s+(?=(?:lives|works|weighs?|speaks|teaches|drives|owns|has|is|was|live|work|teach|speak|drive|own)\b)"
             r"|并且|而且|(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff\d])",
             sentence,
             flags=re.I,
@@ -544,7 +545,8 @@ def _sentence_claims(sentence: str, about: str | None = None) -> list[Claim]:
                 claim = _labelled_claim(part, named)
         bare_role = claim is not None and re.fullmatch(r"[A-Z]{2,5}", claim.triple.subject)
         if split and (claim is None or bare_role):  # "…，CFO是骆星辰": the previous clause's subject
-            prev = split[-1].triple.subject
+            # ... or the person it named: "我老婆叫阮小棠，在医院当护士" is about her
+            prev = person_in(split[-1].triple) or split[-1].triple.subject
             claim = _labelled_claim(part, prev) or _continued(part, prev) or claim
         if claim is None:
             claim = _labelled_claim(part, split[-1].triple.subject if split else about)
@@ -564,6 +566,8 @@ def _continued(part: str, subject: str) -> Claim | None:
     if re.search(r"[\u4e00-\u9fff]", part):
         surface = "我" if subject == USER else subject
         return _claim(f"{surface}的{part}") or _claim(f"{surface}{part}")
+    if re.fullmatch(r"\d{1,3}", part.strip()):  # "I'm Jonah Wilde, 34, and …": an age
+        return _claim(f"{'I am' if subject == USER else subject + ' is'} {part.strip()}")
     if subject == USER:
         return _claim(f"I {part}")
     return _claim(f"{subject} {part}")
@@ -637,7 +641,8 @@ def _resolve(sentence: str, subject: str | None) -> str:
     m = _PRONOUN_EN.match(s)
     if m and (m.group().casefold() in ("it", "its", "they", "their")) != _people(subject):
         rest = s[m.end() :]
-        if m.group(1) and re.match(r"^(?:'s|’s| is| was| are) (?:an?|the|so|very|really|quite)\b", rest):
+        it = m.group().casefold() in ("it", "they")
+        if it and re.match(r"^(?:'s|’s| is| was| are) (?:an?|the|so|very|really|quite)\b", rest):
             return sentence  # "It is a nice city": about whatever "it" is, not the subject
         return (subject if m.group(1) else f"{subject}'s") + rest
     if re.match(r"^[她他](?!们)", s) and _people(subject):

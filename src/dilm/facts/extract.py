@@ -119,7 +119,8 @@ _EN_PEOPLE = (
     r"(?:(?:older |younger |little |big |eldest |youngest )?(?:mother|mum|mom|father|dad|sister|brother|son|daughter|"
     r"wife|husband|partner|boyfriend|girlfriend|fianc[ée]e?|grandmother|grandma|gran|grandfather|grandpa|grandad|"
     r"aunt|uncle|cousin|niece|nephew|friend|best friend|boss|manager|colleague|neighbou?r|flatmate|roommate|"
-    r"teacher|mentor|doctor|landlord|landlady))"
+    r"teacher|mentor|doctor|landlord|landlady|mate|best mate|buddy|pal|flatmate|housemate|classmate|coworker|"
+    r"co-worker|stepmother|stepfather|stepmum|stepdad|stepbrother|stepsister|mother-in-law|father-in-law))"
 )
 _EN_PATTERNS = [
     # First person.
@@ -143,7 +144,7 @@ _EN_PATTERNS = [
     # the speaker's own verbs, named as a third person's ("I drive a Comet" -> drives)
     (
         re.compile(r"^i (?:also )?(?P<verb>drive|own|play|ride|teach|manage|lead|coach|use)\s+(?P<obj>.+)$", re.I),
-        lambda m: (USER, f"{m['verb'].casefold()}s", m["obj"]),
+        lambda m: (USER, re.sub(r"(ch|sh)$", r"\1e", m["verb"].casefold()) + "s", m["obj"]),
     ),
     (
         re.compile(r"^(?:i am|i'm) (?P<obj>[\d.,]+ ?(?:m|cm|ft|feet|metres|meters)\b.*?) tall$", re.I),
@@ -195,7 +196,7 @@ _EN_PATTERNS = [
     ),
     # "My sister is a nurse", "My mum's a retired teacher": what she is, not her name ("My sister is Ana")
     (
-        re.compile(rf"^my (?P<who>{_EN_PEOPLE}) (?:is|was) (?P<obj>(?:an?) .+)$", re.I),
+        re.compile(rf"^(?:my|user's) (?P<who>{_EN_PEOPLE}) (?:is|was) (?P<obj>(?:an?) .+)$", re.I),
         lambda m: (f"my {m['who']}", "is", m["obj"]),
     ),
     (re.compile(r"^my (?P<rel>.+?) (?:is|are|was|were) (?P<obj>.+)$", re.I), lambda m: (USER, m["rel"], m["obj"])),
@@ -274,14 +275,14 @@ _ZH_PATTERNS = [
     # where the speaker or one of their people works or studies: "我妹妹在华为工作", "我女儿在枫林小学上学"
     (
         re.compile(
-            rf"^(?P<subj>我的?(?:{ZH_KIN})?|user's [^\s，,]{{1,6}}?)(?:现在|目前)?(?:在|于)(?P<obj>[^，,]+?)"
+            rf"^(?P<subj>我的?(?:{ZH_KIN})?|user's [^\s，,的]{{1,6}}?)(?:现在|目前)?(?:在|于)(?P<obj>[^，,]+?)"
             r"(?P<verb>工作|上班|任职|实习|供职|上学|读书|念书|读大学|上大学|读研|读博|留学)$"
         ),
         lambda m: (m["subj"], "works at" if m["verb"] in _ZH_WORK else "studies at", m["obj"]),
     ),
     (
         re.compile(
-            rf"^(?P<subj>我的?(?:{ZH_KIN})?|user's [^\s，,]{{1,6}}?)(?:现在|目前)?(?:在(?P<org>[^，,]+?))?(?:做|当|担任)(?P<obj>.+)$"
+            rf"^(?P<subj>我的?(?:{ZH_KIN})?|user's [^\s，,的]{{1,6}}?)(?:现在|目前)?(?:在(?P<org>[^，,]+?))?(?:做|当|担任)(?P<obj>.+)$"
         ),
         lambda m: (m["subj"], "job", m["obj"]),
     ),
@@ -488,9 +489,15 @@ def match(sentence: str) -> Triple | None:
         m = pattern.match(_tidy(sentence))
         if m:
             subject, relation, obj = (_tidy(x) for x in build(m))
-            subject = owner(subject)
+            subject, relation = _of_person(owner(subject), relation)
             return Triple(subject, canonical_relation(relation), obj) if _valid(subject, relation, obj) else None
     return None
+
+
+def _of_person(subject: str, relation: str) -> tuple[str, str]:
+    """ "(user, grandad's number)" is "(user's grandad, number)": the speaker's person holds the attribute."""
+    m = re.fullmatch(rf"(?P<who>{_EN_PEOPLE})['’]s (?P<rel>.+)", relation, re.I) if subject == USER else None
+    return (f"{USER}'s {m['who']}", m["rel"]) if m else (subject, relation)
 
 
 def extract(text: str) -> list[Triple]:
