@@ -621,6 +621,10 @@ def test_clauses_continue_the_person_just_named(text, triples):
             ],
         ),
         ("我身高一米七二 体重52公斤", [(USER, "身高", "一米七二"), (USER, "体重", "52公斤")]),
+        ("我月薪税前一万五", [(USER, "月薪税前", "一万五")]),  # amounts in 万, hedged values, durations, per-month
+        ("我的电动车续航大概80公里", [(USER, "电动车续航", "80公里")]),
+        ("我每天跑步要40分钟", [(USER, "每天跑步", "40分钟")]),
+        ("我车位费￥600/月", [(USER, "车位费", "￥600/月")]),
         # Chinese drops the subject it just named
         (
             "若水咖啡每天早上八点开门 晚上十点关门",

@@ -25,8 +25,11 @@ _TYPED = (
     r"|\+?\d[\d ()-]{5,}\d"  # phone number
     r"|\d{1,2}:\d{2}\s*[-–~至到]\s*\d{1,2}:\d{2}"  # time range
     rf"|[$€£¥]?\d+(?:[.,]\d+)?\s*(?:{_UNITS_EN})(?![\w])"  # amount with a unit
-    r"|\d+(?:\.\d+)?\s*(?:元|块|公斤|千克|斤|米|厘米|公里|岁|平米|平方米|人|页)"
+    r"|\d+(?:\.\d+)?\s*(?:元|块|公斤|千克|斤|米|厘米|公里|岁|平米|平方米|人|页|升|毫升|度)"
+    r"|\d+(?:\.\d+)?\s*(?:个)?小时(?:\d+分钟?)?|\d+\s*分钟"  # a duration: "1小时15分钟"
+    r"|[¥￥$€£]\s?\d[\d,]*(?:\.\d+)?(?:\s*/\s*(?:月|年|天|周|晚|month|year|day|week|night))?"  # "¥3,500/月"
     rf"|{_ZH_NUM}+(?:米|公斤|斤|岁|元|块){_ZH_NUM}*"
+    rf"|{_ZH_NUM}*[万千]{_ZH_NUM}*(?:元|块)?"  # "一万二"
     r"|(?:19|20)\d{2}年?)"  # a year
 )
 _NOT_A_LABEL = re.compile(
@@ -37,7 +40,7 @@ _NOT_A_LABEL = re.compile(
 )
 _LABEL_VALUE = re.compile(
     rf"^(?:(?:my|our|its|their|his|her)\s+|我们?的?)?(?P<label>[A-Za-z][A-Za-z -]{{0,24}}?|[\u4e00-\u9fff]{{2,6}}?)"
-    rf"\s*(?:is|are|was|:|：|是|为|=|in|at|on)?\s*{_TYPED}(?P<rest>.*)$",
+    rf"\s*(?:is|are|was|:|：|是|为|=|in|at|on)?\s*(?:大概|大约|约|差不多|将近|要|有)?\s*{_TYPED}(?P<rest>.*)$",
     re.I,
 )
 # A role title then a name: "CEO Bram Oduya", "创始人程予安", "HQ in Rotterdam"
