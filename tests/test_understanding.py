@@ -489,6 +489,17 @@ def test_questions_in_any_wording_are_questions(text):
         ("I drive a blue Koral Arrow.", (USER, "drives", "a blue Koral Arrow"), {}),
         ("我们部门的例会是每周二上午十点", ("user's 部门", "例会", "每周二上午十点"), {}),
         ("我在云帆物流杭州分公司", (USER, "works at", "云帆物流杭州分公司"), {}),
+        (
+            "Years ago I was at Fennick Labs, from 2010 until 2014.",
+            (USER, "works at", "Fennick Labs"),
+            {"past": True, "valid_at": "2010", "invalid_at": "2014"},
+        ),
+        ("Used to own a sailing dinghy.", (USER, "owns", "a sailing dinghy"), {"past": True}),
+        (
+            "My train to Aberdeen leaves at 07:10 on Friday.",
+            ("user's train to Aberdeen", "leaves at", "07:10 on Friday"),
+            {},
+        ),
         # after a career move Chinese names the new place or title without a subject
         ("换工作了 现在在青柠科技", (USER, "works at", "青柠科技"), {"change": True}),
         ("升职啦，现在是项目总监了", (USER, "job", "项目总监"), {"change": True}),
@@ -580,6 +591,15 @@ def test_one_message_with_several_facts_gives_each():
                 ("user's aunt", "age", "67"),
                 ("user's aunt", "lives in", "Cádiz"),
                 ("user's aunt", "number", "0161 555 0199"),
+            ],
+        ),
+        (
+            "My cousin Ines lives in Porto and my uncle Rui lives in Braga.",
+            [
+                ("user", "cousin name", "Ines"),
+                ("user's cousin", "lives in", "Porto"),
+                ("user", "uncle name", "Rui"),
+                ("user's uncle", "lives in", "Braga"),
             ],
         ),
         (

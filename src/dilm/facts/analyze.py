@@ -195,7 +195,11 @@ _REWRITES_EN: list[tuple[re.Pattern[str], str, Flags]] = [
         *_sub(r"^((?i:i|we))(?: have|'ve) been (?:at|with) ([A-Z].+)$", r"\1 work at \2", 0),
         {},
     ),  # "I've been at X since …"
-    (*_sub(r"^i used to (\w+)(.*)$", r"i \1\2"), {"past": True}),
+    (*_sub(r"^(?:i )?used to (\w+)(.*)$", r"i \1\2"), {"past": True}),  # "Used to have a motorbike"
+    (
+        *_sub(r"^(?i:years ago,? |back then,? |once,? )?(?i:i) was (?:at|with) ([A-Z].+)$", r"i work at \1", 0),
+        {"past": True},
+    ),
     (*_sub(r"^(.+?) used to be (.+)$", r"\1 is \2"), {"past": True}),
     (*_sub(r"^(?:formerly|previously|back then|in the past|once|before that),? (.+)$", r"\1"), {"past": True}),
     (*_sub(r"^(i|we) (lived|worked) (in|at|for) (.+)$", r"\1 \2 \3 \4"), {"past": True}),
@@ -523,7 +527,7 @@ def _sentence_claims(sentence: str, about: str | None = None) -> list[Claim]:
     if whole is None and topic(sentence) == USER:  # "我身高一米七二", "my email r.okafor@mailbox.test"
         whole = _labelled_claim(sentence, USER)
     parts = [
-        p.strip()
+        q
         for p in re.split(
             r"(?:(?<!\d)[,，、]|[,，、](?!\s?\d))\s*(?:and\s+)?|\s+and\s+(?=(?:i|my|she|he|they|it|its|their|her|his|the)\b)"
             r"|\s+and\s+(?=(?:lives|works|weighs?|speaks|teaches|drives|owns|has|is|was|live|work|teach|speak|drive|own)\b)"
@@ -532,6 +536,7 @@ def _sentence_claims(sentence: str, about: str | None = None) -> list[Claim]:
             flags=re.I,
         )
         if p.strip()
+        for q in _expand(p.strip())  # "… and my brother Oskar lives in Leeds"
     ]
     if len(parts) < 2:
         return [whole] if whole else []

@@ -111,6 +111,7 @@ _VERBS_EN = (
     r"is married to|is called|is named|speaks|teaches|manages|leads|runs|owns|uses|starts at|starts on|"
     r"goes to|attends|studies at|"
     r"ends at|ends on|launches on|launches in|moved to|is due on|is due by|takes place in|takes place on|"
+    r"leaves at|leaves on|departs at|departs on|arrives at|arrives on|lands at|lands on|"
     r"meets on|meets at|meets in|is held in|is held on|is made of|is made from|is written in|drives|plays|"
     r"has|have|contains|holds|seats|employs|was built in|was built on|was completed in|was constructed in|"
     r"was established in|was opened in|opened in|was launched in|was launched on"
