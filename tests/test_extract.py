@@ -6,7 +6,16 @@ import json
 
 import pytest
 
-from dilm.facts.extract import USER, Triple, correction_value, extract, is_teaching, parse_question, render
+from dilm.facts.extract import (
+    USER,
+    Triple,
+    correction_value,
+    extract,
+    is_teaching,
+    parse_question,
+    render,
+    render_ended,
+)
 
 
 @pytest.mark.parametrize(
@@ -128,6 +137,13 @@ def test_render_in_both_languages():
     assert render("星河科技", "headquarters", "杭州", "zh") == "星河科技的总部在杭州。"
     assert render(USER, "name", "Alice", "en") == "Your name is Alice."
     assert render(USER, "name", "小明", "zh") == "你叫小明。"
+
+
+def test_relations_named_in_english_read_as_chinese_in_a_chinese_sentence():
+    assert render(USER, "favourite 颜色", "墨绿色", "zh") == "你最喜欢的颜色是墨绿色。"
+    assert render("团建", "date", "5月26号", "zh") == "团建的日期是5月26号。"
+    assert render_ended(USER, "habit", "抽烟", "zh") == "你已经不抽烟了。"
+    assert render_ended(USER, "habit", "smoking", "en") == "You stopped smoking."
 
 
 def test_teaching_phrases():

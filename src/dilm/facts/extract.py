@@ -833,8 +833,14 @@ _RENDER = {
     "price": ("{s} costs {o}.", "{s}的价格是{o}。"),
     "is": ("{s} is {o}.", "{s}是{o}。"),
     "是": ("{s} is {o}.", "{s}是{o}。"),
+    "studies at": ("{s} studies at {o}.", "{s}在{o}上学。"),
+    "job": ("{s} works as {o}.", "{s}的职业是{o}。"),
 }
 _RENDER_USER = {
+    "favourite": ("Your favourite is {o}.", "你最喜欢的是{o}。"),
+    "habit": ("You have the habit: {o}.", "你的习惯：{o}。"),
+    "studies at": ("You study at {o}.", "你在{o}上学。"),
+    "job": ("You work as {o}.", "你的职业是{o}。"),
     "name": ("Your name is {o}.", "你叫{o}。"),
     "lives in": ("You live in {o}.", "你住在{o}。"),
     "works at": ("You work at {o}.", "你在{o}工作。"),
@@ -855,7 +861,32 @@ _ENDED_USER = {
     "works at": ("You no longer work at {o}.", "你已经不在{o}工作了。"),
     "likes": ("You no longer like {o}.", "你已经不喜欢{o}了。"),
     "dislikes": ("You no longer dislike {o}.", "你已经不讨厌{o}了。"),
+    "habit": ("You stopped {o}.", "你已经不{o}了。"),
+    "studies at": ("You no longer study at {o}.", "你已经不在{o}上学了。"),
 }
+# Relations dilm names in English, as a Chinese sentence says them.
+_ZH_RELATION = {
+    "favourite": "最喜欢的",
+    "date": "日期",
+    "time": "时间",
+    "age": "年龄",
+    "birthday": "生日",
+    "phone number": "电话号码",
+    "email": "邮箱",
+    "address": "地址",
+    "version": "版本",
+    "weight": "体重",
+    "height": "身高",
+    "name": "名字",
+}
+
+
+def zh_relation(relation: str) -> str:
+    """How a Chinese sentence names a relation ("favourite food" -> "最喜欢的food", "date" -> "日期")."""
+    head, _, rest = relation.partition(" ")
+    if relation in _ZH_RELATION:
+        return _ZH_RELATION[relation]
+    return _ZH_RELATION[head] + rest if head == "favourite" else relation
 
 
 def render_ended(subject: str, relation: str, obj: str, lang: str) -> str:
@@ -864,6 +895,7 @@ def render_ended(subject: str, relation: str, obj: str, lang: str) -> str:
     if subject == USER and relation in _ENDED_USER:
         return _ENDED_USER[relation][zh].format(o=obj)
     if subject == USER:
+        relation = zh_relation(relation) if zh else relation
         return (
             (f"你的{relation}已经不是{obj}了。" if zh else f"Your {relation} is no longer {obj}.")
             if obj
@@ -884,8 +916,9 @@ def render(subject: str, relation: str, obj: str, lang: str) -> str:
     """A plain sentence stating the fact, in English ('en') or Chinese ('zh')."""
     zh = lang == "zh"
     if subject == USER:
-        en_t, zh_t = _RENDER_USER.get(relation, ("Your {r} is {o}.", "你的{r}是{o}。"))
-        return (zh_t if zh else en_t).format(r=relation, o=obj)
+        zh_default = "你{r}是{o}。" if relation.startswith("favourite") else "你的{r}是{o}。"  # 你最喜欢的颜色是…
+        en_t, zh_t = _RENDER_USER.get(relation, ("Your {r} is {o}.", zh_default))
+        return (zh_t if zh else en_t).format(r=zh_relation(relation) if zh else relation, o=obj)
     if subject.startswith(f"{USER}'s "):  # "user's sister" -> "your sister" / "你妹妹"
         rest = subject.removeprefix(f"{USER}'s ")
         subject = f"你{rest}" if zh else f"your {rest}"
@@ -895,5 +928,5 @@ def render(subject: str, relation: str, obj: str, lang: str) -> str:
         en_t, zh_t = "{s} {r} {o}.", "{s}{r}{o}。"
     else:
         en_t, zh_t = "The {r} of {s} is {o}.", "{s}的{r}是{o}。"
-    out = (zh_t if zh else en_t).format(s=subject, r=relation, o=obj)
+    out = (zh_t if zh else en_t).format(s=subject, r=zh_relation(relation) if zh else relation, o=obj)
     return out[:1].upper() + out[1:]
