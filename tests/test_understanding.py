@@ -416,6 +416,7 @@ def test_the_latest_rating_replaces_the_earlier_one_everywhere(bot):
         "Is my car blue",
         "我工位在几楼来着",  # recalling, no question mark
         "我家有几口人",
+        "我记得他好像姓周？",  # a statement's words, asked: the question mark is kept through the sentence split
     ],
 )
 def test_questions_in_any_wording_are_questions(text):
@@ -483,6 +484,9 @@ def test_questions_in_any_wording_are_questions(text):
         ("我妹妹在华为工作", ("user's 妹妹", "works at", "华为"), {}),
         ("我女儿在枫林小学上学", ("user's 女儿", "studies at", "枫林小学"), {}),
         ("我男朋友在字节当程序员", ("user's 男朋友", "job", "程序员"), {}),
+        ("他家养了两只兔子", ("user's 外公", "has pet", "两只兔子"), {}),
+        ("我主管叫邱予安", (USER, "主管", "邱予安"), {}),
+        ("他姓司马", ("user's 外公", "surname", "司马"), {}),
         # an earlier stage of life is the past; the speaker's own verbs; the speaker's group; an organisation
         ("他年轻的时候在船厂当焊工", ("user's 外公", "job", "焊工"), {"past": True}),
         ("As a kid I lived in Dunmore.", (USER, "lives in", "Dunmore"), {"past": True}),

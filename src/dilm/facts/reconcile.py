@@ -168,7 +168,10 @@ _KINDS: list[tuple[str, re.Pattern[str]]] = [
         "unit",
         re.compile(rf"{_ZH_DIGIT}+(?:\.\d+)?\s*(?:楼|层|号楼|室|kg|公斤|斤|km|公里|元|块|%|岁|cm|m)(?![a-z])", re.I),
     ),
-    ("version", re.compile(r"\b[vV]?\d+\.\d+(?:\.\d+)*\b")),
+    (
+        "version",
+        re.compile(r"(?<![\w.])[vV]?\d+\.\d+(?:\.\d+)*(?![\d.])|(?<=[\u4e00-\u9fff])\d+\.\d+(?:\.\d+)*(?![\d.])"),
+    ),
 ]
 
 
