@@ -76,7 +76,7 @@ _CORRECTION_LEAD = re.compile(
     re.I,
 )
 
-# Saying the assistant erred marks a correction wherever it stands: "是18号啊 你少了个1", "Leeds, you got it wrong".
+# Saying the assistant erred marks a correction wherever it stands: "是26号啊 你少了个2", "Ayr, you got it wrong".
 _YOU_ERRED = re.compile(
     r"\byou(?:'re| are| were) (?:wrong|mistaken)\b|\byou got (?:it|that|this) wrong\b|\byou misremembered\b|"
     r"\byou mixed (?:it|them|that) up\b|"

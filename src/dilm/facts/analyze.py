@@ -150,7 +150,7 @@ _REWRITES_EN: list[tuple[re.Pattern[str], str, Flags]] = [
         {"change": True},
     ),
     (*_sub(r"^i (?:have |'ve )?(?:just |recently )?joined (.+)$", r"i work at \1"), {"change": True}),
-    # "Ravi Thorne took over from Odile Varga as Lumenfold's CEO": a successor, and whom they succeeded
+    # "Joel Aster took over from Ines Marlow as Tessaro's CFO": a successor, and whom they succeeded
     (
         *_sub(
             r"^(.+?) (?:has |have )?(?:took over|taken over|replaced|succeeded|stepped in for)(?: from)? (.+?) as "
@@ -249,7 +249,7 @@ _REWRITES_ZH: list[tuple[re.Pattern[str], str, Flags]] = [
     (*_sub(r"^(?:以前|之前|曾经|原来|过去|早先|当年)[，,]?(.+)$", r"\1", 0), {"past": True}),
     # experiential 过: "邵嘉禾当过青石镇的镇长" held once, not now
     (*_sub(r"^(.+?)(?:当过|做过|担任过|干过)([^\d一二三四五六七八九十几两半].*)$", r"\1担任\2", 0), {"past": True}),
-    # "灵犀笔记现在最新版本是3.2": 现在 stands between the subject and its attribute, where 的 would
+    # "青柠笔记现在最新版本是2.1": 现在 stands between the subject and its attribute, where 的 would
     (
         *_sub(r"^((?![我你他她它])[^，,的\s]{2,12}?)(?:现在|目前|如今)((?![是在])[^，,是\s]{1,8}是.+)$", r"\1的\2", 0),
         {"change": True},
@@ -257,7 +257,7 @@ _REWRITES_ZH: list[tuple[re.Pattern[str], str, Flags]] = [
     (*_sub(r"^(.*?)(?:现在|目前|如今)(.+)$", r"\1\2", 0), {"change": True}),
 ]
 
-# "I actually really like jazz now", "weirdly I hate olives": how much or how oddly, not what
+# "I actually really like jazz now", "oddly I hate anchovies": how much or how oddly, not what
 _ADVERBS = (
     r"(?:(?:really|absolutely|just|totally|actually|genuinely|honestly|truly|kind of|kinda|sort of|now|still)\s+)*"
 )
@@ -292,7 +292,7 @@ _PREFERENCE_ZH = [
         re.compile(r"^我(?:很|非常|特别|超|挺|最|真的)?(?:不喜欢|讨厌|不爱|受不了|烦|反感)(?:吃|喝|看|玩)?(.+)$"),
         "dislikes",
     ),
-    # "我最爱吃火锅", "现在最爱烤鱼", "最近更喜欢墨绿色了": the one favourite, which a newer one replaces
+    # "我最爱吃麻辣烫", "现在最爱煎饼", "最近更喜欢藏青色了": the one favourite, which a newer one replaces
     (re.compile(r"^我?(?:最近|现在)?(?:最爱|更爱|更喜欢|最喜欢)(?:吃|喝|看|玩|听)?(?!的)(.+)$"), "favourite"),
     (re.compile(r"^我(?:很|非常|特别|超|挺|真的)?(?:喜欢|爱|喜爱|热爱)(?:吃|喝|看|玩)?(?!的)(.+)$"), "likes"),
     (re.compile(r"^我?(?:已经|最近|渐渐)?(?:爱上|迷上|喜欢上)了?(?:吃|喝|看|玩)?(.+)$"), "likes"),  # a change of taste
@@ -358,7 +358,7 @@ def is_unasserted(sentence: str) -> bool:
     return bool(_HYPOTHETICAL.search(cleaned) or _OPINION.search(cleaned))
 
 
-# A taste the speaker lost: "I'm over Paper Orchard", "I've gone off olives", "火锅吃腻了", "恐怖片现在不敢看了".
+# A taste the speaker lost: "I'm over K-pop", "I've gone off anchovies", "奶茶喝腻了", "悬疑片现在不敢看了".
 _FALLEN_OUT = [
     re.compile(
         r"^(?i:i)(?:'m| am|'ve| have)? (?:so |totally |kind of |kinda )?(?:over|gone off|gone off of|"
@@ -505,7 +505,7 @@ _CAREER_MOVE = re.compile(
 
 
 def _after_career_move(sentence: str) -> Claim | None:
-    """Chinese names the new place or title without a subject after the move: "跳槽了 现在在拾光影业",
+    """Chinese names the new place or title without a subject after the move: "跳槽了 现在在青柠科技",
     "升职啦 现在是部门经理了"."""
     m = re.match(
         r"^(?:现在|目前|如今)?(?:(在|去了?|到了?)|(是|当|做))(?P<x>[^，,]{2,20}?)(?:上班|工作)?了?[啦呀~!！。]*$",
@@ -550,7 +550,7 @@ def _sentence_claims(sentence: str, about: str | None = None) -> list[Claim]:
                 claim = _labelled_claim(part, named)
         bare_role = claim is not None and re.fullmatch(r"[A-Z]{2,5}", claim.triple.subject)
         if split and (claim is None or bare_role):  # "…，CFO是骆星辰": the previous clause's subject
-            # ... or the person it named: "我老婆叫阮小棠，在医院当护士" is about her
+            # ... or the person it named: "我姐姐叫江雨晴，在银行当柜员" is about her
             prev = person_in(split[-1].triple) or split[-1].triple.subject
             claim = _labelled_claim(part, prev) or _continued(part, prev) or claim
         if claim is None:
@@ -600,7 +600,7 @@ def _expand(sentence: str) -> list[str]:
     m = _APPOSITIVE.match(s)
     if m and not m["rest"].startswith(("and ", "or ")):
         return [f"my {m['who']} is called {m['name']}", f"my {m['who']} {m['rest']}"]
-    m = _ROLE_AT.match(s)  # "I'm a junior designer at Cobaltia": a title and a workplace
+    m = _ROLE_AT.match(s)  # "I'm a staff nurse at Larkfield Hospital": a title and a workplace
     if m:
         work = "work" if m["be"] in ("am", "'m") else "works"
         be = m["be"] if m["be"].startswith("'") else f" {m['be']}"

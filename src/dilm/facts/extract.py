@@ -142,7 +142,7 @@ _EN_PATTERNS = [
         lambda m: (USER, "age", m["obj"]),
     ),
     (re.compile(r"^i weigh (?P<obj>.+)$", re.I), lambda m: (USER, "weight", m["obj"])),
-    # the speaker's own verbs, named as a third person's ("I drive a Comet" -> drives)
+    # the speaker's own verbs, named as a third person's ("I drive a Koral Arrow" -> drives)
     (
         re.compile(r"^i (?:also )?(?P<verb>drive|own|play|ride|teach|manage|lead|coach|use)\s+(?P<obj>.+)$", re.I),
         lambda m: (USER, re.sub(r"(ch|sh)$", r"\1e", m["verb"].casefold()) + "s", m["obj"]),
@@ -299,14 +299,14 @@ _ZH_PATTERNS = [
         lambda m: (m["subj"], _ZH_WHEN[m["rel"]], m["obj"]),
     ),
     (re.compile(r"^我的(?P<rel>.+?)(?:是|叫|为)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
-    # "小鲸音箱Pro售价699元": a price
+    # "云雀台灯售价329元": a price
     (
         re.compile(
             r"^(?P<subj>[^，,]{1,20}?)的?(?:售价|价格|定价|价钱|卖)(?:是|为|要)?(?P<obj>[\d.,]+\s*(?:元|块钱?|美元|欧元|英镑|万元?)?)$"
         ),
         lambda m: (m["subj"], "price", m["obj"]),
     ),
-    # "年会定在1月18号", "面试安排在周三上午九点": when something is
+    # "团建定在5月26号", "面试安排在周三上午九点": when something is
     (
         re.compile(
             r"^(?:我们|咱们)?(?P<subj>[^，,]{1,12}?)(?:定在|安排在|定于|约在|改到|挪到)(?P<obj>[^，,]*?[\d一二三四五六七八九十两][^，,]*)$"
@@ -314,7 +314,7 @@ _ZH_PATTERNS = [
         lambda m: (m["subj"], "time" if re.search(r"[点:：]|上午|下午|晚上", m["obj"]) else "date", m["obj"]),
     ),
     (re.compile(r"^我(?P<rel>最(?:喜欢|爱)的.+?)(?:是|为)(?P<obj>.+)$"), lambda m: (USER, m["rel"], m["obj"])),
-    # "我家养了只鹦鹉", "他家养了两只猫": a pet; "他班主任姓沈": a surname
+    # "我家养了只仓鼠", "他家养了两只猫": a pet; "他班主任姓司马": a surname
     (
         re.compile(
             r"^(?P<subj>我|user's [^\s，,的]{1,6}?)(?:家|们家)?(?:养了|养着|在养)(?P<obj>(?:[一两二三四五六七八九十\d]+)?(?:只|条|头|匹)?[^，,]+)$"
@@ -576,7 +576,7 @@ _VALUE_EN = [
     ),
 ]
 _VALUE_ZH = [
-    re.compile(r"^(?:不是|不对|错了)[\s，,]+(?:是|应该是)?(?P<new>[^，,\s]{1,40})$"),  # "不是 699"
+    re.compile(r"^(?:不是|不对|错了)[\s，,]+(?:是|应该是)?(?P<new>[^，,\s]{1,40})$"),  # "不是 329"
     re.compile(r"^(?:这|那|答案)?不是(?P<old>.+?)[，,、\s]*(?:而是|是|应该是|应为)(?P<new>.+)$"),
     re.compile(r"^(?:现在|目前|如今|已经|后来)+(?:是|在|改成了?|改为|换成了?|变成了?|搬到了?|搬去了?|叫)(?P<new>.+)$"),
     re.compile(r"^(?:已经)?(?:改成了?|换成了?|变成了?|搬到了?|搬去了?)(?P<new>.+)$"),

@@ -206,7 +206,7 @@ def hybrid(backend: Backend, text: str, known: Sequence[Fact] = ()) -> Analysis:
         return rules
     model = analyze_with_model(backend, text, known)
     # The rules own the sentences they read; the model's claims count only where its value is in a sentence
-    # they did not ("quit Brightmoor" read by rules is not also the job title "quit").
+    # they did not ("quit Fennick Labs" read by rules is not also the job title "quit").
     unread = [normalize(s) for s in _unread(text, rules)]
     seen = {(normalize(c.triple.subject), normalize(c.triple.object)) for c in rules.claims}
     extra = [

@@ -211,7 +211,7 @@ def changed_by_shape(text: str, known: Sequence[Fact], read: Iterable[str] = ())
 
 
 def narrowed(claims: Sequence[Claim], known: Sequence[Fact]) -> list[Claim]:
-    """A relation said by its head alone ("The Quiet Hours are my favourite now") is the one current relation of
+    """A relation said by its head alone ("Slow Orbit is my favourite now") is the one current relation of
     that subject it heads ("favourite band"), when exactly one does and none is the head itself."""
     out = []
     for c in claims:
@@ -225,7 +225,7 @@ def narrowed(claims: Sequence[Claim], known: Sequence[Fact]) -> list[Claim]:
     return out
 
 
-# "I traded the Comet in for a Pellori Vista", "swapped my Kindle for a Kobo", "把自行车换成了电动车": the old value
+# "I traded the Sprint in for a Halden Cruiser", "swapped my Kindle for a Kobo", "把自行车换成了电动车": the old value
 # is named, the new one takes its place under the same relation.
 _SWAP = [
     re.compile(

@@ -66,7 +66,7 @@ class MemoryWriter:
         # Value-only corrections ("No, it's B", "not A but B", "应该是B") first: read as statements they would
         # yield nonsense triples such as (不; 是; 北京，而是杭州).
         value = correction_value(text)
-        # "不对 她叫苏沐白", "No, she's called Maren": a pronoun means the person the question was about
+        # "不对 她叫江雨晴", "No, she's called Maren": a pronoun means the person the question was about
         read = analyze(text, person_in(Triple(*qparse, "")) if qparse else None).claims
         bare = clean_statement(text).rstrip(".。!！")
         if value is None and qparse and _is_bare_value(bare) and not read:
@@ -79,9 +79,9 @@ class MemoryWriter:
             # "The password is now X" answers "What is the Wi-Fi password at Y?" and A→B→C chains share one key.
             claims = [replace(claims[0], triple=Triple(qparse[0], qparse[1], claims[0].triple.object))]
         if value is not None and qparse:
-            known = self._answering(scope, qparse)  # "年会是哪天" asks about the fact "公司年会 date 1月18号"
+            known = self._answering(scope, qparse)  # "团建是哪天" asks about the fact "公司团建 date 5月26号"
             subject, relation = (known.subject, known.relation) if known else qparse
-            restated = known is not None and _restates(value[0], known.object)  # "不是 699" of "699元"
+            restated = known is not None and _restates(value[0], known.object)  # "不是 329" of "329元"
             claims = [Claim(Triple(subject, relation, known.object if restated else value[0]), change=True)]
         triples = [c.triple for c in claims]
         if claims:
@@ -326,8 +326,8 @@ def _is_bare_value(text: str) -> bool:
 
 
 def _restates(value: str, current: str) -> bool:
-    """A corrected value that is the current one without its unit or its leading part ("699" of "699元", "42"
-    of "42 km", "18号" of "1月18号"): the user repeats what is known, in short."""
+    """A corrected value that is the current one without its unit or its leading part ("329" of "329元", "42"
+    of "42 km", "26号" of "5月26号"): the user repeats what is known, in short."""
     v, c = normalize(value), normalize(current)
     unit = c.startswith(v) and bool(re.fullmatch(r"\s*[^\d\s.,]{1,8}", c[len(v) :]))
     lead = len(v) >= 2 and c.endswith(v) and len(c) > len(v) and not c[-len(v) - 1].isdigit()
