@@ -710,3 +710,5 @@ def test_eval_facts_scores_a_small_slice(bot, backend):
     rows = {r["id"]: r for r in report["modes"]["rules"]["rows"]}
     assert rows["en-chat-01"]["written"] == 0 and rows["en-chg-01"]["found"] >= 1
     assert facts.table_rows(report)[0][:2] == ["rules", "en"]
+    # the probes asked after the change are checked for the replaced value (`bot.stats.repeat_errors`)
+    assert rows["en-chg-01"]["checked_answers"] >= 1 and summary["overall"]["repeat_errors"] is not None

@@ -16,6 +16,7 @@ per reading mode (rules, model, hybrid) and language:
   state (current ones current, history ones not); stale: gold history facts still current;
 - false writes: facts written in conversations of questions, chatter and injections that match no gold fact;
 - flagged: injection attempts stored flagged; answers: probes answered right (and with no stale value);
+- repeat errors: answers after a change that still state the replaced value (`bot.stats.repeat_errors`);
 - latency: p50/p95 of reading a message that states something and writing what it states, per mode.
 """
 
@@ -186,8 +187,17 @@ def run(
                 row["probes"] = probe(bot, conv, user) if probes else []
                 rows.append(row)
                 tick(f"facts ({mode})", n, len(convs))
+            _repeat_errors(bot, rows)
         report["modes"][mode] = {"summary": summarize(rows, convs), "rows": rows}
     return report
+
+
+def _repeat_errors(bot: Assistant, rows: list[dict[str, Any]]) -> None:
+    """Each conversation's answers after a change, and those that repeated the replaced value (`bot.stats`)."""
+    scopes = {r["key"]: r for r in bot.stats.repeat_errors(days=2)["by_scope"]}
+    for n, row in enumerate(rows, 1):
+        found = scopes.get(f"user:u{n}", {})
+        row["checked_answers"], row["repeats"] = found.get("answers", 0), found.get("repeats", 0)
 
 
 # --- figures --------------------------------------------------------------------------------------------
@@ -209,6 +219,7 @@ def _figures(rows: list[dict[str, Any]], convs: dict[str, Conversation]) -> dict
         "quiet_conversations": sum(bool(QUIET & set(r["kinds"])) for r in rows),
         "flagged": _ratio(sum(r["flagged"] for r in injections), len(injections)),
         "answers": _ratio(sum(p["right"] for p in probes), len(probes)),
+        "repeat_errors": _ratio(sum(r.get("repeats", 0) for r in rows), sum(r.get("checked_answers", 0) for r in rows)),
         "learn_ms_p50": _quantile(learn, 0.5),
         "learn_ms_p95": _quantile(learn, 0.95),
     }
@@ -248,6 +259,7 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
                     f"{f['false_writes']} / {f['quiet_conversations']}",
                     pct(f["flagged"]),
                     pct(f["answers"]),
+                    pct(f["repeat_errors"]),
                     "—" if f["learn_ms_p95"] is None else f"{f['learn_ms_p50']:.0f} / {f['learn_ms_p95']:.0f}",
                 ]
             )
@@ -265,5 +277,6 @@ COLUMNS = (
     "false writes",
     "flagged",
     "answers",
+    "repeat errors",
     "learn ms p50/p95",
 )

@@ -144,8 +144,9 @@ class MemoryWriter:
             read = {c.sentence for c in claims if not c.negated}
             found = [*ended_by_mention(text, known, read), *changed_by_shape(text, known, read)]
             claims = (*claims, *(found or swapped(text, known)))
-        if any(" " not in c.triple.relation.strip() and c.triple.relation.isascii() for c in claims):
-            claims = tuple(narrowed(claims, self.store.facts([scope], limit=200, newest_first=True)))
+        heads = {c.triple.subject for c in claims if _head_word(c.triple.relation)}
+        if heads:  # "X is my favourite now": the subject's current relations it may head
+            claims = tuple(narrowed(claims, [f for s in heads for f in self.store.facts([scope], subject=s)]))
         kind = "chat" if chat else kind
         meta = {**(metadata or {}), "source": kind}
         learned = Learned()
@@ -323,6 +324,13 @@ def _is_bare_value(text: str) -> bool:
     if re.search(r"[\u4e00-\u9fff]", text):
         return len(text) <= 12 and not re.search(r"[是在有的了]", text)
     return len(text.split()) <= 4
+
+
+def _head_word(relation: str) -> bool:
+    """A relation of one English word that may stand for a longer one ("favourite" for "favourite band"); the
+    multi-valued ones and the copula never do."""
+    r = relation.strip()
+    return r.isascii() and " " not in r and r not in MULTI_VALUED and r not in ("is", "name", "age")
 
 
 def _restates(value: str, current: str) -> bool:
