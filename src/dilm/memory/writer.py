@@ -81,8 +81,9 @@ class MemoryWriter:
         if value is not None and qparse:
             known = self._answering(scope, qparse)  # "团建是哪天" asks about the fact "公司团建 date 5月26号"
             subject, relation = (known.subject, known.relation) if known else qparse
-            restated = known is not None and _restates(value[0], known.object)  # "不是 329" of "329元"
-            claims = [Claim(Triple(subject, relation, known.object if restated else value[0]), change=True)]
+            # "不是 329" of "329元": the known value stands
+            obj = known.object if known is not None and _restates(value[0], known.object) else value[0]
+            claims = [Claim(Triple(subject, relation, obj), change=True)]
         triples = [c.triple for c in claims]
         if claims:
             statement = (
