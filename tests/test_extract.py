@@ -185,6 +185,10 @@ def test_model_facts_not_in_the_message_are_dropped():
         Triple("user's sister", "lives in", "Oslo")
     ]
     assert read("Tomas moved to Oslo.", ["user's sister", "lives in", "Oslo"]) == []
+    # a value read both as current and as over: the message said it is over
+    both = [["user", "drives", "青橙S2", "past"], ["user", "vehicle", "青橙S2", "current"]]
+    read_both = parse(json.dumps({"act": "statement", "facts": both}), "之前那辆青橙S2我开了三年")
+    assert [(c.triple, c.past) for c in read_both.claims] == [(Triple(USER, "drives", "青橙S2"), True)]
     # an act is not a value
     assert read("I quit Brightmoor.", ["user", "job title", "quit"]) == []
     assert read("我不喝咖啡。", ["user", "habit", "不喝咖啡"]) == []

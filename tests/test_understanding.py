@@ -106,6 +106,12 @@ def test_an_end_of_something_never_said_before_is_kept_as_history(bot, said, tri
     assert triple not in _current(bot, "u")
 
 
+def test_an_end_said_without_i_ends_the_speakers_fact(bot):
+    bot.chat("I'm a member at Brookside Tennis Club.", user="u")
+    bot.chat("not a member at Brookside anymore tbh", user="u")
+    assert not any("Brookside" in o for _, _, o in _current(bot, "u")), _current(bot, "u")
+
+
 @pytest.mark.parametrize(
     "said, ended, ends, stays",
     [

@@ -345,7 +345,7 @@ _HYPOTHETICAL = re.compile(
 # "I think e-scooters are ruining pavements", "我觉得这家店一般": a view, not a fact. ("I think my flight is at
 # nine" hedges a fact, but is the one dilm should not record as one either.)
 _OPINION = re.compile(
-    r"^(?:i (?:think|believe|feel|reckon|guess|suppose|bet)|in my (?:opinion|view)|imo|personally,)\b|"
+    r"^(?:i (?:think|believe|feel|reckon|guess|suppose|bet)|bet you|in my (?:opinion|view)|imo|personally,)\b|"
     r"^我(?:觉得|认为|感觉|猜|估计|个人觉得)",
     re.I,
 )

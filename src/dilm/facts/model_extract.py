@@ -95,6 +95,9 @@ def parse(reply: str, text: str | None = None) -> Analysis:
     if text is not None:
         claims = _dated([c for c in claims if _grounded(c, text)], text)
     claims = list({(c.triple, c.negated, c.past): c for c in claims}.values())  # the model may repeat itself
+    # A value read both as current and as past or ended ("之前那辆X我开了五年"): the message said it is over.
+    over = {(c.triple.subject, normalize(c.triple.object)) for c in claims if c.negated or c.past}
+    claims = [c for c in claims if c.negated or c.past or (c.triple.subject, normalize(c.triple.object)) not in over]
     if act in ("question", "instruction", "chatter") or not claims:
         return Analysis("question" if act == "question" else "chatter", (), instruction=act == "instruction")
     return Analysis("statement", tuple(claims))

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from dilm.facts.analyze import Claim, is_question
-from dilm.facts.extract import SPEAKER, THIRD_PERSON, USER, Triple, sentences
+from dilm.facts.extract import SPEAKER, THIRD_PERSON, USER, Triple, clean_statement, sentences
 from dilm.text import normalize
 from dilm.types import Fact
 
@@ -55,6 +55,10 @@ _PARTNER = re.compile(
     re.I,
 )
 _HANZI = re.compile(r"[\u4e00-\u9fff]")
+_DROPPED_I = re.compile(
+    r"(?i:not|no longer|never|quit|left|sold|cancell?ed|stopped|gave up|moved out|don't|haven't|didn't|"
+    r"finally|just)\b|不再|不|没|已经不|戒了"
+)
 _FUNCTION_HANZI = set("我你他她它们的了是在有个一这那就也都")
 
 
@@ -84,8 +88,11 @@ def ended_by_mention(text: str, known: Sequence[Fact], read: Iterable[str] = ())
 def _about(subject: str, sentence: str) -> bool:
     """The sentence is about the fact's subject: the speaker (first person), the speaker's person named
     ("my sister", "she"), or the subject named."""
-    if subject == USER:
-        return bool(SPEAKER.search(sentence))
+    if subject == USER:  # "not vegan anymore tbh", "不上了": chat drops the "I"
+        return bool(
+            SPEAKER.search(sentence)
+            or (_DROPPED_I.match(clean_statement(sentence)) and not THIRD_PERSON.search(sentence))
+        )
     if subject.startswith(f"{USER}'s "):
         return bool(THIRD_PERSON.search(sentence)) or _names(subject.removeprefix(f"{USER}'s "), sentence)
     return _names(subject, sentence)
