@@ -44,7 +44,7 @@ from dilm.sessions import Sessions
 from dilm.stats import Stats
 from dilm.store import Store, open_store
 from dilm.training import Training
-from dilm.turn import Components, Retrieved, Turn, TurnRequest
+from dilm.turn import ChatContext, Components, Retrieved, Turn, TurnRequest
 from dilm.types import FeedbackResult, Reply, new_id, scopes_for, user_scope
 from dilm.users import Users
 
@@ -163,14 +163,18 @@ class Assistant:
         *,
         decoding: Decoding | dict[str, Any] | None = None,
         adapter: str | None = None,
+        given: ChatContext | None = None,
         **decoding_overrides: Any,
     ) -> Reply:
         """Answer `text` as `user` in `session` (a new session when None); the turn is logged before returning.
 
         `adapter`: answer with this adapter version (one of the user's or a global one; "base": none) instead of
-        the live one, which is otherwise routed per question. Raises InvalidInputError (bad text, user, decoding
-        or adapter), SessionNotFoundError, AdapterNotFoundError, ContextOverflowError or BackendError."""
+        the live one, which is otherwise routed per question. `given`: what a client keeping its own conversation
+        sends (its instructions, history, tools, tool results; see `ChatContext`): with tools, the Reply may be
+        `tool_calls` (finish_reason "tool_calls") instead of text. Raises InvalidInputError (bad text, user,
+        decoding or adapter), SessionNotFoundError, AdapterNotFoundError, ContextOverflowError or BackendError."""
         req = self._request(text, user, session, decoding, adapter, decoding_overrides, pin_first=True)
+        req.given = given or req.given
         with self.users.active(req.user):
             return self._turn.run(req)
 
@@ -192,10 +196,13 @@ class Assistant:
         *,
         decoding: Decoding | dict[str, Any] | None = None,
         adapter: str | None = None,
+        given: ChatContext | None = None,
         **decoding_overrides: Any,
     ) -> ReplyStream:
-        """Like `chat`, but iterate the returned object for text deltas; `.reply` holds the Reply at the end."""
+        """Like `chat`, but iterate the returned object for text deltas; `.reply` holds the Reply at the end
+        (with tools, its `tool_calls`: a call is never streamed as text)."""
         req = self._request(text, user, session, decoding, adapter, decoding_overrides)
+        req.given = given or req.given
         req.reply_id = new_id("msg")
 
         def run(on_text: Callable[[str], None], cancel: threading.Event) -> Reply:

@@ -20,7 +20,7 @@ class ContextBuilder:
         self._costs: dict[tuple[str, str, str], int] = {}
 
     def _cost(self, system: ChatMessage, m: ChatMessage) -> int:
-        key = (system["content"], m["role"], m["content"])
+        key = (system["content"], m["role"], json.dumps(m, sort_keys=True, ensure_ascii=False))
         if key not in self._costs:
             if len(self._costs) > 10_000:
                 self._costs.clear()
@@ -29,13 +29,21 @@ class ContextBuilder:
         return self._costs[key]
 
     def build(
-        self, system: str, history: list[ChatMessage], current: str, max_new_tokens: int
+        self,
+        system: str,
+        history: list[ChatMessage],
+        current: str,
+        max_new_tokens: int,
+        after: list[ChatMessage] | None = None,
     ) -> tuple[list[ChatMessage], int, int]:
-        """(messages, prompt tokens, history turns dropped). Oldest history goes first; never system or current."""
+        """(messages, prompt tokens, history turns dropped). Oldest history goes first; never system, current or
+        `after` (what followed the current message: the model's tool calls and their results).
+        Raises ContextOverflowError when system, current and `after` alone do not fit."""
         sys_msg: ChatMessage = {"role": "system", "content": system}
         cur_msg: ChatMessage = {"role": "user", "content": current}
+        after = after or []
         budget = self.backend.context_window - max_new_tokens
-        required = self.backend.count_tokens([sys_msg, cur_msg])
+        required = self.backend.count_tokens([sys_msg, cur_msg, *after])
         if required > budget:
             raise ContextOverflowError(
                 f"the message needs {required} tokens but only {max(budget, 0)} fit "
@@ -52,12 +60,12 @@ class ContextBuilder:
             used += cost
         kept.reverse()
         _start_on_user(kept)
-        messages = [sys_msg, *kept, cur_msg]
+        messages = [sys_msg, *kept, cur_msg, *after]
         total = self.backend.count_tokens(messages)
         while total > budget and kept:  # estimates were off (templates that are not per-message)
             kept.pop(0)
             _start_on_user(kept)
-            messages = [sys_msg, *kept, cur_msg]
+            messages = [sys_msg, *kept, cur_msg, *after]
             total = self.backend.count_tokens(messages)
         return messages, total, len(history) - len(kept)
 

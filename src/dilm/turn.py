@@ -45,6 +45,8 @@ from dilm.models.base import Backend, ChatMessage, OnText
 from dilm.profile import Profiles
 from dilm.store import Store
 from dilm.text import content_terms, language
+from dilm.tools import Tools, as_message
+from dilm.tools import render as render_calls
 from dilm.types import (
     AdapterVersion,
     Candidate,
@@ -53,6 +55,7 @@ from dilm.types import (
     Message,
     Reply,
     Session,
+    ToolCall,
     new_id,
     scopes_for,
     user_scope,
@@ -60,6 +63,21 @@ from dilm.types import (
 )
 
 _FIRST_PERSON = re.compile(r"\b(?:i|me|my|mine|myself|i'm|i've)\b|我(?!们)", re.I)
+
+
+@dataclass
+class ChatContext:
+    """What a client that keeps its own conversation (OpenAI's protocol) sends besides the new message.
+
+    `instructions`: its system/developer text, added to dilm's system prompt. `history`: the earlier turns,
+    used when no dilm session is continued (a continued session's own log wins). `tools`: functions the model
+    may call. `results`: the model's calls since the user's message and the tools' answers to them: the turn
+    then continues the answer to that message (nothing in it is learned as the user's words)."""
+
+    instructions: str | None = None
+    history: list[ChatMessage] = field(default_factory=list)
+    tools: Tools | None = None
+    results: list[ChatMessage] = field(default_factory=list)
 
 
 @dataclass
@@ -75,6 +93,7 @@ class TurnRequest:
     on_text: OnText | None = None
     cancel: threading.Event | None = None
     scripted: str | None = None  # `Assistant.replay`: the answer is given, not generated
+    given: ChatContext = field(default_factory=ChatContext)
 
 
 @dataclass
@@ -95,6 +114,7 @@ class TurnTrace:
     finish_reason: str | None = None
     mean_logprob: float | None = None
     history_dropped: int | None = None
+    tool_calls: list[dict[str, Any]] | None = None
     ttft_ms: float | None = None
     candidates: list[dict[str, Any]] = field(default_factory=list)
     pinned_adapter: str | None = None  # the version (or "base") the request pinned
@@ -195,6 +215,7 @@ class Outcome:
     prompt_tokens: int = 0
     adapter: AdapterVersion | None = None
     pending: dict[str, Any] | None = None  # a question the reply asks, to remember for the next message
+    tool_calls: list[ToolCall] = field(default_factory=list)  # the answer is these calls (content empty)
 
 
 @dataclass
@@ -245,10 +266,13 @@ class Turn:
         logged = store.session_messages(session.id) if session else []
         profile = self.parts.profiles.get(req.user)
         decoding = req.decoding.merged(profile_rules.decoding_overrides(profile, req.decoding.max_new_tokens))
+        mode = self.parts.asker.mode(profile)
+        history = self._history(logged) if session or not req.given.history else req.given.history
+        if req.given.results:  # the answer to the question goes on after its tool calls: nothing new was said
+            return Context(req, session, history, profile, decoding, mode, Intent("question", req.text))
         pending = store.take_pending_question(req.user)  # answered by this message, or dropped
         intent = classify(req.text, pending, logged)
-        mode = self.parts.asker.mode(profile)
-        return Context(req, session, self._history(logged), profile, decoding, mode, intent)
+        return Context(req, session, history, profile, decoding, mode, intent)
 
     def _history(self, msgs: list[Message]) -> list[ChatMessage]:
         """The session so far, minus answers the user rated bad or corrected (never reused) and their questions."""
@@ -387,6 +411,8 @@ class Turn:
     def decide(self, ctx: Context, found: Retrieved) -> Ask | None:
         if found.known is not None:
             return None
+        if ctx.request.given.tools or ctx.request.given.results:  # a client's tool loop: it asks nobody
+            return None
         return self.parts.asker.before(ctx.mode, ctx.intent.question, bool(ctx.history), ctx.scopes, ctx.lang)
 
     def generate(self, ctx: Context, found: Retrieved, trace: TurnTrace, emit: Emitter) -> Generated:
@@ -394,20 +420,28 @@ class Turn:
         backend = self.parts.backend()
         if self._context is None or self._context.backend is not backend:
             self._context = ContextBuilder(backend)
-        req, question, decoding = ctx.request, ctx.intent.question, ctx.decoding
+        req, question, decoding, given = ctx.request, ctx.intent.question, ctx.decoding, ctx.request.given
         system = profile_rules.system_prompt(self.parts.settings.system_prompt, ctx.profile)
+        if given.instructions:
+            system = f"{system}\n\n{given.instructions}"
         notes = with_notes(question, list(dict.fromkeys([h.memory.text for h in found.hits] + found.about_user)))
-        messages, prompt_tokens, dropped = self._context.build(system, ctx.history, notes, decoding.max_new_tokens)
+        messages, prompt_tokens, dropped = self._context.build(
+            system, ctx.history, notes, decoding.max_new_tokens, after=given.results
+        )
         rules = [
             r for r in [*self.parts.rules.refresh(), *profile_rules.guard_rules(ctx.profile)] if r.applies(req.text)
         ]
         # With a known answer or hard rules to check, the raw model text may still change: it is sent once, final.
-        streamed = emit.streaming and found.known is None and not any(r.hard for r in rules)
+        # With tools it may be a call, which is never streamed as text.
+        streamed = emit.streaming and found.known is None and not any(r.hard for r in rules) and not given.tools
         adapter, trace.adapter = self.parts.chooser.choose(req.user, question, req.adapter)
         t0 = time.perf_counter()
-        candidates = backend.generate(
-            messages, decoding, on_text=emit if streamed else None, cancel=req.cancel, **self._adapter_ref(adapter)
-        )
+        on_text = emit if streamed else None
+        ref = self.parts.registry.ref(adapter) if adapter is not None else None
+        if given.tools:  # only then: backends written before tools need not take the argument
+            candidates = backend.generate(messages, decoding, on_text, req.cancel, ref, tools=given.tools)
+        else:
+            candidates = backend.generate(messages, decoding, on_text=on_text, cancel=req.cancel, adapter=ref)
         trace.generate_ms = round((time.perf_counter() - t0) * 1000, 1)
         trace.history_dropped = dropped
         return Generated(candidates, messages, prompt_tokens, adapter, rules, streamed)
@@ -417,6 +451,11 @@ class Turn:
 
     def guard(self, ctx: Context, found: Retrieved, gen: Generated, trace: TurnTrace, emit: Emitter) -> Outcome:
         """Rerank, rules, contradictions, known-answer repair, then a follow-up question when one is due."""
+        call = next((c for c in gen.candidates if c.tool_calls), None)
+        if call is not None:  # a call, not an answer: nothing to check or repair; the caller runs the tools
+            trace.finish_reason, trace.tool_calls = call.finish_reason, as_message(call.tool_calls)["tool_calls"]
+            others = [c for c in gen.candidates if c is not call]
+            return Outcome("", [call, *others], gen.prompt_tokens, gen.adapter, tool_calls=call.tool_calls)
         candidates = self._checked(ctx, gen, trace)
         best = next((c for c in candidates if c.text), None) or _first(candidates)
         trace.finish_reason, trace.mean_logprob = best.finish_reason, best.mean_logprob
@@ -493,8 +532,9 @@ class Turn:
         candidates = outcome.candidates
         trace.candidates = [c.model_dump() for c in candidates] if len(candidates) > 1 else []
         session = ctx.session or store.create_session(req.user)  # only now: a failed first turn leaves none
+        said = _results_text(req.given.results) if req.given.results else req.text
         user_msg = Message(
-            id=ctx.user_msg_id, session_id=session.id, user_id=req.user, role="user", content=req.text,
+            id=ctx.user_msg_id, session_id=session.id, user_id=req.user, role="user", content=said,
             created_at=utcnow(),
         )  # fmt: skip
         best_tokens = next((c.completion_tokens for c in candidates if c.text), 0)
@@ -504,7 +544,7 @@ class Turn:
             session_id=session.id,
             user_id=req.user,
             role="assistant",
-            content=outcome.text,
+            content=outcome.text or render_calls(outcome.tool_calls),
             created_at=utcnow(),
             parent_id=user_msg.id,
             model=backend.model_name,
@@ -533,7 +573,15 @@ class Turn:
             decoding=ctx.decoding.model_dump(),
             adapter_version=adapter_version,
             checks=trace.checks(),
+            finish_reason=trace.finish_reason or "stop",
+            tool_calls=outcome.tool_calls,
         )
+
+
+def _results_text(results: list[ChatMessage]) -> str:
+    """The tools' answers a continued turn was given, as its logged message ("[tool result] …")."""
+    said = [f"[tool result] {m.get('content') or ''}" for m in results if m.get("role") in ("tool", "function")]
+    return "\n".join(said) or "[tool result]"
 
 
 def _first(candidates: list[Candidate]) -> Candidate:

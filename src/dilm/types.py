@@ -63,13 +63,23 @@ class Session(BaseModel):
     title: str | None = None
 
 
+class ToolCall(BaseModel):
+    """A function call the model made (OpenAI's tool call): `arguments` is a JSON object as text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
 class Candidate(BaseModel):
-    """One generated answer among the n of a turn."""
+    """One generated answer among the n of a turn: `finish_reason` is "stop", "length" (max_new_tokens reached)
+    or "tool_calls" (the answer is `tool_calls`, not text)."""
 
     text: str
     completion_tokens: int
     finish_reason: str = "stop"
     mean_logprob: float | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
 
 
 class Reply(BaseModel):
@@ -91,6 +101,8 @@ class Reply(BaseModel):
     checks: dict[str, Any] = Field(
         default_factory=dict, description="what shaped the answer: known_answer (and any repair), learning effects"
     )
+    finish_reason: str = Field("stop", description='"stop", "length" (max_new_tokens reached) or "tool_calls"')
+    tool_calls: list[ToolCall] = Field(default_factory=list, description="the functions the answer calls")
 
 
 class FeedbackResult(BaseModel):

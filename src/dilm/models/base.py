@@ -6,12 +6,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dilm.config import Decoding
 from dilm.types import Candidate
 
-ChatMessage = dict[str, str]  # {"role": ..., "content": ...}
+if TYPE_CHECKING:
+    from dilm.tools import Tools
+
+# {"role": ..., "content": str}, plus OpenAI's "tool_calls" on an assistant message and "tool_call_id" on a tool's
+ChatMessage = dict[str, Any]
 OnText = Callable[[str], None]
 
 
@@ -40,9 +44,12 @@ class Backend(Protocol):
         on_text: OnText | None = None,
         cancel: threading.Event | None = None,
         adapter: AdapterRef | None = None,
+        tools: Tools | None = None,
     ) -> list[Candidate]:
         """n candidates. `on_text` receives text deltas of the answer as they are produced (n == 1).
-        Setting `cancel` stops generation and raises GenerationCancelled. `adapter`: answer with that LoRA."""
+        Setting `cancel` stops generation and raises GenerationCancelled. `adapter`: answer with that LoRA.
+        `tools`: functions the model may call; a candidate that calls them has `tool_calls` (finish_reason
+        "tool_calls") and no text is streamed for it."""
         ...
 
 

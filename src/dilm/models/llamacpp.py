@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -36,7 +36,11 @@ from dilm.config import Decoding
 from dilm.errors import BackendError, GenerationCancelled, ModelNotFoundError
 from dilm.models.base import AdapterRef, ChatMessage, OnText, StopTrimmer
 from dilm.models.lora_gguf import LORA_FILE
-from dilm.types import Candidate
+from dilm.tools import call_schema, parse_calls, plain
+from dilm.types import Candidate, ToolCall, new_id
+
+if TYPE_CHECKING:
+    from dilm.tools import Tools
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +113,7 @@ class LlamaCppBackend:
                 self.context_window = trained
                 self._stop(self._engines.pop())
                 self._engines.append(self._start([]))
+            self.tool_template = self._takes_tool_calls(self._engines[0])
             self._engines += [self._start([]) for _ in range(self.engines - 1)]
         except BaseException:
             self.close()
@@ -264,9 +269,22 @@ class LlamaCppBackend:
         except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as e:
             raise ModelNotFoundError(f"{self.gguf}: llama.cpp did not report the model's context length: {e}") from None
 
+    @staticmethod
+    def _takes_tool_calls(engine: _Engine) -> bool:
+        """Whether the model's chat template renders tool calls and tool results (llama.cpp's template caps);
+        when it does not, they are given to it as plain turns (`tools.plain`)."""
+        try:
+            r = engine.http.get("/props")
+            r.raise_for_status()
+            caps = r.json().get("chat_template_caps") or {}
+        except (httpx.HTTPError, ValueError) as e:
+            raise ModelNotFoundError(f"llama.cpp did not describe the model's chat template: {e}") from None
+        return bool(caps.get("supports_tool_calls"))
+
     # -- tokens -----------------------------------------------------------------------------------
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         """Tokens of the chat-templated prompt, generation prompt included (the engine's own template)."""
+        messages = messages if self.tool_template else plain(messages)
         prompt = self._post("/apply-template", {"messages": messages})["prompt"]
         return len(self._post("/tokenize", {"content": prompt, "add_special": True, "parse_special": True})["tokens"])
 
@@ -289,14 +307,17 @@ class LlamaCppBackend:
         on_text: OnText | None = None,
         cancel: threading.Event | None = None,
         adapter: AdapterRef | None = None,
+        tools: Tools | None = None,
     ) -> list[Candidate]:
         """n candidates (see Backend.generate). llama.cpp's server has no beam search: strategy "beam" is
         answered greedily when n == 1 and, for n > 1, by sampling among the `num_beams`
         likeliest tokens per step (an approximation; runtime "transformers" has the real beam search).
+        `tools` go to the chat template; a required call is constrained by `tools.call_schema`.
         Raises BackendError when the engine fails, GenerationCancelled on cancel."""
         cancel = cancel or threading.Event()
-        request = self.request(messages, decoding)
-        stream = _Collector(decoding.n, StopTrimmer(decoding.stop, on_text) if on_text and decoding.n == 1 else None)
+        request = self.request(messages, decoding, tools)
+        streams = on_text is not None and decoding.n == 1 and tools is None  # a call is never streamed as text
+        stream = _Collector(decoding.n, StopTrimmer(decoding.stop, on_text) if streams and on_text else None)
         path = _lora_file(adapter) if adapter is not None else None
         with self._acquire(path) as engine:
             if engine.adapters:
@@ -309,17 +330,17 @@ class LlamaCppBackend:
             raise GenerationCancelled("generation cancelled")
         if stream.error:
             raise BackendError(f"generation failed: {stream.error}")
-        candidates = stream.candidates()
+        candidates = stream.candidates(tools)
         if decoding.strategy == "beam":  # ranked like beams: the likeliest first
             candidates.sort(key=lambda c: c.mean_logprob if c.mean_logprob is not None else float("-inf"), reverse=True)
-        if on_text is not None and stream.trimmer is None:
+        if on_text is not None and stream.trimmer is None and not candidates[0].tool_calls:
             on_text(candidates[0].text)
         return candidates
 
-    def request(self, messages: list[ChatMessage], d: Decoding) -> dict[str, Any]:
+    def request(self, messages: list[ChatMessage], d: Decoding, tools: Tools | None = None) -> dict[str, Any]:
         """The engine's chat-completion request for `d` (OpenAI fields plus llama.cpp's sampler settings)."""
         req: dict[str, Any] = {
-            "messages": messages,
+            "messages": messages if self.tool_template else plain(messages),
             "max_tokens": d.max_new_tokens,
             "n": d.n,
             "stream": True,
@@ -342,6 +363,11 @@ class LlamaCppBackend:
             req["seed"] = d.seed
         if d.json_schema is not None:
             req["json_schema"] = d.json_schema
+        if tools is not None:
+            req["tools"] = tools.functions
+            del req["logprobs"], req["top_logprobs"]  # llama.cpp refuses logprobs with tools when streaming
+            if tools.forced:  # llama.cpp's own "required" is not enforced for every template: a grammar is
+                req["json_schema"] = call_schema(tools)
         return req
 
 
@@ -352,6 +378,7 @@ class _Collector:
         self.texts = [""] * n
         self.logprobs: list[list[float]] = [[] for _ in range(n)]
         self.finish = ["stop"] * n
+        self.calls: list[list[dict[str, Any]]] = [[] for _ in range(n)]  # llama.cpp's parsed tool-call deltas
         self.trimmer = trimmer
         self.error: str | None = None
 
@@ -364,8 +391,10 @@ class _Collector:
             i = int(choice.get("index", 0))
             if i >= len(self.texts):
                 continue
-            text = (choice.get("delta") or {}).get("content") or ""
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or ""
             self.texts[i] += text
+            _merge_call_deltas(self.calls[i], delta.get("tool_calls") or [])
             if text and i == 0 and self.trimmer is not None:
                 self.trimmer.feed(text)
             for token in ((choice.get("logprobs") or {}).get("content")) or []:
@@ -374,17 +403,38 @@ class _Collector:
                 self.finish[i] = "length" if choice["finish_reason"] == "length" else "stop"
         return cancel.is_set()
 
-    def candidates(self) -> list[Candidate]:
+    def candidates(self, tools: Tools | None = None) -> list[Candidate]:
+        """The n answers; with `tools`, an answer that calls them (llama.cpp's parse, else `parse_calls`)
+        carries the calls and finish_reason "tool_calls"."""
         if self.trimmer is not None:
             self.trimmer.flush()
         out = []
-        for text, lps, finish in zip(self.texts, self.logprobs, self.finish, strict=True):
+        for text, lps, finish, parsed in zip(self.texts, self.logprobs, self.finish, self.calls, strict=True):
             finite = [x for x in lps if x > float("-inf")]
             mean = sum(finite) / len(finite) if finite else None
-            out.append(
-                Candidate(text=text.strip(), completion_tokens=len(lps), finish_reason=finish, mean_logprob=mean)
-            )
+            tokens = len(lps) or len(text) // 3  # with tools llama.cpp sends no logprobs: an estimate
+            candidate = Candidate(text=text.strip(), completion_tokens=tokens, finish_reason=finish, mean_logprob=mean)
+            calls = [_tool_call(c) for c in parsed] if parsed else parse_calls(text, tools) if tools else []
+            if calls:
+                candidate.text, candidate.tool_calls, candidate.finish_reason = "", calls, "tool_calls"
+            out.append(candidate)
         return out
+
+
+def _merge_call_deltas(calls: list[dict[str, Any]], deltas: list[dict[str, Any]]) -> None:
+    """OpenAI's streamed tool calls: each delta extends the call at its index (name once, arguments in pieces)."""
+    for d in deltas:
+        i = int(d.get("index", len(calls)))
+        while len(calls) <= i:
+            calls.append({"id": "", "name": "", "arguments": ""})
+        fn = d.get("function") or {}
+        calls[i]["id"] = d.get("id") or calls[i]["id"]
+        calls[i]["name"] += fn.get("name") or ""
+        calls[i]["arguments"] += fn.get("arguments") or ""
+
+
+def _tool_call(c: dict[str, Any]) -> ToolCall:
+    return ToolCall(id=c["id"] or new_id("call"), name=c["name"], arguments=c["arguments"] or "{}")
 
 
 def _lora_file(adapter: AdapterRef) -> Path:

@@ -9,12 +9,15 @@ import os
 import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dilm.config import Decoding
-from dilm.errors import BackendError, GenerationCancelled, ModelNotFoundError
+from dilm.errors import BackendError, GenerationCancelled, InvalidInputError, ModelNotFoundError
 from dilm.models.base import AdapterRef, ChatMessage, OnText, StopTrimmer, cut_at_stop
 from dilm.types import Candidate
+
+if TYPE_CHECKING:
+    from dilm.tools import Tools
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +138,11 @@ class LocalBackend:
         on_text: OnText | None = None,
         cancel: threading.Event | None = None,
         adapter: AdapterRef | None = None,
+        tools: Tools | None = None,
     ) -> list[Candidate]:
+        """See Backend.generate. Tool calling is not offered here: InvalidInputError when `tools` is given."""
+        if tools is not None:
+            raise InvalidInputError('tools need runtime "llama.cpp" or an OpenAI-compatible backend')
         torch = self._torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 

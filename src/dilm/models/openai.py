@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dilm.config import Decoding
 from dilm.errors import BackendError, BackendUnavailableError, GenerationCancelled
 from dilm.models.base import AdapterRef, ChatMessage, OnText, StopTrimmer, cut_at_stop
-from dilm.types import Candidate
+from dilm.tools import parse_calls
+from dilm.types import Candidate, ToolCall
+
+if TYPE_CHECKING:
+    from dilm.tools import Tools
 
 # Without the server's tokenizer we estimate: ~3 characters a token errs on the safe (larger) side
 # for English and counts CJK characters at least once each.
@@ -35,13 +39,19 @@ class OpenAIBackend:
         self.context_window = context_window or 4096
 
     def count_tokens(self, messages: list[ChatMessage]) -> int:
-        chars = (sum(_char_weight(c) for c in m["content"]) for m in messages)
+        texts = (str(m.get("content") or "") + str(m.get("tool_calls") or "") for m in messages)
+        chars = (sum(_char_weight(c) for c in text) for text in texts)
         return sum(_PER_MESSAGE + -(-n // _CHARS_PER_TOKEN) for n in chars) + 2
 
     def request(
-        self, messages: list[ChatMessage], d: Decoding, stream: bool, model: str | None = None
+        self,
+        messages: list[ChatMessage],
+        d: Decoding,
+        stream: bool,
+        model: str | None = None,
+        tools: Tools | None = None,
     ) -> dict[str, Any]:
-        """Keyword arguments for `chat.completions.create`."""
+        """Keyword arguments for `chat.completions.create`; `tools` and the choice pass through unchanged."""
         body: dict[str, Any] = {
             "model": model or self.model_name,
             "messages": messages,
@@ -68,6 +78,10 @@ class OpenAIBackend:
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": d.json_schema},
             }
+        if tools is not None:
+            body["tools"] = tools.functions
+            named = {"type": "function", "function": {"name": tools.choice}}
+            body["tool_choice"] = tools.choice if tools.choice in ("auto", "required") else named
         body["extra_body"] = extra
         return body
 
@@ -78,15 +92,17 @@ class OpenAIBackend:
         on_text: OnText | None = None,
         cancel: threading.Event | None = None,
         adapter: AdapterRef | None = None,
+        tools: Tools | None = None,
     ) -> list[Candidate]:
-        """`adapter`: vLLM serves each LoRA module under its own model name, so the request names it."""
+        """`adapter`: vLLM serves each LoRA module under its own model name, so the request names it. With
+        `tools` the answer is not streamed: the server's tool calls come whole (or are read from the text)."""
         oa = self._openai
         model = adapter.name if adapter is not None else None
         cancel = cancel or threading.Event()
         try:
-            if on_text is not None and decoding.n == 1:
+            if on_text is not None and decoding.n == 1 and tools is None:
                 return [self._stream(messages, decoding, on_text, cancel, model)]
-            resp = self.client.chat.completions.create(**self.request(messages, decoding, False, model))
+            resp = self.client.chat.completions.create(**self.request(messages, decoding, False, model, tools))
         except oa.APIConnectionError as e:
             raise BackendUnavailableError(
                 f"cannot reach the model server at {self.base_url} ({e.__class__.__name__}): is it running?"
@@ -100,14 +116,21 @@ class OpenAIBackend:
         for choice in resp.choices:
             text = choice.message.content or ""
             text = cut_at_stop(text, decoding.stop) or text
-            out.append(
-                Candidate(
-                    text=text.strip(),
-                    completion_tokens=tokens // max(len(resp.choices), 1),
-                    finish_reason=choice.finish_reason or "stop",
-                )
+            candidate = Candidate(
+                text=text.strip(),
+                completion_tokens=tokens // max(len(resp.choices), 1),
+                finish_reason=choice.finish_reason or "stop",
             )
-        if on_text is not None and out:
+            calls = [
+                ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
+                for c in choice.message.tool_calls or []
+                if c.type == "function"
+            ]
+            calls = calls or (parse_calls(text, tools) if tools else [])
+            if calls:
+                candidate.text, candidate.tool_calls, candidate.finish_reason = "", calls, "tool_calls"
+            out.append(candidate)
+        if on_text is not None and out and not out[0].tool_calls:
             on_text(out[0].text)
         return out
 

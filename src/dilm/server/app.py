@@ -32,10 +32,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dilm import profile as profile_rules
 from dilm.assistant import Assistant, ReplyStream
-from dilm.errors import DilmError, InvalidInputError, PermissionDeniedError
+from dilm.errors import DilmError, PermissionDeniedError
+from dilm.server import openai_chat
 from dilm.server.auth import Principal, RateLimitedError, RateLimiter, authenticate
 from dilm.server.limits import BodyLimit
 from dilm.server.metrics import Metrics
+from dilm.server.openai_chat import ChatRequest
+from dilm.tools import as_message
 from dilm.types import GLOBAL_SCOPE, AdapterVersion, Fact, FeedbackResult, Memory, Reply, Session, user_scope
 
 T = TypeVar("T")
@@ -59,41 +62,18 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class ChatMessageIn(Body):
-    role: Literal["system", "user", "assistant"]
-    content: str = Field(max_length=32_000)
-    name: str | None = Field(None, max_length=128)
-
-
-class ChatRequest(Body):
-    """OpenAI's chat-completions body (the fields dilm uses), plus `session_id` to continue a dilm session."""
-
-    messages: list[ChatMessageIn] = Field(min_length=1, max_length=1000)
-    model: str | None = Field(
-        None, max_length=200, description="an adapter version from /v1/models pins it; else the live one answers"
-    )
-    user: UserName | None = Field(None, description="the end user: memories, facts and adapters are theirs")
-    session_id: str | None = Field(None, max_length=100, description="dilm: continue this session")
-    temperature: float | None = Field(None, ge=0, le=5)
-    top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, ge=1, le=8192)
-    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
-    n: int | None = Field(None, ge=1, le=16)
-    stop: str | list[str] | None = Field(None, description="up to 4 stop strings")
-    seed: int | None = Field(None, ge=0, le=2**63 - 1)
-    stream: bool = False
-    stream_options: dict[str, Any] | None = None
-
-
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    refusal: None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class Choice(BaseModel):
     index: int
     message: AssistantMessage
-    finish_reason: str
+    finish_reason: Literal["stop", "length", "tool_calls"]
+    logprobs: None = None
 
 
 class Usage(BaseModel):
@@ -275,38 +255,6 @@ def _error(status: int, message: str, kind: str, headers: dict[str, str] | None 
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _decoding(body: ChatRequest) -> dict[str, Any]:
-    d: dict[str, Any] = {}
-    if body.temperature == 0:
-        d["strategy"] = "greedy"
-    elif body.temperature is not None:
-        d.update(strategy="sample", temperature=body.temperature)
-    if body.top_p is not None:
-        d["top_p"] = body.top_p
-    if body.max_completion_tokens or body.max_tokens:
-        d["max_new_tokens"] = body.max_completion_tokens or body.max_tokens
-    if body.n is not None:
-        d["n"] = body.n
-        if body.n > 1 and body.temperature is None:  # OpenAI samples n answers at its default temperature
-            d["strategy"] = "sample"
-    if body.stop is not None:
-        stops = [body.stop] if isinstance(body.stop, str) else body.stop
-        if len(stops) > 4 or any(not s or len(s) > 200 for s in stops):
-            raise InvalidInputError("stop: at most 4 non-empty strings of at most 200 characters")
-        d["stop"] = stops
-    if body.seed is not None:
-        d["seed"] = body.seed
-    return d
-
-
-def _question(body: ChatRequest) -> str:
-    """The turn's text: the last message, which must be the user's (dilm keeps the history itself)."""
-    last = body.messages[-1]
-    if last.role != "user":
-        raise InvalidInputError("the last message must be the user's: it is what dilm answers")
-    return last.content
-
-
 def _extras(reply: Reply) -> Extras:
     return Extras(
         session_id=reply.session_id,
@@ -323,17 +271,25 @@ def _usage(reply: Reply) -> Usage:
 
 
 def _completion(reply: Reply, created: int) -> ChatCompletion:
-    texts = [reply.text] + [c.text for c in reply.candidates[1:]]  # other candidates: OpenAI's n > 1 choices
+    first = Choice(index=0, message=_message(reply), finish_reason=_finish(reply.finish_reason))
+    others = [  # other candidates: OpenAI's n > 1 choices
+        Choice(index=i, message=AssistantMessage(content=c.text), finish_reason=_finish(c.finish_reason))
+        for i, c in enumerate(reply.candidates[1:], 1)
+    ]
     return ChatCompletion(
-        id=reply.id,
-        created=created,
-        model=reply.model,
-        choices=[
-            Choice(index=i, message=AssistantMessage(content=t), finish_reason="stop") for i, t in enumerate(texts)
-        ],
-        usage=_usage(reply),
+        id=reply.id, created=created, model=reply.model, choices=[first, *others], usage=_usage(reply),
         dilm=_extras(reply),
-    )
+    )  # fmt: skip
+
+
+def _message(reply: Reply) -> AssistantMessage:
+    if reply.tool_calls:
+        return AssistantMessage(content=None, tool_calls=as_message(reply.tool_calls)["tool_calls"])
+    return AssistantMessage(content=reply.text)
+
+
+def _finish(reason: str) -> Literal["stop", "length", "tool_calls"]:
+    return "length" if reason == "length" else "tool_calls" if reason == "tool_calls" else "stop"
 
 
 def _sse(data: dict[str, Any]) -> str:
@@ -390,6 +346,9 @@ async def _principal(request: Request, cred: HTTPAuthorizationCredentials | None
 
 Who = Annotated[Principal, Depends(_principal)]
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+# pydantic names the member of a union it tried in the error's location ("constrained-str", "list[...]"): not
+# a field the client sent, so error messages leave it out.
+_TYPE_TAG = re.compile(r"^(?:str|int|float|bool|dict|list|none|constrained-\w+)$|[\[-]")
 
 
 def _from_this_machine(request: Request) -> bool:
@@ -466,7 +425,7 @@ def _error_handlers(app: FastAPI) -> None:
         first = errors[0] if errors else {}
         if first.get("type") == "json_invalid":
             return _error(400, f"the body is not valid JSON: {first.get('ctx', {}).get('error', '')}", "invalid_json")
-        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body" and not _TYPE_TAG.search(str(x)))
         return _error(422, f"{where + ': ' if where else ''}{first.get('msg', 'invalid request')}", "invalid_request")
 
     @app.exception_handler(StarletteHTTPException)
@@ -519,36 +478,71 @@ def _chat_routes(app: FastAPI, bot: Assistant, metrics: Metrics, slots: anyio.Ca
         responses={200: {"content": {"text/event-stream": {"description": "with stream: true"}}}},
     )
     async def chat(body: ChatRequest, who: Who) -> Any:
-        text, user, decoding = _question(body), who.acting(body.user), _decoding(body)
+        turn, user = openai_chat.read(body), who.acting(body.user)
         # `model` naming an adapter version (from /v1/models) pins it; any other name: the live one, routed.
         pin = body.model if body.model and ADAPTER_VERSION.fullmatch(body.model) else None
+        options: dict[str, Any] = {"adapter": pin, "given": turn.given, **turn.decoding}
+        if turn.images:
+            options["images"] = turn.images
         created = int(time.time())
         if not body.stream:
             reply = await anyio.to_thread.run_sync(
-                lambda: bot.chat(text, user, body.session_id, adapter=pin, **decoding), limiter=slots
+                lambda: bot.chat(turn.text, user, body.session_id, **options), limiter=slots
             )
             metrics.generated(reply.completion_tokens)
             return _completion(reply, created)
-        # Bad input (text, user, session, decoding, adapter) fails here, before the 200 goes out.
-        if body.session_id is not None:
-            await _call(bot.sessions.get, body.session_id, user)
-        stream = await _call(lambda: bot.stream(text, user, body.session_id, adapter=pin, **decoding))
+        stream = await _call(lambda: bot.stream(turn.text, user, body.session_id, **options))
+        first = await _first_event(stream, slots)  # any error so far (a prompt too long, ...) is a plain 4xx/5xx
         usage = bool((body.stream_options or {}).get("include_usage"))
         chunk = {"object": "chat.completion.chunk", "created": created, "model": bot.model_name, "id": stream.id}
-        return _Stream(_events(stream, chunk, usage, slots, metrics), media_type="text/event-stream")
+        return _Stream(_events(stream, first, chunk, usage, slots, metrics), media_type="text/event-stream")
 
 
-async def _events(
-    stream: ReplyStream, chunk: dict[str, Any], usage: bool, slots: anyio.CapacityLimiter, metrics: Metrics
-) -> AsyncGenerator[str, None]:
-    """A streamed turn as server-sent events: one chunk per text delta, then the last one with dilm's extras."""
+@dataclass
+class _Started:
+    """A streamed turn whose first text delta (or its end) is already in: errors before it were answered as
+    plain HTTP errors, before the 200 went out, as OpenAI and vLLM do."""
+
+    deltas: Generator[str, None, None]
+    first: str | None  # None: the turn ended without text (a tool call)
+
+
+async def _first_event(stream: ReplyStream, slots: anyio.CapacityLimiter) -> _Started:
+    """Take a generation slot for `stream` and run it up to its first delta. On an error the slot is given
+    back and the error raised (the route answers it as JSON)."""
     done = object()
     # A slot is held on behalf of this stream, not of a task: the closing may run in another task.
     await slots.acquire_on_behalf_of(stream)
     deltas = _deltas(stream)
     try:
-        while (delta := await anyio.to_thread.run_sync(next, deltas, done)) is not done:
+        first = await anyio.to_thread.run_sync(next, deltas, done)
+    except BaseException:
+        stream.cancel()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(deltas.close)
+        slots.release_on_behalf_of(stream)
+        raise
+    return _Started(deltas, None if first is done else str(first))
+
+
+async def _events(
+    stream: ReplyStream,
+    started: _Started,
+    chunk: dict[str, Any],
+    usage: bool,
+    slots: anyio.CapacityLimiter,
+    metrics: Metrics,
+) -> AsyncGenerator[str, None]:
+    """A streamed turn as server-sent events: one chunk per text delta (tool calls as one delta at the end),
+    then the last one with the finish reason and dilm's extras."""
+    done = object()
+    deltas = started.deltas
+    try:
+        yield _sse({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+        delta: object = started.first if started.first is not None else done
+        while delta is not done:
             yield _sse({**chunk, "choices": [{"index": 0, "delta": {"content": delta}}]})
+            delta = await anyio.to_thread.run_sync(next, deltas, done)
     except Exception as e:  # the status line is out already: the error goes in the stream
         if not isinstance(e, DilmError):
             log.exception("streamed turn failed")
@@ -565,7 +559,10 @@ async def _events(
     reply = stream.reply
     assert reply is not None  # the deltas ran out: the turn is done and logged
     metrics.generated(reply.completion_tokens)
-    last = {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    if reply.tool_calls:
+        calls = [{"index": i, **c} for i, c in enumerate(as_message(reply.tool_calls)["tool_calls"])]
+        yield _sse({**chunk, "choices": [{"index": 0, "delta": {"tool_calls": calls}}]})
+    last = {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": _finish(reply.finish_reason)}]}
     yield _sse({**last, "dilm": _extras(reply).model_dump()})
     if usage:  # as OpenAI does: one more chunk, no choices, the token counts
         yield _sse({**chunk, "choices": [], "usage": _usage(reply).model_dump()})
