@@ -27,6 +27,8 @@ from dilm.feedback import FeedbackRecorder, one_kind
 from dilm.guard.contradiction import Contradiction, contradictions
 from dilm.guard.rerank import Reranker
 from dilm.guard.rules import RulesFile
+from dilm.images import MAX_IMAGES, Picture, PictureStore, TextReader
+from dilm.images import load as load_picture
 from dilm.keys import Keys
 from dilm.learning import reward as reward_training
 from dilm.learning.jobs import TrainResult
@@ -44,7 +46,7 @@ from dilm.sessions import Sessions
 from dilm.stats import Stats
 from dilm.store import Store, open_store
 from dilm.training import Training
-from dilm.turn import ChatContext, Components, Retrieved, Turn, TurnRequest
+from dilm.turn import ChatContext, Components, Retrieved, Turn, TurnRequest, sees_images
 from dilm.types import FeedbackResult, Reply, new_id, scopes_for, user_scope
 from dilm.users import Users
 
@@ -69,7 +71,8 @@ class Assistant:
         self.facts = Facts(store)
         self.adapters = Registry(data_dir, store)
         self.profiles = Profiles(store)
-        self.users = Users(store, data_dir, self.retriever.index)
+        self.pictures = PictureStore(data_dir / "images")
+        self.users = Users(store, data_dir, self.retriever.index, self.pictures)
         self.sessions = Sessions(store)
         self.keys = Keys(store)
         self.stats = Stats(store)
@@ -83,6 +86,7 @@ class Assistant:
             Components(
                 settings, store, lambda: self.backend, self.retriever, self.writer, self.answers, self.asker,
                 self.chooser, self.adapters, self.reranker, self.rules, self.profiles, self._feedback,
+                self.pictures, TextReader(),
             )
         )  # fmt: skip
 
@@ -164,6 +168,7 @@ class Assistant:
         decoding: Decoding | dict[str, Any] | None = None,
         adapter: str | None = None,
         given: ChatContext | None = None,
+        images: list[str | bytes | Path] | None = None,
         **decoding_overrides: Any,
     ) -> Reply:
         """Answer `text` as `user` in `session` (a new session when None); the turn is logged before returning.
@@ -171,9 +176,11 @@ class Assistant:
         `adapter`: answer with this adapter version (one of the user's or a global one; "base": none) instead of
         the live one, which is otherwise routed per question. `given`: what a client keeping its own conversation
         sends (its instructions, history, tools, tool results; see `ChatContext`): with tools, the Reply may be
-        `tool_calls` (finish_reason "tool_calls") instead of text. Raises InvalidInputError (bad text, user,
+        `tool_calls` (finish_reason "tool_calls") instead of text. `images`: pictures sent with the message (data:
+        URIs, bytes or paths; see `dilm.images`): stored with the turn; a model that cannot see gets their text
+        (OCR). Raises InvalidInputError (bad text, user,
         decoding or adapter), SessionNotFoundError, AdapterNotFoundError, ContextOverflowError or BackendError."""
-        req = self._request(text, user, session, decoding, adapter, decoding_overrides, pin_first=True)
+        req = self._request(text, user, session, decoding, adapter, decoding_overrides, pin_first=True, images=images)
         req.given = given or req.given
         with self.users.active(req.user):
             return self._turn.run(req)
@@ -197,11 +204,12 @@ class Assistant:
         decoding: Decoding | dict[str, Any] | None = None,
         adapter: str | None = None,
         given: ChatContext | None = None,
+        images: list[str | bytes | Path] | None = None,
         **decoding_overrides: Any,
     ) -> ReplyStream:
         """Like `chat`, but iterate the returned object for text deltas; `.reply` holds the Reply at the end
         (with tools, its `tool_calls`: a call is never streamed as text)."""
-        req = self._request(text, user, session, decoding, adapter, decoding_overrides)
+        req = self._request(text, user, session, decoding, adapter, decoding_overrides, images=images)
         req.given = given or req.given
         req.reply_id = new_id("msg")
 
@@ -223,16 +231,34 @@ class Assistant:
         adapter: str | None,
         overrides: dict[str, Any],
         pin_first: bool = False,
+        images: list[str | bytes | Path] | None = None,
     ) -> TurnRequest:
         """A turn's inputs, checked before it starts (chat checks the adapter before the text, stream after)."""
         d = self.decoding_for(user, decoding, overrides)
         user = validate.user(user)
         limit = self.settings.max_message_chars
+        pictures = self._pictures(images or [])
+        if pictures and not text.strip():
+            text = "[image]"  # a picture alone: what the log shows for the message
         if pin_first:
             pinned = self.chooser.pin(user, adapter)
-            return TurnRequest(validate.text(text, "message", limit), user, session, d, pinned)
-        text = validate.text(text, "message", limit)
-        return TurnRequest(text, user, session, d, self.chooser.pin(user, adapter))
+            req = TurnRequest(validate.text(text, "message", limit), user, session, d, pinned)
+        else:
+            text = validate.text(text, "message", limit)
+            req = TurnRequest(text, user, session, d, self.chooser.pin(user, adapter))
+        req.images = pictures
+        return req
+
+    def _pictures(self, images: list[str | bytes | Path]) -> list[Picture | str]:
+        """Checked pictures; an http(s) URL stays a URL only for a server that is given pictures (never fetched
+        here). Raises InvalidInputError."""
+        if len(images) > MAX_IMAGES:
+            raise InvalidInputError(f"at most {MAX_IMAGES} images in a message")
+        sees = sees_images(self.backend)
+        return [
+            x if sees and isinstance(x, str) and x.startswith(("http://", "https://")) else load_picture(x)
+            for x in images
+        ]
 
     def decoding_for(
         self, user: str, decoding: Decoding | dict[str, Any] | None = None, overrides: dict[str, Any] | None = None

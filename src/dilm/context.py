@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from dilm.errors import ContextOverflowError
 from dilm.models.base import Backend, ChatMessage
@@ -32,7 +33,7 @@ class ContextBuilder:
         self,
         system: str,
         history: list[ChatMessage],
-        current: str,
+        current: str | list[Any],
         max_new_tokens: int,
         after: list[ChatMessage] | None = None,
     ) -> tuple[list[ChatMessage], int, int]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dilm import validate
+from dilm.images import PictureStore
 from dilm.memory.index import VectorIndex
 from dilm.store import Store
 from dilm.types import user_scope
@@ -20,8 +21,8 @@ from dilm.types import user_scope
 class Users:
     """The user lifecycle: the activity gate every turn and feedback holds, export, and forget."""
 
-    def __init__(self, store: Store, data_dir: Path, index: VectorIndex) -> None:
-        self.store, self.data_dir, self.index = store, data_dir, index
+    def __init__(self, store: Store, data_dir: Path, index: VectorIndex, pictures: PictureStore) -> None:
+        self.store, self.data_dir, self.index, self.pictures = store, data_dir, index, pictures
         self._cond = threading.Condition()
         self._busy: Counter[str] = Counter()  # user -> turns and feedback in flight
         self._forgetting: set[str] = set()
@@ -53,8 +54,12 @@ class Users:
 
     def export(self, user: str) -> dict[str, Any]:
         """Sessions, messages, feedback, memories (superseded too), facts (history too), settings and profile,
-        and the records of the user's personal adapters, as one JSON-ready dict."""
-        return self.store.export_user(validate.user(user))
+        and the records of the user's personal adapters, and the pictures they sent (base64), as one JSON-ready
+        dict."""
+        user = validate.user(user)
+        exported = self.store.export_user(user)
+        exported["images"] = self.pictures.export(user)
+        return exported
 
     def forget(self, user: str) -> dict[str, int]:
         """Delete everything stored for `user`, personal adapters' files included; returns what was deleted.
@@ -74,5 +79,6 @@ class Users:
                 self._wake_everyone()
         for rel in folders:  # the records are gone, so a failure here leaves unreferenced files only
             shutil.rmtree(self.data_dir / rel, ignore_errors=True)
+        counts["images"] = self.pictures.forget(user)
         self.index.invalidate(user_scope(user))
         return counts

@@ -18,9 +18,22 @@ if TYPE_CHECKING:
 # for English and counts CJK characters at least once each.
 _CHARS_PER_TOKEN = 3
 _PER_MESSAGE = 4
+_PER_IMAGE = 1105  # OpenAI's count for a 1024x1024 picture in high detail (85 + 170 per 512-px tile): a bound
+
+
+def _text(content: Any) -> str:
+    """A message's text: a string, or the text parts of a list of content parts."""
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if p.get("type") == "text")
+    return str(content or "")
 
 
 class OpenAIBackend:
+    """A model behind an OpenAI-compatible server. Pictures are forwarded as they came (`sees_images`): the
+    server is expected to be a vision model's, or to refuse them itself."""
+
+    sees_images = True
+
     def __init__(
         self,
         base_url: str,
@@ -39,9 +52,12 @@ class OpenAIBackend:
         self.context_window = context_window or 4096
 
     def count_tokens(self, messages: list[ChatMessage]) -> int:
-        texts = (str(m.get("content") or "") + str(m.get("tool_calls") or "") for m in messages)
+        texts = (_text(m.get("content")) + str(m.get("tool_calls") or "") for m in messages)
         chars = (sum(_char_weight(c) for c in text) for text in texts)
-        return sum(_PER_MESSAGE + -(-n // _CHARS_PER_TOKEN) for n in chars) + 2
+        images = sum(
+            1 for m in messages if isinstance(m.get("content"), list) for p in m["content"] if p["type"] != "text"
+        )
+        return sum(_PER_MESSAGE + -(-n // _CHARS_PER_TOKEN) for n in chars) + 2 + images * _PER_IMAGE
 
     def request(
         self,

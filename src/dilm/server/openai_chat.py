@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from dilm.errors import InvalidInputError
+from dilm.images import MAX_IMAGES
 from dilm.models.base import ChatMessage
 from dilm.tools import Tools, as_message, offered
 from dilm.turn import ChatContext
@@ -27,7 +28,6 @@ from dilm.types import ToolCall
 UserName = Annotated[
     str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")
 ]
-MAX_IMAGES = 4
 
 
 class Body(BaseModel):
