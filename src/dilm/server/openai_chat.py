@@ -133,6 +133,9 @@ class ChatRequest(Body):
     service_tier: str | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
+    # vLLM's (and llama.cpp's) sampling extensions, which dilm's OpenAI backend sends: dilm serves dilm
+    top_k: int | None = Field(None, ge=0, le=1000)
+    repetition_penalty: float | None = Field(None, gt=0, le=5)
 
 
 @dataclass
@@ -184,7 +187,7 @@ def read(body: ChatRequest) -> TurnInputs:
 
 def _refuse_unsupported(body: ChatRequest) -> None:
     for name, why in REFUSED.items():
-        if getattr(body, name):
+        if getattr(body, name) not in (None, False):  # {} asks for web search too
             raise InvalidInputError(f"{name}: {why}")
     if body.logit_bias:
         raise InvalidInputError("logit_bias: dilm cannot bias tokens by id (ids differ between its models)")
@@ -279,6 +282,10 @@ def _decoding(body: ChatRequest, tools: Tools | None) -> dict[str, Any]:
         if len(stops) > 4 or any(not s or len(s) > 200 for s in stops):
             raise InvalidInputError("stop: at most 4 non-empty strings of at most 200 characters")
         d["stop"] = stops
+    if body.top_k is not None:
+        d["top_k"] = body.top_k
+    if body.repetition_penalty is not None:
+        d["repetition_penalty"] = body.repetition_penalty
     if body.seed is not None:
         d["seed"] = body.seed % 2**63  # OpenAI allows negative seeds; llama.cpp wants a non-negative one
     schema = _response_schema(body.response_format)
