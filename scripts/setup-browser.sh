@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the browser the web-page tests (tests/test_web.py) drive: Debian's chromium at /usr/bin/chromium.
-# Playwright itself comes with the dev extras (pip install -e '.[dev]'); this script pip-installs nothing.
-# Idempotent: does nothing when /usr/bin/chromium is already there.
+# Installs what the web-page and picture tests need from Debian: chromium at /usr/bin/chromium (tests/test_web.py
+# drives it) and a Chinese font (fonts-wqy-microhei: the pages show Chinese, and tests draw Chinese text into the
+# pictures they send). Playwright itself comes with the dev extras (pip install -e '.[dev]'); this script
+# pip-installs nothing. Idempotent: does nothing when both are there.
 set -euo pipefail
 
-if [[ -x /usr/bin/chromium ]]; then
-    echo "chromium is installed: $(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium)"
+FONT=/usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+if [[ -x /usr/bin/chromium && -f $FONT ]]; then
+    echo "chromium is installed: $(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium); CJK font: $FONT"
     exit 0
 fi
 
@@ -25,5 +27,5 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" apt-get update -qq
-"${SUDO[@]}" apt-get install -y -qq chromium >/dev/null
+"${SUDO[@]}" apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
 echo "installed: $(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium)"

@@ -104,7 +104,11 @@ def test_streaming_and_chinese(server):
         ({"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, 422, "temperature"),
         ({"messages": [{"role": "user", "content": "hi"}], "surprise": 1}, 422, "surprise"),
         ({"messages": [{"role": "assistant", "content": "hi"}]}, 400, "user message"),
-        ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, 400, "last message"),
+        (
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+            400,
+            "last message",
+        ),
         ({"messages": [{"role": "user", "content": "   "}]}, 400, "empty"),
     ],
 )

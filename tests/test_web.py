@@ -284,3 +284,30 @@ def test_chinese_ui_and_a_chinese_conversation_in_local_mode(bot, page):
         expect(answer.locator(".text")).to_contain_text("陈静")
         expect(page.locator("#messages .msg.user")).to_contain_text("蓝鲸书店的老板是谁？")
         expect(answer.get_by_role("button", name="更正这个回答")).to_be_visible()
+
+
+def test_an_attached_picture_is_read_shown_and_kept_in_the_history(bot, page, tmp_path):
+    from tests.test_openai_protocol import picture
+
+    receipt = tmp_path / "receipt.png"
+    receipt.write_bytes(picture(["Pinewood Bakery", "TOTAL 41.75"]))
+    notice = tmp_path / "notice.png"
+    notice.write_bytes(picture(["停车须知", "车位 B-214"]))
+    with serving(create_app(bot, local=True)) as url:
+        page.goto(url)
+        page.locator("#attach-input").set_input_files([str(receipt), str(notice)])
+        expect(page.locator("#attachments img")).to_have_count(2)
+        page.get_by_role("button", name="Remove image 2").click()
+        expect(page.locator("#attachments img")).to_have_count(1)
+        answer = send(page, "What is the total on this receipt?")
+        expect(page.locator("#attachments img")).to_have_count(0)  # sent with the message
+        expect(page.locator(".msg.user img.picture")).to_have_count(1)
+        expect(answer.locator(".text")).to_contain_text("41.75")  # the answer uses the picture's text
+        page.locator("#attach-input").set_input_files([str(notice)])
+        send(page, "这张图片上的车位号是什么？")
+        sessions = bot.sessions.list("default")
+        said = [m for m in bot.sessions.messages(sessions[0].id) if m.role == "user"]
+        assert "41.75" in said[0].meta["images"][0]["text"] and "B-214" in said[1].meta["images"][0]["text"]
+        page.get_by_role("button", name="New chat").click()
+        page.locator("#sessions button.session").first.click()  # the conversation again
+        expect(page.locator(".msg.user img.picture")).to_have_count(2)  # fetched from /v1/images with the key

@@ -43,6 +43,10 @@ class FactNotFoundError(NotFoundError):
     code = "fact_not_found"
 
 
+class ImageNotFoundError(NotFoundError):
+    code = "image_not_found"
+
+
 class AdapterNotFoundError(NotFoundError):
     code = "adapter_not_found"
 

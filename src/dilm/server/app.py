@@ -32,7 +32,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dilm import profile as profile_rules
 from dilm.assistant import Assistant, ReplyStream
-from dilm.errors import DilmError, PermissionDeniedError
+from dilm.errors import DilmError, ImageNotFoundError, PermissionDeniedError
+from dilm.images import EXTENSIONS
 from dilm.server import openai_chat
 from dilm.server.auth import Principal, RateLimitedError, RateLimiter, authenticate
 from dilm.server.limits import BodyLimit
@@ -727,3 +728,11 @@ def _user_routes(app: FastAPI, bot: Assistant) -> None:
     async def forget(user_id: PathUser, who: Who) -> Forgotten:
         acting = who.acting(user_id)
         return Forgotten(user=acting, deleted=await _call(bot.users.forget, acting))
+
+    @app.get("/v1/images/{sha256}", response_class=FileResponse, responses={200: {"content": {"image/*": {}}}})
+    async def image(sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")], who: Who, user: UserQuery = None) -> Any:
+        path = bot.pictures.find(who.acting(user), sha256)
+        if path is None:
+            raise ImageNotFoundError(f"no image {sha256} among this user's")
+        media = {ext: media for media, ext in EXTENSIONS.items()}[path.suffix[1:]]
+        return FileResponse(str(path), media_type=media, headers={"X-Content-Type-Options": "nosniff"})

@@ -23,6 +23,12 @@ const STRINGS = {
     message: "Message",
     placeholder: "Ask something… (Enter sends, Shift+Enter for a new line)",
     send: "Send",
+    attach: "Image",
+    attachHelp: "Attach an image (or paste one into the message box)",
+    removeImage: "Remove image {n}",
+    imageAlt: "attached image {n}",
+    tooManyImages: "At most {n} images in a message.",
+    notAnImage: "{name} is not an image dilm can read (PNG, JPEG, GIF, WebP or BMP, up to 10 MB).",
     knowTitle: "What I know about you",
     refresh: "Refresh",
     memories: "Memories",
@@ -129,6 +135,12 @@ const STRINGS = {
     message: "消息",
     placeholder: "请输入问题…（回车发送，Shift+回车换行）",
     send: "发送",
+    attach: "图片",
+    attachHelp: "附加图片（也可以直接粘贴到输入框）",
+    removeImage: "移除第 {n} 张图片",
+    imageAlt: "附加的第 {n} 张图片",
+    tooManyImages: "每条消息最多 {n} 张图片。",
+    notAnImage: "{name} 不是 dilm 能读取的图片（PNG、JPEG、GIF、WebP 或 BMP，不超过 10 MB）。",
     knowTitle: "我所了解的你",
     refresh: "刷新",
     memories: "记忆",
@@ -255,6 +267,7 @@ const state = {
   actAs: store.get("user") || "default",
   sessionId: null,
   busy: false,
+  images: [], // data: URIs attached to the next message
 };
 
 function t(key, args = {}) {
@@ -295,6 +308,7 @@ function applyI18n() {
     el.setAttribute("aria-label", t(el.dataset.i18nAria, argsOf(el, "i18nAriaArgs")));
   for (const el of document.querySelectorAll("[data-i18n-placeholder]"))
     el.setAttribute("placeholder", t(el.dataset.i18nPlaceholder));
+  for (const el of document.querySelectorAll("[data-i18n-title]")) el.setAttribute("title", t(el.dataset.i18nTitle));
   $("#lang-select").value = state.lang;
   renderWho();
 }
@@ -406,8 +420,11 @@ function userBody(body) {
 const rows = (x) => (Array.isArray(x) ? x : Array.isArray(x?.data) ? x.data : []);
 
 // Streams one chat turn: calls onDelta(text) for each piece; resolves to the last JSON chunk (id, dilm).
-async function streamChat(text, sessionId, onDelta, extra = {}) {
-  const body = userBody({ messages: [{ role: "user", content: text }], stream: true, ...extra });
+async function streamChat(text, sessionId, onDelta, extra = {}, images = []) {
+  // Pictures go as OpenAI content parts: the text, then each image as a data: URI.
+  const parts = [{ type: "text", text }, ...images.map((url) => ({ type: "image_url", image_url: { url } }))];
+  const content = images.length ? parts : text;
+  const body = userBody({ messages: [{ role: "user", content }], stream: true, ...extra });
   if (sessionId) body.session_id = sessionId;
   const res = await request("POST", "/v1/chat/completions", body);
   if (!res.ok) throw await errorFrom(res);
@@ -593,7 +610,9 @@ async function openSession(id) {
   for (const m of rows(data)) {
     if (m.role === "user") {
       question = m.content;
-      box.append(userBubble(m.content));
+      const bubble = userBubble(m.content);
+      box.append(bubble);
+      showStoredImages(bubble, m.meta?.images || []);
     } else if (m.role === "assistant") {
       const a = answerView({ id: m.id, question, sessionId: id });
       a.setText(m.content);
@@ -608,10 +627,75 @@ async function openSession(id) {
   box.scrollTop = box.scrollHeight;
 }
 
-function userBubble(text) {
+function userBubble(text, images = []) {
   const el = h("div", { class: "msg user" });
   el.append(tx(h("span", { class: "who-tag" }), "you"), h("div", { class: "text", dir: "auto", text }));
+  images.forEach((src, i) => el.append(picture(src, i)));
   return el;
+}
+
+function picture(src, i) {
+  return h("img", { class: "picture", src, alt: t("imageAlt", { n: i + 1 }) });
+}
+
+// A logged message's pictures, fetched with the page's key (an <img src> could not send it).
+async function showStoredImages(bubble, images) {
+  for (const [i, im] of images.entries()) {
+    if (!im.sha256) continue;
+    try {
+      const res = await request("GET", withUser(`/v1/images/${im.sha256}`));
+      if (!res.ok) continue; // forgotten since: the text stays
+      bubble.append(picture(URL.createObjectURL(await res.blob()), i));
+    } catch {
+      /* the picture is an extra: the conversation shows without it */
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Attaching pictures: the button, or pasting an image into the message box
+
+const MAX_IMAGES = 4;
+const MAX_IMAGE_BYTES = 10 * 1024 * 1024;
+
+async function attachFiles(files) {
+  for (const file of files) {
+    if (state.images.length >= MAX_IMAGES) {
+      showError(new ApiError(0, t("tooManyImages", { n: MAX_IMAGES })));
+      break;
+    }
+    if (!file.type.startsWith("image/") || file.size > MAX_IMAGE_BYTES) {
+      showError(new ApiError(0, t("notAnImage", { name: file.name || "image" })));
+      continue;
+    }
+    state.images.push(await dataUrl(file));
+  }
+  renderAttachments();
+}
+
+function dataUrl(file) {
+  return new Promise((resolve, reject) => {
+    const r = new FileReader();
+    r.onload = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+    r.readAsDataURL(file);
+  });
+}
+
+function renderAttachments() {
+  const list = $("#attachments");
+  list.replaceChildren(
+    ...state.images.map((src, i) => {
+      const drop = () => {
+        state.images.splice(i, 1);
+        renderAttachments();
+      };
+      const remove = aria(h("button", { type: "button", class: "remove", onclick: drop, text: "×" }), "removeImage", {
+        n: i + 1,
+      });
+      return h("li", {}, picture(src, i), remove);
+    }),
+  );
 }
 
 // One answer: its text (live while streaming), citations, feedback controls.
@@ -769,9 +853,9 @@ function citationText(c) {
 }
 
 // One streamed turn into a new answer view; resolves to the view (or undefined after an error, shown).
-async function ask(question, sessionId, extra) {
+async function ask(question, sessionId, extra, images = []) {
   const box = $("#messages");
-  box.append(userBubble(question));
+  box.append(userBubble(question, images));
   const view = answerView({ question, sessionId });
   box.append(view.el);
   box.scrollTop = box.scrollHeight;
@@ -785,6 +869,7 @@ async function ask(question, sessionId, extra) {
         box.scrollTop = box.scrollHeight;
       },
       extra,
+      images,
     );
     view.id = last.id;
     view.sessionId = last.dilm?.session_id || sessionId;
@@ -810,12 +895,17 @@ function setBusy(busy) {
 async function sendMessage() {
   const input = $("#composer-input");
   const text = input.value.trim();
-  if (!text || state.busy) return;
+  const images = state.images;
+  if ((!text && !images.length) || state.busy) return;
   clearErrors();
   input.value = "";
-  const view = await ask(text, state.sessionId);
+  state.images = [];
+  renderAttachments();
+  const view = await ask(text, state.sessionId, undefined, images);
   if (!view) {
     if (!input.value) input.value = text; // not lost: the user can send it again
+    if (!state.images.length) state.images = images;
+    renderAttachments();
     return;
   }
   if (!view.el.isConnected) return; // the user moved on (new chat, other user) while it streamed
@@ -1239,6 +1329,18 @@ function bind() {
   $("#composer").addEventListener("submit", (e) => {
     e.preventDefault();
     sendMessage();
+  });
+  $("#attach").addEventListener("click", () => $("#attach-input").click());
+  $("#attach-input").addEventListener("change", async (e) => {
+    await attachFiles([...e.target.files]);
+    e.target.value = ""; // the same file can be attached again
+  });
+  $("#composer-input").addEventListener("paste", (e) => {
+    const files = [...(e.clipboardData?.files || [])].filter((f) => f.type.startsWith("image/"));
+    if (files.length) {
+      e.preventDefault();
+      attachFiles(files);
+    }
   });
   $("#composer-input").addEventListener("keydown", (e) => {
     // Enter sends; Shift+Enter is a newline; an IME composing Chinese keeps its Enter.
