@@ -386,3 +386,19 @@ def test_templates_without_tools_get_calls_and_results_as_plain_turns():
     assert [m["role"] for m in flat] == ["user", "assistant", "user"]
     assert json.loads(flat[1]["content"]) == {"name": "get_weather", "arguments": {"city": "成都"}}
     assert flat[2]["content"] == "[get_weather returned] 小雨"
+
+
+@pytest.mark.parametrize(
+    ("lines", "question", "correction"),
+    [
+        (["Gate 9"], "Which gate does the sign show?", "No, that sign was changed: boarding is at gate 6."),
+        (["今日特价 鲈鱼"], "图片里的特价菜是什么？", "不对，今天的特价换成了草鱼。"),
+    ],
+)
+def test_a_correction_of_what_a_picture_shows_is_a_memory_linked_to_it(bot, lines, question, correction):
+    png = picture(lines)
+    r = bot.chat(question, images=[png])
+    bot.feedback(r.id, correction=correction)
+    (memory,) = bot.memories.list(user="default")
+    (sha,) = memory.metadata["images"]
+    assert bot.pictures.find("default", sha).read_bytes() == png

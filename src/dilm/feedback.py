@@ -80,14 +80,17 @@ class FeedbackRecorder:
     def _learn(self, msg: Message, fb: Feedback) -> tuple[list[str], Learned | None]:
         """The instant effects of one piece of feedback (memories, facts, profile), applied at once."""
         scope = user_scope(msg.user_id)
-        question = self.store.message(msg.parent_id).content if msg.parent_id else ""
+        asked = self.store.message(msg.parent_id) if msg.parent_id else None
+        question = asked.content if asked else ""
+        # The pictures the question came with: a correction of what one shows is linked to it.
+        images = [i["sha256"] for i in (asked.meta.get("images") or []) if i.get("sha256")] if asked else []
         effects: list[str] = []
         learned = None
         if fb.kind == "correction" and fb.text:
-            learned = self.writer.correction(scope, question, fb.text, fb.id)
+            learned = self.writer.correction(scope, question, fb.text, fb.id, images)
             effects += learned.effects
         elif fb.kind == "supplement" and fb.text:
-            effects += self.writer.supplement(scope, question, fb.text, fb.id).effects
+            effects += self.writer.supplement(scope, question, fb.text, fb.id, images).effects
         elif fb.kind == "rating" and fb.rating == -1:
             effects.append("marked the answer as bad: it will not be reused")
         elif fb.kind == "preference":

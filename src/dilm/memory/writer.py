@@ -58,7 +58,11 @@ class MemoryWriter:
         self.analyze: Callable[[str, str], Analysis] = lambda text, scope: analyze(text)
 
     # -- entry points -----------------------------------------------------------------------------
-    def correction(self, scope: str, question: str, text: str, source_id: str) -> Learned:
+    def correction(
+        self, scope: str, question: str, text: str, source_id: str, images: list[str] | None = None
+    ) -> Learned:
+        """A correction of the answer to `question`; `images`: the sha256 of the pictures that question came
+        with (a correction of what a picture shows: the memory names them, `metadata["images"]`)."""
         lang = language(question + text)
         if is_instruction(text) or looks_binary(text):
             return self._flagged(scope, text, question, source_id, "correction")
@@ -96,7 +100,9 @@ class MemoryWriter:
         else:
             statement = clean_statement(text) or text.strip()
         answer = triples[0].object if len(triples) == 1 else (value[0] if value else None)
-        meta = {"question": question.strip(), "answer": answer, "source": "correction"}
+        meta: dict[str, Any] = {"question": question.strip(), "answer": answer, "source": "correction"}
+        if images:
+            meta["images"] = images
         key = f"{question.strip()}\n{statement}"
         return self._write(scope, statement, key, "correction", source_id, claims, meta)
 
@@ -112,11 +118,16 @@ class MemoryWriter:
         }
         return next(iter(found.values())) if len(found) == 1 else None
 
-    def supplement(self, scope: str, question: str, text: str, source_id: str) -> Learned:
+    def supplement(
+        self, scope: str, question: str, text: str, source_id: str, images: list[str] | None = None
+    ) -> Learned:
+        """More to the answer to `question` (`images`: as for `correction`)."""
         if is_instruction(text) or looks_binary(text):
             return self._flagged(scope, text, question, source_id, "supplement")
         statement = clean_statement(text) or text.strip()
-        meta = {"question": question.strip(), "source": "supplement"}
+        meta: dict[str, Any] = {"question": question.strip(), "source": "supplement"}
+        if images:
+            meta["images"] = images
         claims = list(self.analyze(text, scope).claims)
         return self._write(scope, statement, f"{question.strip()}\n{statement}", "supplement", source_id, claims, meta)
 
