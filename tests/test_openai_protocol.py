@@ -135,7 +135,7 @@ def test_a_prompt_over_the_context_window_is_a_400_before_the_stream(served):
         ({"audio": {"voice": "alloy", "format": "mp3"}}, "audio"),
         ({"logit_bias": {"1234": 5}}, "logit_bias"),
         ({"modalities": ["text", "audio"]}, "modalities"),
-        ({"logprobs": True}, "logprobs"),
+        ({"logprobs": True, "tools": [WEATHER]}, "logprobs"),
         ({"web_search_options": {}}, "web_search_options"),
         ({"tools": [WEATHER], "n": 2}, "n"),
         ({"tool_choice": {"type": "function", "function": {"name": "nope"}}, "tools": [WEATHER]}, "tool_choice"),
@@ -255,6 +255,18 @@ def test_history_with_tool_calls_and_null_content_is_accepted(served):
         tools=[WEATHER],
     )
     assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")
+
+
+def test_logprobs_describe_the_answer_in_json_and_stream(served):
+    client, *_ = served
+    r = ask(client, "Name a colour.", logprobs=True, top_logprobs=3, max_tokens=6)
+    tokens = r.choices[0].logprobs.content
+    assert "".join(t.token for t in tokens).strip() == r.choices[0].message.content
+    assert all(t.logprob <= 0 and len(t.top_logprobs) == 3 for t in tokens)
+    chunks = [c for c in ask(client, "Name a colour.", logprobs=True, max_tokens=6, stream=True) if c.choices]
+    streamed = [t for c in chunks if c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert [t.token for t in streamed] == [t.token for t in tokens] and streamed[0].top_logprobs == []
+    assert ask(client, "Name a colour.", max_tokens=6).choices[0].logprobs is None
 
 
 def test_json_response_format_is_constrained(served):

@@ -42,6 +42,14 @@ class Decoding(BaseModel):
         "decoding; openai: response_format; transformers: not constrained)",
     )
 
+    logprobs: int | None = Field(
+        default=None,
+        ge=0,
+        le=20,
+        description="return each answer token's log probability with this many likeliest alternatives (0-20); "
+        "None: not returned (llama.cpp and OpenAI-compatible backends)",
+    )
+
     @model_validator(mode="after")
     def _check(self) -> Decoding:
         if self.n > 1 and self.strategy == "greedy":

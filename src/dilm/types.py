@@ -80,6 +80,9 @@ class Candidate(BaseModel):
     finish_reason: str = "stop"
     mean_logprob: float | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
+    logprobs: list[dict[str, Any]] | None = Field(
+        default=None, description="per token, OpenAI's shape: token, logprob, bytes, top_logprobs (Decoding.logprobs)"
+    )
 
 
 class Reply(BaseModel):
@@ -101,7 +104,7 @@ class Reply(BaseModel):
     checks: dict[str, Any] = Field(
         default_factory=dict, description="what shaped the answer: known_answer (and any repair), learning effects"
     )
-    finish_reason: str = Field("stop", description='"stop", "length" (max_new_tokens reached) or "tool_calls"')
+    finish_reason: str = Field(default="stop", description='"stop", "length" (max_new_tokens reached) or "tool_calls"')
     tool_calls: list[ToolCall] = Field(default_factory=list, description="the functions the answer calls")
 
 

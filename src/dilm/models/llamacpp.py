@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from dilm.config import Decoding
-from dilm.errors import BackendError, GenerationCancelled, ModelNotFoundError
+from dilm.errors import BackendError, GenerationCancelled, InvalidInputError, ModelNotFoundError
 from dilm.models.base import AdapterRef, ChatMessage, OnText, StopTrimmer
 from dilm.models.lora_gguf import LORA_FILE
 from dilm.tools import call_schema, parse_calls, plain
@@ -317,7 +317,10 @@ class LlamaCppBackend:
         cancel = cancel or threading.Event()
         request = self.request(messages, decoding, tools)
         streams = on_text is not None and decoding.n == 1 and tools is None  # a call is never streamed as text
-        stream = _Collector(decoding.n, StopTrimmer(decoding.stop, on_text) if streams and on_text else None)
+        if tools is not None and decoding.logprobs is not None:
+            raise InvalidInputError("logprobs: llama.cpp does not return them with tools")
+        trimmer = StopTrimmer(decoding.stop, on_text) if streams and on_text else None
+        stream = _Collector(decoding.n, trimmer, top=decoding.logprobs)
         path = _lora_file(adapter) if adapter is not None else None
         with self._acquire(path) as engine:
             if engine.adapters:
@@ -345,7 +348,7 @@ class LlamaCppBackend:
             "n": d.n,
             "stream": True,
             "logprobs": True,
-            "top_logprobs": 1,
+            "top_logprobs": max(d.logprobs or 0, 1),
             "repeat_penalty": d.repetition_penalty,
             "repeat_last_n": 64,
             "cache_prompt": self.prompt_cache,
@@ -374,9 +377,12 @@ class LlamaCppBackend:
 class _Collector:
     """Assembles streamed chunks into n candidates; streams candidate 0 through `trimmer` when given."""
 
-    def __init__(self, n: int, trimmer: StopTrimmer | None) -> None:
+    def __init__(self, n: int, trimmer: StopTrimmer | None, top: int | None = None) -> None:
+        """`top`: keep each token's log probabilities with this many alternatives (None: the mean only)."""
         self.texts = [""] * n
         self.logprobs: list[list[float]] = [[] for _ in range(n)]
+        self.top = top
+        self.tokens: list[list[dict[str, Any]]] = [[] for _ in range(n)]
         self.finish = ["stop"] * n
         self.calls: list[list[dict[str, Any]]] = [[] for _ in range(n)]  # llama.cpp's parsed tool-call deltas
         self.trimmer = trimmer
@@ -399,6 +405,8 @@ class _Collector:
                 self.trimmer.feed(text)
             for token in ((choice.get("logprobs") or {}).get("content")) or []:
                 self.logprobs[i].append(float(token["logprob"]))
+                if self.top is not None:
+                    self.tokens[i].append(_openai_token(token, self.top))
             if choice.get("finish_reason"):
                 self.finish[i] = "length" if choice["finish_reason"] == "length" else "stop"
         return cancel.is_set()
@@ -408,17 +416,28 @@ class _Collector:
         carries the calls and finish_reason "tool_calls"."""
         if self.trimmer is not None:
             self.trimmer.flush()
-        out = []
-        for text, lps, finish, parsed in zip(self.texts, self.logprobs, self.finish, self.calls, strict=True):
+        out: list[Candidate] = []
+        for text, lps, finish, parsed, kept in zip(
+            self.texts, self.logprobs, self.finish, self.calls, self.tokens, strict=True
+        ):
             finite = [x for x in lps if x > float("-inf")]
             mean = sum(finite) / len(finite) if finite else None
             tokens = len(lps) or len(text) // 3  # with tools llama.cpp sends no logprobs: an estimate
             candidate = Candidate(text=text.strip(), completion_tokens=tokens, finish_reason=finish, mean_logprob=mean)
+            if self.top is not None:
+                candidate.logprobs = kept
             calls = [_tool_call(c) for c in parsed] if parsed else parse_calls(text, tools) if tools else []
             if calls:
                 candidate.text, candidate.tool_calls, candidate.finish_reason = "", calls, "tool_calls"
             out.append(candidate)
         return out
+
+
+def _openai_token(t: dict[str, Any], top: int) -> dict[str, Any]:
+    """One token's log probabilities as OpenAI returns them, with `top` alternatives (llama.cpp adds ids)."""
+    keep = ("token", "logprob", "bytes")
+    alternatives = [{k: a.get(k) for k in keep} for a in (t.get("top_logprobs") or [])[:top]]
+    return {**{k: t.get(k) for k in keep}, "top_logprobs": alternatives}
 
 
 def _merge_call_deltas(calls: list[dict[str, Any]], deltas: list[dict[str, Any]]) -> None:

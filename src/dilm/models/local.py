@@ -140,9 +140,9 @@ class LocalBackend:
         adapter: AdapterRef | None = None,
         tools: Tools | None = None,
     ) -> list[Candidate]:
-        """See Backend.generate. Tool calling is not offered here: InvalidInputError when `tools` is given."""
-        if tools is not None:
-            raise InvalidInputError('tools need runtime "llama.cpp" or an OpenAI-compatible backend')
+        """See Backend.generate. Tool calling and logprobs are not offered here (InvalidInputError)."""
+        if tools is not None or decoding.logprobs is not None:
+            raise InvalidInputError('tools and logprobs need runtime "llama.cpp" or an OpenAI-compatible backend')
         torch = self._torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 

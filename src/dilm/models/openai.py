@@ -89,6 +89,8 @@ class OpenAIBackend:
             body["stop"] = d.stop
         if d.seed is not None:
             body["seed"] = d.seed
+        if d.logprobs is not None:
+            body.update(logprobs=True, top_logprobs=d.logprobs)
         if d.json_schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
@@ -137,6 +139,8 @@ class OpenAIBackend:
                 completion_tokens=tokens // max(len(resp.choices), 1),
                 finish_reason=choice.finish_reason or "stop",
             )
+            if d_logprobs := (choice.logprobs.content if choice.logprobs else None):
+                candidate.logprobs = [t.model_dump(exclude_none=True) for t in d_logprobs]
             calls = [
                 ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
                 for c in choice.message.tool_calls or []

@@ -74,7 +74,7 @@ class Choice(BaseModel):
     index: int
     message: AssistantMessage
     finish_reason: Literal["stop", "length", "tool_calls"]
-    logprobs: None = None
+    logprobs: dict[str, Any] | None = None
 
 
 class Usage(BaseModel):
@@ -272,15 +272,31 @@ def _usage(reply: Reply) -> Usage:
 
 
 def _completion(reply: Reply, created: int) -> ChatCompletion:
-    first = Choice(index=0, message=_message(reply), finish_reason=_finish(reply.finish_reason))
+    first = Choice(
+        index=0, message=_message(reply), finish_reason=_finish(reply.finish_reason), logprobs=_logprobs(reply)
+    )
     others = [  # other candidates: OpenAI's n > 1 choices
-        Choice(index=i, message=AssistantMessage(content=c.text), finish_reason=_finish(c.finish_reason))
+        Choice(
+            index=i,
+            message=AssistantMessage(content=c.text),
+            finish_reason=_finish(c.finish_reason),
+            logprobs=None if c.logprobs is None else {"content": c.logprobs},
+        )
         for i, c in enumerate(reply.candidates[1:], 1)
     ]
     return ChatCompletion(
         id=reply.id, created=created, model=reply.model, choices=[first, *others], usage=_usage(reply),
         dilm=_extras(reply),
     )  # fmt: skip
+
+
+def _logprobs(reply: Reply) -> dict[str, Any] | None:
+    """The answer's token log probabilities (when asked for), only while they describe the text returned: an
+    answer the guard repaired is not the model's tokens."""
+    best = reply.candidates[0] if reply.candidates else None
+    if best is None or best.logprobs is None or best.text != reply.text:
+        return None
+    return {"content": best.logprobs}
 
 
 def _message(reply: Reply) -> AssistantMessage:
@@ -563,7 +579,8 @@ async def _events(
     if reply.tool_calls:
         calls = [{"index": i, **c} for i, c in enumerate(as_message(reply.tool_calls)["tool_calls"])]
         yield _sse({**chunk, "choices": [{"index": 0, "delta": {"tool_calls": calls}}]})
-    last = {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": _finish(reply.finish_reason)}]}
+    end = {"index": 0, "delta": {}, "finish_reason": _finish(reply.finish_reason), "logprobs": _logprobs(reply)}
+    last = {**chunk, "choices": [end]}
     yield _sse({**last, "dilm": _extras(reply).model_dump()})
     if usage:  # as OpenAI does: one more chunk, no choices, the token counts
         yield _sse({**chunk, "choices": [], "usage": _usage(reply).model_dump()})

@@ -153,7 +153,6 @@ class TurnInputs:
 REFUSED = {
     "audio": "audio output is not supported",
     "web_search_options": "dilm does not search the web",
-    "logprobs": "log probabilities are not returned yet",
 }
 
 
@@ -282,6 +281,8 @@ def _decoding(body: ChatRequest, tools: Tools | None) -> dict[str, Any]:
         if len(stops) > 4 or any(not s or len(s) > 200 for s in stops):
             raise InvalidInputError("stop: at most 4 non-empty strings of at most 200 characters")
         d["stop"] = stops
+    if body.logprobs:
+        d["logprobs"] = body.top_logprobs or 0
     if body.top_k is not None:
         d["top_k"] = body.top_k
     if body.repetition_penalty is not None:
