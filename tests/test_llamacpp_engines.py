@@ -59,6 +59,9 @@ class StandIns(LlamaCppBackend):
     def _trained_context(self, engine: _Engine) -> int:
         return 4096
 
+    def _takes_tool_calls(self, engine: _Engine) -> bool:
+        return False
+
 
 def adapter(tmp: Path, name: str) -> AdapterRef:
     folder = tmp / name

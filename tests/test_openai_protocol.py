@@ -77,6 +77,13 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
+def jpeg_cut_short() -> bytes:
+    """A JPEG missing its second half: Pillow's verify() passes it, decoding does not."""
+    out = io.BytesIO()
+    Image.effect_noise((64, 64), 40).convert("RGB").save(out, "JPEG")
+    return out.getvalue()[: len(out.getvalue()) // 2]
+
+
 def ask(client: openai.OpenAI, content: Any, **kw: Any) -> Any:
     return client.chat.completions.create(model="dilm", messages=[{"role": "user", "content": content}], **kw)
 
@@ -139,6 +146,8 @@ def test_a_prompt_over_the_context_window_is_a_400_before_the_stream(served):
         ({"web_search_options": {}}, "web_search_options"),
         ({"tools": [WEATHER], "n": 2}, "n"),
         ({"tool_choice": {"type": "function", "function": {"name": "nope"}}, "tools": [WEATHER]}, "tool_choice"),
+        ({"tool_choice": {"type": "function", "function": "get_weather"}, "tools": [WEATHER]}, "tool_choice"),
+        ({"response_format": {"type": "json_schema", "json_schema": "x"}}, "response_format"),
     ],
 )
 def test_what_dilm_cannot_do_is_a_400_naming_the_field(served, extra, field):
@@ -155,6 +164,7 @@ def test_what_dilm_cannot_do_is_a_400_naming_the_field(served, extra, field):
         ({"type": "file", "file": {"file_id": "file-1"}}, "file input"),
         ({"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}, "does not fetch"),
         ({"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}}, "not an image"),
+        ({"type": "image_url", "image_url": {"url": data_uri(jpeg_cut_short())}}, "not an image"),
     ],
 )
 def test_parts_dilm_cannot_take_are_a_400_that_says_why(served, part, words):
@@ -189,7 +199,10 @@ def test_a_pictures_text_is_read_and_given_to_the_model_as_data(served, lines, q
 
 def test_a_picture_without_text_gets_an_honest_answer_and_is_forgotten_with_the_user(served):
     client, bot, recording, url = served
-    blank = picture([])
+    out = io.BytesIO()  # uncompressed: over the 1 MiB body limit of other endpoints, within the chat one
+    Image.new("RGB", (900, 600), "white").save(out, "PNG", compress_level=0)
+    blank = out.getvalue()
+    assert len(data_uri(blank)) > 1 << 20
     r = ask(client, [{"type": "image_url", "image_url": {"url": data_uri(blank)}}], user="wren")
     assert "can't see images" in r.choices[0].message.content and not recording.prompts  # nothing generated
     exported = http.get(f"{url}/v1/users/wren/export").json()
@@ -229,6 +242,19 @@ def test_a_required_tool_call_and_its_result_json_and_streamed(served):
     assert bot.facts.current(user="default") == []  # a tool's words are not the user's: nothing learned
     logged = bot.sessions.messages(after.dilm["session_id"])
     assert logged[0].content.startswith("[tool result]")
+
+
+def test_a_named_tool_choice_calls_that_function(served):
+    client, *_ = served
+    clock = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+    r = client.chat.completions.create(
+        model="dilm",
+        messages=[{"role": "user", "content": "What's the weather in Reykjavík?"}],
+        tools=[WEATHER, clock],
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+        max_tokens=60,
+    )
+    assert [c.function.name for c in r.choices[0].message.tool_calls] == ["get_time"]
 
 
 def test_history_with_tool_calls_and_null_content_is_accepted(served):

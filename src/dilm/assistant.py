@@ -177,9 +177,9 @@ class Assistant:
         the live one, which is otherwise routed per question. `given`: what a client keeping its own conversation
         sends (its instructions, history, tools, tool results; see `ChatContext`): with tools, the Reply may be
         `tool_calls` (finish_reason "tool_calls") instead of text. `images`: pictures sent with the message (data:
-        URIs, bytes or paths; see `dilm.images`): stored with the turn; a model that cannot see gets their text
-        (OCR). Raises InvalidInputError (bad text, user,
-        decoding or adapter), SessionNotFoundError, AdapterNotFoundError, ContextOverflowError or BackendError."""
+        URIs, bytes or `pathlib.Path`s; see `dilm.images`): stored with the turn; a model that cannot see gets
+        their text (OCR). Raises InvalidInputError (bad text, user, decoding, pictures or adapter),
+        SessionNotFoundError, AdapterNotFoundError, ContextOverflowError or BackendError."""
         req = self._request(text, user, session, decoding, adapter, decoding_overrides, pin_first=True, images=images)
         req.given = given or req.given
         with self.users.active(req.user):

@@ -150,6 +150,11 @@ class Server(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="larger request bodies get 413")
+    max_chat_body_bytes: int = Field(
+        default=48 << 20,
+        ge=1024,
+        description="the limit for /v1/chat/completions, whose messages may carry pictures (4 x 8 MB as base64)",
+    )
     rate_per_minute: int = Field(
         default=600, ge=0, description="requests a minute per key (or client in local mode); 0: off"
     )

@@ -29,7 +29,7 @@ from typing import Any
 
 from dilm.errors import InvalidInputError
 
-MAX_BYTES = 10 * 1024 * 1024
+MAX_BYTES = 8 * 1024 * 1024
 MAX_IMAGES = 4  # per message
 MAX_PIXELS = 40_000_000  # a decompression bomb is refused before it is decoded
 TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp", "BMP": "image/bmp"}
@@ -60,6 +60,8 @@ def load(source: str | bytes | Path, max_bytes: int = MAX_BYTES) -> Picture:
     not base64, too large, not a picture of an accepted type, too many pixels)."""
     if isinstance(source, Path):
         try:
+            if not source.is_file() or source.stat().st_size > max_bytes:
+                raise InvalidInputError(f"{source} is not a file of at most {max_bytes} bytes")
             data = source.read_bytes()
         except OSError as e:
             raise InvalidInputError(f"cannot read the image {source}: {e.strerror}") from None
@@ -95,7 +97,9 @@ def media_type(data: bytes) -> str:
             kind = img.format or ""
             if img.width * img.height > MAX_PIXELS:
                 raise InvalidInputError(f"the image has {img.width}x{img.height} pixels; at most {MAX_PIXELS}")
-            img.verify()
+            img.verify()  # PNG checksums; it leaves the image unusable, so it is decoded from a fresh open
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()  # the whole picture decodes (a cut-off JPEG, GIF or BMP passes verify())
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise InvalidInputError("the attachment is not an image dilm can read (PNG, JPEG, GIF, WebP or BMP)") from None
     if kind not in TYPES:
@@ -168,8 +172,11 @@ class TextReader:
         import numpy as np
         from PIL import Image
 
-        with Image.open(io.BytesIO(picture.data)) as img:
-            pixels = np.asarray(img.convert("RGB"))[:, :, ::-1]  # RapidOCR takes OpenCV's BGR order
+        try:
+            with Image.open(io.BytesIO(picture.data)) as img:
+                pixels = np.asarray(img.convert("RGB"))[:, :, ::-1]  # RapidOCR takes OpenCV's BGR order
+        except (OSError, ValueError):  # `load` decoded it once; a picture built by hand may not decode
+            raise InvalidInputError("the image cannot be decoded") from None
         with self._lock:
             if self._engine is None:
                 self._engine = _ocr_engine()

@@ -33,21 +33,36 @@ class Tools:
 
     functions: list[dict[str, Any]]  # OpenAI's {"type": "function", "function": {"name", "description", "parameters"}}
     choice: str = "auto"
+    parallel: bool = True  # several calls in one answer (False: the first only)
 
     @property
     def names(self) -> list[str]:
         return [f["function"]["name"] for f in self.functions]
 
     @property
+    def allowed(self) -> list[dict[str, Any]]:
+        """The functions the model may call now: all of them, or the one `choice` names."""
+        return [f for f in self.functions if self.choice in ("auto", "required", f["function"]["name"])]
+
+    def keep(self, calls: list[ToolCall]) -> list[ToolCall]:
+        """The calls an answer may make: of allowed functions only, one unless parallel calls are allowed."""
+        names = {f["function"]["name"] for f in self.allowed}
+        kept = [c for c in calls if c.name in names]
+        return kept if self.parallel else kept[:1]
+
+    @property
     def forced(self) -> bool:
         return self.choice != "auto"
 
 
-def offered(tools: list[dict[str, Any]] | None, choice: str | dict[str, Any] | None) -> Tools | None:
+def offered(
+    tools: list[dict[str, Any]] | None, choice: str | dict[str, Any] | None, parallel: bool | None = None
+) -> Tools | None:
     """The checked tools of a request (None when there are none or `choice` is "none").
 
     `tools`: OpenAI's list of {"type": "function", "function": {...}}; `choice`: "auto", "none", "required" or
-    {"type": "function", "function": {"name": ...}}. Raises InvalidInputError naming the field at fault."""
+    {"type": "function", "function": {"name": ...}}; `parallel`: OpenAI's parallel_tool_calls (default true).
+    Raises InvalidInputError naming the field at fault."""
     if not tools:
         if choice not in (None, "none", "auto"):
             raise InvalidInputError("tool_choice: there are no tools to choose from")
@@ -65,21 +80,23 @@ def offered(tools: list[dict[str, Any]] | None, choice: str | dict[str, Any] | N
     names = [t["function"]["name"] for t in tools]
     if len(set(names)) != len(names):
         raise InvalidInputError("tools: function names must be unique")
+    parallel = parallel is not False
     if choice is None or choice == "auto":
-        return Tools(tools)
+        return Tools(tools, "auto", parallel)
     if choice == "none":
         return None
     if choice == "required":
-        return Tools(tools, "required")
-    name = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+        return Tools(tools, "required", parallel)
+    fn = choice.get("function") if isinstance(choice, dict) else None
+    name = fn.get("name") if isinstance(fn, dict) else None
     if not isinstance(name, str) or name not in names:
         raise InvalidInputError(f"tool_choice: names no offered function ({name!r}; offered: {', '.join(names)})")
-    return Tools(tools, name)
+    return Tools(tools, name, parallel)
 
 
 def call_schema(tools: Tools) -> dict[str, Any]:
     """A JSON schema that only a call of an allowed function satisfies: {"name": ..., "arguments": {...}}."""
-    allowed = [t["function"] for t in tools.functions if tools.choice in ("auto", "required", t["function"]["name"])]
+    allowed = [t["function"] for t in tools.allowed]
     shapes = [
         {
             "type": "object",
@@ -111,7 +128,7 @@ def parse_calls(text: str, tools: Tools) -> list[ToolCall]:
             if call is None:
                 return []
             calls.append(call)
-    return calls
+    return tools.keep(calls)
 
 
 def _call(item: Any, tools: Tools) -> ToolCall | None:

@@ -298,14 +298,14 @@ class Turn:
 
     # -- pictures ---------------------------------------------------------------------------------
     def look(self, ctx: Context) -> list[dict[str, Any]]:
-        """Store the message's pictures with the turn and, for a model that cannot see, read their text."""
+        """The message's pictures as the log records them; for a model that cannot see, with their text. They
+        are saved with the turn (`record`): a turn that fails or is cancelled leaves none."""
         seen: list[dict[str, Any]] = []
         sees = sees_images(self.parts.backend())  # a vision server gets the pictures themselves
         for picture in ctx.request.images:
             if isinstance(picture, str):
                 seen.append({"url": picture})
                 continue
-            self.parts.pictures.save(ctx.request.user, picture)
             seen.append(picture.describe(None if sees else self.parts.reader.read(picture)))
         return seen
 
@@ -590,6 +590,9 @@ class Turn:
             latency_ms=latency_ms,
             meta=trace.meta(),
         )
+        for picture in req.images:  # before the rows that name them
+            if not isinstance(picture, str):
+                self.parts.pictures.save(req.user, picture)
         store.add_turn(user_msg, reply_msg, title=req.text[:60] if not ctx.history else None)
         if outcome.pending is not None:  # the user's next message may answer the question this reply asked
             store.set_pending_question(req.user, {**outcome.pending, "message": reply_msg.id})

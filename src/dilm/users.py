@@ -73,12 +73,13 @@ class Users:
             self._cond.wait_for(lambda: not self._busy[user])
         try:
             counts, folders = self.store.forget_user(user)  # one transaction: all rows or none
+            # Inside the gate: a turn that starts after the forget answered cannot save a picture it removes.
+            counts["images"] = self.pictures.forget(user)
         finally:
             with self._cond:
                 self._forgetting.discard(user)
                 self._wake_everyone()
         for rel in folders:  # the records are gone, so a failure here leaves unreferenced files only
             shutil.rmtree(self.data_dir / rel, ignore_errors=True)
-        counts["images"] = self.pictures.forget(user)
         self.index.invalidate(user_scope(user))
         return counts

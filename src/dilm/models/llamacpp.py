@@ -367,7 +367,7 @@ class LlamaCppBackend:
         if d.json_schema is not None:
             req["json_schema"] = d.json_schema
         if tools is not None:
-            req["tools"] = tools.functions
+            req["tools"] = tools.allowed  # a named choice: the only function the template shows
             del req["logprobs"], req["top_logprobs"]  # llama.cpp refuses logprobs with tools when streaming
             if tools.forced:  # llama.cpp's own "required" is not enforced for every template: a grammar is
                 req["json_schema"] = call_schema(tools)
@@ -426,7 +426,8 @@ class _Collector:
             candidate = Candidate(text=text.strip(), completion_tokens=tokens, finish_reason=finish, mean_logprob=mean)
             if self.top is not None:
                 candidate.logprobs = kept
-            calls = [_tool_call(c) for c in parsed] if parsed else parse_calls(text, tools) if tools else []
+            calls = parse_calls(text, tools) if tools and not parsed else [_tool_call(c) for c in parsed]
+            calls = tools.keep(calls) if tools else []
             if calls:
                 candidate.text, candidate.tool_calls, candidate.finish_reason = "", calls, "tool_calls"
             out.append(candidate)

@@ -98,6 +98,7 @@ class OpenAIBackend:
             }
         if tools is not None:
             body["tools"] = tools.functions
+            body["parallel_tool_calls"] = tools.parallel
             named = {"type": "function", "function": {"name": tools.choice}}
             body["tool_choice"] = tools.choice if tools.choice in ("auto", "required") else named
         body["extra_body"] = extra
@@ -146,7 +147,7 @@ class OpenAIBackend:
                 for c in choice.message.tool_calls or []
                 if c.type == "function"
             ]
-            calls = calls or (parse_calls(text, tools) if tools else [])
+            calls = (tools.keep(calls) or parse_calls(text, tools)) if tools else []
             if calls:
                 candidate.text, candidate.tool_calls, candidate.finish_reason = "", calls, "tool_calls"
             out.append(candidate)
@@ -159,6 +160,7 @@ class OpenAIBackend:
     ) -> Candidate:
         trimmer = StopTrimmer(d.stop, on_text)
         parts: list[str] = []
+        tokens: list[dict[str, Any]] = []  # log probabilities, when asked for
         finish = "stop"
         chunks = 0
         stream = self.client.chat.completions.create(**self.request(messages, d, True, model))
@@ -174,12 +176,15 @@ class OpenAIBackend:
                     chunks += 1
                     parts.append(delta)
                     trimmer.feed(delta)
+                if choice.logprobs and choice.logprobs.content:
+                    tokens += [t.model_dump(exclude_none=True) for t in choice.logprobs.content]
                 if choice.finish_reason:
                     finish = choice.finish_reason
         trimmer.flush()
         text = "".join(parts)
         text = cut_at_stop(text, d.stop) or text
-        return Candidate(text=text.strip(), completion_tokens=chunks, finish_reason=finish)
+        logprobs = tokens if d.logprobs is not None else None
+        return Candidate(text=text.strip(), completion_tokens=chunks, finish_reason=finish, logprobs=logprobs)
 
 
 def _char_weight(c: str) -> int:

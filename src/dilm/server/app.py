@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
@@ -323,11 +323,15 @@ def _target_user(who: Principal, user: str | None, global_: bool) -> str | None:
 
 class _Stream(StreamingResponse):
     """Closes its body generator when the response ends in any way, so a client that leaves mid-stream stops
-    the generation at once (Starlette leaves the generator suspended when the send fails)."""
+    the generation at once (Starlette leaves the generator suspended when the send fails), then `finish`
+    (which gives the generation slot back, also when the generator never started)."""
 
-    def __init__(self, content: AsyncGenerator[str, None], media_type: str) -> None:
+    def __init__(
+        self, content: AsyncGenerator[str, None], media_type: str, finish: Callable[[], Awaitable[None]]
+    ) -> None:
         super().__init__(content, media_type=media_type)
         self._events = content  # the same object as body_iterator, typed as the generator it is
+        self._finish = finish
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -335,6 +339,7 @@ class _Stream(StreamingResponse):
         finally:
             with anyio.CancelScope(shield=True):
                 await self._events.aclose()
+                await self._finish()
 
 
 # -- who is asking ---------------------------------------------------------------------------------
@@ -414,7 +419,8 @@ def create_app(bot: Assistant, *, local: bool = False) -> FastAPI:
         app.add_middleware(
             CORSMiddleware, allow_origins=cfg.cors_origins, allow_methods=["*"], allow_headers=["*"], max_age=600
         )
-    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
+    chat_limit = {"/v1/chat/completions": cfg.max_chat_body_bytes}  # messages may carry pictures
+    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes, per_path=chat_limit)
     app.add_middleware(metrics.middleware)
     return app
 
@@ -512,16 +518,33 @@ def _chat_routes(app: FastAPI, bot: Assistant, metrics: Metrics, slots: anyio.Ca
         first = await _first_event(stream, slots)  # any error so far (a prompt too long, ...) is a plain 4xx/5xx
         usage = bool((body.stream_options or {}).get("include_usage"))
         chunk = {"object": "chat.completion.chunk", "created": created, "model": bot.model_name, "id": stream.id}
-        return _Stream(_events(stream, first, chunk, usage, slots, metrics), media_type="text/event-stream")
+        events = _events(stream, first, chunk, usage, metrics)
+        return _Stream(events, media_type="text/event-stream", finish=first.close)
 
 
 @dataclass
 class _Started:
     """A streamed turn whose first text delta (or its end) is already in: errors before it were answered as
-    plain HTTP errors, before the 200 went out, as OpenAI and vLLM do."""
+    plain HTTP errors, before the 200 went out, as OpenAI and vLLM do. It holds a generation slot until
+    `close`."""
 
+    stream: ReplyStream
     deltas: Generator[str, None, None]
     first: str | None  # None: the turn ended without text (a tool call)
+    slots: anyio.CapacityLimiter
+    closed: bool = False
+
+    async def close(self) -> None:
+        """Stop the generation unless it finished (nothing is logged then), and give the slot back; once."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.stream.reply is None:  # client gone (cancelled) or failed
+                self.stream.cancel()
+                await anyio.to_thread.run_sync(self.deltas.close)
+        finally:
+            self.slots.release_on_behalf_of(self.stream)
 
 
 async def _first_event(stream: ReplyStream, slots: anyio.CapacityLimiter) -> _Started:
@@ -539,7 +562,7 @@ async def _first_event(stream: ReplyStream, slots: anyio.CapacityLimiter) -> _St
             await anyio.to_thread.run_sync(deltas.close)
         slots.release_on_behalf_of(stream)
         raise
-    return _Started(deltas, None if first is done else str(first))
+    return _Started(stream, deltas, None if first is done else str(first), slots)
 
 
 async def _events(
@@ -547,7 +570,6 @@ async def _events(
     started: _Started,
     chunk: dict[str, Any],
     usage: bool,
-    slots: anyio.CapacityLimiter,
     metrics: Metrics,
 ) -> AsyncGenerator[str, None]:
     """A streamed turn as server-sent events: one chunk per text delta (tool calls as one delta at the end),
@@ -568,11 +590,8 @@ async def _events(
         yield _sse({"error": {"message": message, "type": type(e).__name__, "code": status}})
         return
     finally:
-        if stream.reply is None:  # client gone (cancelled) or failed: stop generating, log nothing
-            stream.cancel()
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(deltas.close)
-        slots.release_on_behalf_of(stream)
+        with anyio.CancelScope(shield=True):
+            await started.close()
     reply = stream.reply
     assert reply is not None  # the deltas ran out: the turn is done and logged
     metrics.generated(reply.completion_tokens)

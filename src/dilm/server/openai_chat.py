@@ -203,8 +203,8 @@ def _tools(body: ChatRequest) -> Tools | None:
         choice = body.function_call
         if isinstance(choice, dict):
             choice = {"type": "function", "function": {"name": choice.get("name")}}
-        return offered([{"type": "function", "function": f} for f in body.functions], choice)
-    return offered(body.tools, body.tool_choice)
+        return offered([{"type": "function", "function": f} for f in body.functions], choice, False)
+    return offered(body.tools, body.tool_choice, body.parallel_tool_calls)
 
 
 def _content_parts(m: ChatMessageIn, where: str) -> tuple[list[str], list[str]]:
@@ -252,7 +252,8 @@ def _chat_message(m: ChatMessageIn, where: str) -> ChatMessage | None:
     if m.role in ("tool", "function"):
         if m.role == "tool" and not m.tool_call_id:
             raise InvalidInputError(f"{where}.tool_call_id: a tool message names the call it answers")
-        return {"role": "tool", "tool_call_id": m.tool_call_id or m.name or "", "content": text}
+        # a deprecated `function` result names its function; its call was given the id call_<name> below
+        return {"role": "tool", "tool_call_id": m.tool_call_id or f"call_{m.name}", "content": text}
     if m.role == "assistant" and (m.tool_calls or m.function_call):
         calls = m.tool_calls or []
         if m.function_call is not None:  # the deprecated form: one call, no id
@@ -304,7 +305,8 @@ def _response_schema(fmt: dict[str, Any] | None) -> dict[str, Any] | None:
     if fmt.get("type") == "json_object":
         return {"type": "object"}
     if fmt.get("type") == "json_schema":
-        schema = (fmt.get("json_schema") or {}).get("schema")
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
         if not isinstance(schema, dict):
             raise InvalidInputError("response_format.json_schema.schema: a JSON schema object is required")
         try:

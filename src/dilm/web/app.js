@@ -28,7 +28,7 @@ const STRINGS = {
     removeImage: "Remove image {n}",
     imageAlt: "attached image {n}",
     tooManyImages: "At most {n} images in a message.",
-    notAnImage: "{name} is not an image dilm can read (PNG, JPEG, GIF, WebP or BMP, up to 10 MB).",
+    notAnImage: "{name} is not an image dilm can read (PNG, JPEG, GIF, WebP or BMP, up to 8 MB).",
     knowTitle: "What I know about you",
     refresh: "Refresh",
     memories: "Memories",
@@ -140,7 +140,7 @@ const STRINGS = {
     removeImage: "移除第 {n} 张图片",
     imageAlt: "附加的第 {n} 张图片",
     tooManyImages: "每条消息最多 {n} 张图片。",
-    notAnImage: "{name} 不是 dilm 能读取的图片（PNG、JPEG、GIF、WebP 或 BMP，不超过 10 MB）。",
+    notAnImage: "{name} 不是 dilm 能读取的图片（PNG、JPEG、GIF、WebP 或 BMP，不超过 8 MB）。",
     knowTitle: "我所了解的你",
     refresh: "刷新",
     memories: "记忆",
@@ -656,7 +656,7 @@ async function showStoredImages(bubble, images) {
 // Attaching pictures: the button, or pasting an image into the message box
 
 const MAX_IMAGES = 4;
-const MAX_IMAGE_BYTES = 10 * 1024 * 1024;
+const MAX_IMAGE_BYTES = 8 * 1024 * 1024;
 
 async function attachFiles(files) {
   for (const file of files) {
