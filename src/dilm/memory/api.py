@@ -32,6 +32,25 @@ class Memories:
             return learned.memories[0]
         return self.store.duplicate_memory(scope, text) or self.store.memories([scope], limit=1)[0]
 
+    def add_many(
+        self,
+        texts: list[str],
+        user: str | None = None,
+        metadata: list[dict[str, Any]] | None = None,
+        global_: bool = False,
+    ) -> list[Memory]:
+        """Remember many texts at once (a conversation's history, notes to import): embedded in batches and
+        written in one transaction, all or none. A bulk load: no facts are extracted and no duplicates merged
+        (use `add` for that); instruction-like or binary text is stored flagged, as `add` does.
+
+        `metadata`: one dict per text (e.g. where it came from). Returns the memories in the order given.
+        Raises InvalidInputError (a bad text, user, or metadata of another length) before anything is written."""
+        checked = [validate.text(t, "memory", self.max_text_chars) for t in texts]
+        if metadata is not None and len(metadata) != len(checked):
+            raise InvalidInputError(f"metadata: one dict per text ({len(checked)}), got {len(metadata)}")
+        scope = GLOBAL_SCOPE if global_ else user_scope(validate.user(user))
+        return self.writer.bulk(scope, checked, metadata or [{} for _ in checked])
+
     def search(self, query: str, user: str | None = None, k: int = 5) -> list[Memory]:
         """Best matches first (`score` set), from the user's scope and global; unrelated ones are left out."""
         query = validate.text(query, "query", self.max_query_chars)

@@ -1,6 +1,8 @@
 """Hybrid retrieval: dense (MiniLM) + full text (FTS5 over words and CJK bigrams), fused and gated.
 
-Ranking uses reciprocal rank fusion of the two lists. Gating decides whether a memory is relevant enough to
+Ranking uses reciprocal rank fusion of the two lists (Cormack et al. 2009), except for Chinese questions, which
+are ranked by full text alone: MiniLM maps most Chinese to [UNK], and fusing its noise in ranked answers lower
+than full text alone did (benchmarks/recall.py). Gating decides whether a memory is relevant enough to
 enter the prompt at all: an unrelated question must get exactly the prompt it got before any memory existed
 (locality). A memory passes when the question shares an *anchor* with it — a name, number or rare word
 (capitalized mid-sentence, containing a digit, or outside the embedding model's vocabulary) — or a fact
@@ -105,7 +107,7 @@ class Retriever:
             if mem is None or mem.metadata.get("flagged"):
                 continue
             fused = 0.0
-            if mid in dense_rank:
+            if mid in dense_rank and q_lang != "zh":
                 fused += 1 / (RRF_K + dense_rank[mid])
             if mid in lex_rank:
                 fused += 1 / (RRF_K + lex_rank[mid])

@@ -167,6 +167,22 @@ class MemoryWriter:
             learned.add(self._write(scope, statement, statement, kind, source_id, group, meta))
         return learned
 
+    def bulk(self, scope: str, texts: list[str], metadata: list[dict[str, Any]]) -> list[Memory]:
+        """Memories for `texts` (checked), embedded in batches (`Embedder.encode`), written in one transaction;
+        no facts. Instruction-like or binary text is flagged: stored as data, skipped by retrieval."""
+        now = utcnow()
+        memories = []
+        for text, meta in zip(texts, metadata, strict=True):
+            flag = {"flagged": True} if is_instruction(text) or looks_binary(text) else {}
+            meta = {**meta, **flag, "source": "import"}
+            memories.append(
+                Memory(id=new_id("mem"), text=text, scope=scope, kind="import", metadata=meta, created_at=now)
+            )
+        vectors = self.embedder.encode(texts) if texts else np.zeros((0, 384), np.float32)
+        self.store.add_memories([(m, m.text, v.tobytes()) for m, v in zip(memories, vectors, strict=True)])
+        self.retriever.index.invalidate(scope)
+        return memories
+
     # -- the write --------------------------------------------------------------------------------
     def _write(
         self,
