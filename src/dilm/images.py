@@ -34,6 +34,7 @@ MAX_IMAGES = 4  # per message
 MAX_PIXELS = 40_000_000  # a decompression bomb is refused before it is decoded
 TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp", "BMP": "image/bmp"}
 EXTENSIONS = {v: k.lower().replace("jpeg", "jpg") for k, v in TYPES.items()}
+MEDIA_TYPES = {ext: media for media, ext in EXTENSIONS.items()}  # a stored file's type, by its extension
 _DATA_URI = re.compile(r"^data:([\w/+.-]*)(;[^,]*)?,(.*)$", re.S)
 MIN_CONFIDENCE = 0.5  # OCR lines below this are noise more often than text
 
@@ -141,11 +142,10 @@ class PictureStore:
         """The user's pictures: sha256, media type and the bytes as base64."""
         folder = self.folder(user)
         files = sorted(p for p in folder.glob("*.*") if not p.name.endswith(".part")) if folder.exists() else []
-        kinds = {ext: media for media, ext in EXTENSIONS.items()}
         return [
             {
                 "sha256": p.stem,
-                "media_type": kinds.get(p.suffix[1:], ""),
+                "media_type": MEDIA_TYPES.get(p.suffix[1:], ""),
                 "data": base64.b64encode(p.read_bytes()).decode(),
             }
             for p in files

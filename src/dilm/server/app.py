@@ -27,18 +27,19 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dilm import profile as profile_rules
 from dilm.assistant import Assistant, ReplyStream
 from dilm.errors import DilmError, ImageNotFoundError, PermissionDeniedError
-from dilm.images import EXTENSIONS
+from dilm.images import MEDIA_TYPES
 from dilm.server import openai_chat
 from dilm.server.auth import Principal, RateLimitedError, RateLimiter, authenticate
 from dilm.server.limits import BodyLimit
 from dilm.server.metrics import Metrics
 from dilm.server.openai_chat import ChatRequest
+from dilm.server.schema import USER_PATTERN, Body, UserName
 from dilm.tools import as_message
 from dilm.types import GLOBAL_SCOPE, AdapterVersion, Fact, FeedbackResult, Memory, Reply, Session, user_scope
 
@@ -47,8 +48,6 @@ log = logging.getLogger(__name__)
 ADAPTER_VERSION = re.compile(r"v\d+")
 WEB = resources.files("dilm") / "web"
 # What the schema can say about text (the Assistant checks it again, with the configured maximum lengths).
-USER_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
-UserName = Annotated[str, Field(min_length=1, max_length=128, pattern=USER_PATTERN, description="an end user")]
 Text = Annotated[str, Field(min_length=1, max_length=16_000, pattern=r"\S", description="non-blank text")]
 Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"\S")]
 Short = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
@@ -57,12 +56,6 @@ UserQuery = Annotated[UserName | None, Query(description="the user to act as (a 
 
 
 # -- request and response bodies ------------------------------------------------------------------
-class Body(BaseModel):
-    """A request body: unknown fields are refused, and JSON must be typed right (no "1" for 1, no 0 for false)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
@@ -770,5 +763,5 @@ def _user_routes(app: FastAPI, bot: Assistant) -> None:
         path = bot.pictures.find(who.acting(user), sha256)
         if path is None:
             raise ImageNotFoundError(f"no image {sha256} among this user's")
-        media = {ext: media for media, ext in EXTENSIONS.items()}[path.suffix[1:]]
+        media = MEDIA_TYPES[path.suffix[1:]]
         return FileResponse(str(path), media_type=media, headers={"X-Content-Type-Options": "nosniff"})

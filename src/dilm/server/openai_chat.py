@@ -16,24 +16,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from dilm.errors import InvalidInputError
 from dilm.images import MAX_IMAGES
 from dilm.models.base import ChatMessage
+from dilm.server.schema import Body, UserName
 from dilm.tools import Tools, as_message, offered
 from dilm.turn import ChatContext
 from dilm.types import ToolCall
-
-UserName = Annotated[
-    str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")
-]
-
-
-class Body(BaseModel):
-    """A request body: unknown fields are refused, and JSON must be typed right (no "1" for 1, no 0 for false)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class TextPart(Body):
